@@ -1,0 +1,250 @@
+"""The catalog of facts the log can hold: frozen, past-tense, versioned event types.
+
+Every event type has a stable dotted name (``credential.added``) and a schema version. A shipped
+event type is never edited: a new field gets a default, or the type gets a new schema version and
+an upcaster that turns the old payload into the new one on read (``upcast``).
+
+Payloads hold public material and fingerprints only, never private keys or secrets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from enum import StrEnum
+from typing import Any, ClassVar
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict
+
+__all__ = [
+    "ApplicationRegistered",
+    "CredentialActivated",
+    "CredentialAdded",
+    "CredentialDeleted",
+    "CredentialDisabled",
+    "CredentialExpired",
+    "CredentialExpiryChanged",
+    "CredentialKind",
+    "Event",
+    "PolicyApplied",
+    "PolicyRejected",
+    "RotationCompleted",
+    "RotationFailed",
+    "RotationParked",
+    "RotationStarted",
+    "RotationStepRecorded",
+    "SecretRotated",
+    "UnknownEventType",
+    "Usage",
+    "decode",
+    "event_types",
+    "upcast",
+]
+
+
+class Usage(StrEnum):
+    PRIVATE_KEY_JWT = "private_key_jwt"
+    JAR = "jar"
+    MTLS = "mtls"
+
+
+class CredentialKind(StrEnum):
+    PUBLIC_KEY = "public_key"  # private_key_jwt and jar
+    X509_CERT = "x509_cert"  # self-signed mTLS certificate
+    CERT_SUBJECT_DN = "cert_subject_dn"  # CA-issued mTLS certificate, matched by subject DN
+
+
+class UnknownEventType(LookupError):
+    """The log holds a type (or schema version) this code does not know."""
+
+
+_REGISTRY: dict[str, type[Event]] = {}
+_UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = {}
+
+
+class Event(BaseModel):
+    """Base of every event: a frozen value whose class names its type and schema version."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    type_name: ClassVar[str] = ""
+    schema_version: ClassVar[int] = 1
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if cls.type_name:
+            if cls.type_name in _REGISTRY:
+                raise TypeError(f"event type {cls.type_name!r} is defined twice")
+            _REGISTRY[cls.type_name] = cls
+
+
+def event_types() -> Mapping[str, type[Event]]:
+    """Every registered event type by its dotted name."""
+    return dict(_REGISTRY)
+
+
+def upcaster(
+    type_name: str, from_version: int
+) -> Callable[[Callable[[dict[str, Any]], dict[str, Any]]], Callable[[dict[str, Any]], dict[str, Any]]]:
+    """Register a function turning a ``from_version`` payload into a ``from_version + 1`` one."""
+
+    def register(
+        fn: Callable[[dict[str, Any]], dict[str, Any]],
+    ) -> Callable[[dict[str, Any]], dict[str, Any]]:
+        _UPCASTERS[(type_name, from_version)] = fn
+        return fn
+
+    return register
+
+
+def upcast(type_name: str, schema_version: int, payload: dict[str, Any]) -> dict[str, Any]:
+    """Bring an old payload up to the current schema version of its type."""
+    cls = _REGISTRY.get(type_name)
+    if cls is None:
+        raise UnknownEventType(f"unknown event type {type_name!r}")
+    version = schema_version
+    while version < cls.schema_version:
+        step = _UPCASTERS.get((type_name, version))
+        if step is None:
+            raise UnknownEventType(f"no upcaster for {type_name!r} v{version}")
+        payload = step(payload)
+        version += 1
+    if version != cls.schema_version:
+        raise UnknownEventType(f"{type_name!r} v{schema_version} is newer than this code")
+    return payload
+
+
+def decode(type_name: str, schema_version: int, payload: dict[str, Any]) -> Event:
+    """The typed event for a stored payload (upcast first when it is older)."""
+    cls = _REGISTRY.get(type_name)
+    if cls is None:
+        raise UnknownEventType(f"unknown event type {type_name!r}")
+    if schema_version != cls.schema_version:
+        payload = upcast(type_name, schema_version, payload)
+    return cls.model_validate(payload)
+
+
+# --- applications ------------------------------------------------------------------------------
+
+
+class ApplicationRegistered(Event):
+    type_name = "application.registered"
+    app: str
+    labels: dict[str, str] = {}
+
+
+# --- credentials -------------------------------------------------------------------------------
+
+
+class CredentialAdded(Event):
+    type_name = "credential.added"
+    credential_id: str
+    usage: Usage
+    kind: CredentialKind
+    kid: str
+    alg: str | None = None
+    key_size: int | None = None
+    fingerprint: str
+    name: str | None = None
+    public_pem: str | None = None
+    certificate_pem: str | None = None
+    subject_dn: str | None = None
+    not_before: AwareDatetime | None = None
+    expires_at: AwareDatetime | None = None
+    generated: bool = False  # the orchestrator made the key pair; its private part is in the keystore
+
+
+class CredentialActivated(Event):
+    type_name = "credential.activated"
+    credential_id: str
+
+
+class CredentialDisabled(Event):
+    type_name = "credential.disabled"
+    credential_id: str
+    forced: bool = False
+
+
+class CredentialExpired(Event):
+    type_name = "credential.expired"
+    credential_id: str
+    expired_at: AwareDatetime
+
+
+class CredentialDeleted(Event):
+    type_name = "credential.deleted"
+    credential_id: str
+
+
+class CredentialExpiryChanged(Event):
+    type_name = "credential.expiry_changed"
+    credential_id: str
+    expires_at: AwareDatetime
+    previous_expires_at: AwareDatetime | None = None
+
+
+class SecretRotated(Event):
+    type_name = "secret.rotated"
+    version: int
+    fingerprint: str
+    previous_valid_until: AwareDatetime | None = None
+
+
+# --- rotations ---------------------------------------------------------------------------------
+
+
+class RotationStarted(Event):
+    type_name = "rotation.started"
+    rotation_id: str
+    usage: str
+    reason: str
+    policy: str | None = None
+    old_credential_id: str | None = None
+    new_credential_id: str
+
+
+class RotationStepRecorded(Event):
+    type_name = "rotation.step_recorded"
+    rotation_id: str
+    step: str
+    detail: str | None = None
+
+
+class RotationCompleted(Event):
+    type_name = "rotation.completed"
+    rotation_id: str
+    new_credential_id: str
+    old_credential_id: str | None = None
+
+
+class RotationFailed(Event):
+    type_name = "rotation.failed"
+    rotation_id: str
+    step: str
+    error: str
+    attempt: int
+    next_attempt_at: AwareDatetime | None = None
+
+
+class RotationParked(Event):
+    type_name = "rotation.parked"
+    rotation_id: str
+    step: str
+    error: str
+    attempts: int
+
+
+# --- policies ----------------------------------------------------------------------------------
+
+
+class PolicyApplied(Event):
+    type_name = "policy.applied"
+    name: str
+    content_hash: str
+    path: str | None = None
+
+
+class PolicyRejected(Event):
+    type_name = "policy.rejected"
+    path: str
+    content_hash: str
+    error: str

@@ -1,0 +1,92 @@
+"""Canonical encoding: the one byte form of a payload and of a record, for storage and hashing.
+
+* JSON with sorted keys, no insignificant whitespace, UTF-8 (``ensure_ascii=False``);
+* times as fixed-width UTC ISO-8601 with microseconds: ``2026-11-22T12:57:11.000000Z``
+  (fixed width, so text order is time order in both SQLite and PostgreSQL);
+* enums as their values.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from enum import Enum
+from typing import Any
+
+from events.catalog import Event
+
+__all__ = ["dumps", "encode_payload", "format_time", "parse_time", "record_bytes"]
+
+_TIME_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+
+def format_time(value: datetime) -> str:
+    """Fixed-width UTC text for an aware datetime."""
+    if value.utcoffset() is None:
+        raise ValueError("naive datetime: times must carry a UTC offset")
+    return value.astimezone(UTC).strftime(_TIME_FORMAT)
+
+
+def parse_time(text: str) -> datetime:
+    """The aware UTC datetime of a ``format_time`` text (any ISO-8601 with an offset is read)."""
+    value = datetime.fromisoformat(text)
+    if value.utcoffset() is None:
+        raise ValueError(f"time without UTC offset: {text!r}")
+    return value.astimezone(UTC)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return format_time(value)
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def dumps(value: Any) -> str:
+    """Canonical JSON text of plain data (datetimes and enums converted)."""
+    return json.dumps(_plain(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def encode_payload(event: Event) -> str:
+    """Canonical JSON text of an event's payload."""
+    return dumps(event.model_dump(mode="python"))
+
+
+def record_bytes(
+    *,
+    stream_id: str,
+    stream_version: int,
+    event_id: str,
+    type: str,
+    schema_version: int,
+    occurred_at: str,
+    recorded_at: str,
+    actor: str,
+    correlation_id: str | None,
+    causation_id: str | None,
+    payload: str,
+) -> bytes:
+    """The canonical bytes of one stored record (everything but position and hashes)."""
+    return json.dumps(
+        [
+            stream_id,
+            stream_version,
+            event_id,
+            type,
+            schema_version,
+            occurred_at,
+            recorded_at,
+            actor,
+            correlation_id,
+            causation_id,
+            payload,
+        ],
+        separators=(",", ":"),
+        ensure_ascii=False,
+    ).encode()

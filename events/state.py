@@ -1,0 +1,266 @@
+"""An application's credential state and the one pure fold that builds it: ``evolve``.
+
+The same ``evolve`` builds the state a command is decided on, the read-model tables, the
+point-in-time audit view (``state APP --at T``) and the simulator's state. It never rejects:
+rules that refuse belong in ``orchestrator.rules.decide``; an event is a fact already recorded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Any
+
+from events import catalog as ev
+
+__all__ = [
+    "AppState",
+    "Credential",
+    "Rotation",
+    "RotationStatus",
+    "Secret",
+    "Status",
+    "evolve",
+    "fold",
+    "stream_id",
+]
+
+STREAM_PREFIX = "app:"
+
+
+def stream_id(app: str) -> str:
+    """The stream that holds one application's events."""
+    return STREAM_PREFIX + app
+
+
+class Status(StrEnum):
+    ADDED = "added"
+    ACTIVE = "active"
+    DISABLED = "disabled"
+    EXPIRED = "expired"
+    DELETED = "deleted"
+
+
+@dataclass(frozen=True, slots=True)
+class Credential:
+    id: str
+    usage: ev.Usage
+    kind: ev.CredentialKind
+    kid: str
+    fingerprint: str
+    status: Status
+    added_at: datetime
+    updated_at: datetime
+    alg: str | None = None
+    key_size: int | None = None
+    name: str | None = None
+    public_pem: str | None = None
+    certificate_pem: str | None = None
+    subject_dn: str | None = None
+    not_before: datetime | None = None
+    expires_at: datetime | None = None
+    generated: bool = False
+    activated_at: datetime | None = None  # first activation: the credential's age counts from here
+    disabled_at: datetime | None = None
+    expired_at: datetime | None = None
+    deleted_at: datetime | None = None
+
+    @property
+    def live(self) -> bool:
+        """Counts against the two-per-usage limit: everything not deleted (expired included)."""
+        return self.status is not Status.DELETED
+
+    def expired_by(self, at: datetime) -> bool:
+        return self.expires_at is not None and self.expires_at <= at
+
+    def usable(self, at: datetime) -> bool:
+        """Accepted by the identity provider at ``at``: active and not past its expiry."""
+        return self.status is Status.ACTIVE and not self.expired_by(at)
+
+    def effective_status(self, at: datetime) -> Status:
+        """The status a user should see at ``at``: past its expiry a live credential is expired,
+        whether or not ``credential.expired`` has been recorded yet."""
+        if self.status in (Status.DELETED, Status.EXPIRED):
+            return self.status
+        return Status.EXPIRED if self.expired_by(at) else self.status
+
+
+@dataclass(frozen=True, slots=True)
+class Secret:
+    version: int
+    fingerprint: str
+    rotated_at: datetime
+    previous_valid_until: datetime | None = None
+
+
+class RotationStatus(StrEnum):
+    RUNNING = "running"
+    COMPLETED = "completed"
+    PARKED = "parked"
+
+
+@dataclass(frozen=True, slots=True)
+class Rotation:
+    id: str
+    usage: str
+    reason: str
+    new_credential_id: str
+    started_at: datetime
+    updated_at: datetime
+    status: RotationStatus = RotationStatus.RUNNING
+    policy: str | None = None
+    old_credential_id: str | None = None
+    steps: tuple[str, ...] = ()
+    attempts: int = 0
+    last_error: str | None = None
+    next_attempt_at: datetime | None = None
+    completed_at: datetime | None = None
+
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class AppState:
+    app: str
+    version: int = 0
+    registered_at: datetime | None = None
+    labels: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+    credentials: Mapping[str, Credential] = field(default_factory=lambda: _EMPTY)
+    secret: Secret | None = None
+    rotations: Mapping[str, Rotation] = field(default_factory=lambda: _EMPTY)
+
+    @property
+    def registered(self) -> bool:
+        return self.registered_at is not None
+
+    def live(self, usage: ev.Usage | str) -> list[Credential]:
+        return [c for c in self.credentials.values() if c.usage == usage and c.live]
+
+    def usable(self, usage: ev.Usage | str, at: datetime) -> list[Credential]:
+        return [c for c in self.credentials.values() if c.usage == usage and c.usable(at)]
+
+    def running_rotation(self, usage: str) -> Rotation | None:
+        for rotation in self.rotations.values():
+            if rotation.usage == usage and rotation.status is RotationStatus.RUNNING:
+                return rotation
+        return None
+
+
+def _with_credential(state: AppState, cred: Credential) -> dict[str, Credential]:
+    creds = dict(state.credentials)
+    creds[cred.id] = cred
+    return creds
+
+
+def _update(state: AppState, credential_id: str, at: datetime, **changes: Any) -> AppState:
+    cred = state.credentials.get(credential_id)
+    if cred is None:  # a fact about a credential we never saw: keep the fold total
+        return state
+    return replace(
+        state, credentials=_with_credential(state, replace(cred, updated_at=at, **changes))
+    )
+
+
+def _rotation(state: AppState, rotation_id: str, at: datetime, **changes: Any) -> AppState:
+    rot = state.rotations.get(rotation_id)
+    if rot is None:
+        return state
+    rotations = dict(state.rotations)
+    rotations[rotation_id] = replace(rot, updated_at=at, **changes)
+    return replace(state, rotations=rotations)
+
+
+def _apply(state: AppState, event: ev.Event, at: datetime) -> AppState:  # noqa: C901
+    match event:
+        case ev.ApplicationRegistered(labels=labels):
+            return replace(state, registered_at=at, labels=dict(labels))
+        case ev.CredentialAdded():
+            cred = Credential(
+                id=event.credential_id,
+                usage=event.usage,
+                kind=event.kind,
+                kid=event.kid,
+                fingerprint=event.fingerprint,
+                status=Status.ADDED,
+                added_at=at,
+                updated_at=at,
+                alg=event.alg,
+                key_size=event.key_size,
+                name=event.name,
+                public_pem=event.public_pem,
+                certificate_pem=event.certificate_pem,
+                subject_dn=event.subject_dn,
+                not_before=event.not_before,
+                expires_at=event.expires_at,
+                generated=event.generated,
+            )
+            return replace(state, credentials=_with_credential(state, cred))
+        case ev.CredentialActivated(credential_id=cid):
+            cred = state.credentials.get(cid)
+            first = cred.activated_at if cred and cred.activated_at else at
+            return _update(state, cid, at, status=Status.ACTIVE, activated_at=first)
+        case ev.CredentialDisabled(credential_id=cid):
+            return _update(state, cid, at, status=Status.DISABLED, disabled_at=at)
+        case ev.CredentialExpired(credential_id=cid, expired_at=expired_at):
+            return _update(state, cid, at, status=Status.EXPIRED, expired_at=expired_at)
+        case ev.CredentialDeleted(credential_id=cid):
+            return _update(state, cid, at, status=Status.DELETED, deleted_at=at)
+        case ev.CredentialExpiryChanged(credential_id=cid, expires_at=expires_at):
+            return _update(state, cid, at, expires_at=expires_at)
+        case ev.SecretRotated():
+            secret = Secret(event.version, event.fingerprint, at, event.previous_valid_until)
+            return replace(state, secret=secret)
+        case ev.RotationStarted():
+            rotations = dict(state.rotations)
+            rotations[event.rotation_id] = Rotation(
+                id=event.rotation_id,
+                usage=event.usage,
+                reason=event.reason,
+                new_credential_id=event.new_credential_id,
+                started_at=at,
+                updated_at=at,
+                policy=event.policy,
+                old_credential_id=event.old_credential_id,
+                steps=("started",),
+            )
+            return replace(state, rotations=rotations)
+        case ev.RotationStepRecorded(rotation_id=rid, step=step):
+            rot = state.rotations.get(rid)
+            steps = (*rot.steps, step) if rot else ()
+            return _rotation(state, rid, at, steps=steps, next_attempt_at=None)
+        case ev.RotationFailed(rotation_id=rid):
+            return _rotation(
+                state,
+                rid,
+                at,
+                attempts=event.attempt,
+                last_error=event.error,
+                next_attempt_at=event.next_attempt_at,
+            )
+        case ev.RotationParked(rotation_id=rid):
+            return _rotation(
+                state, rid, at, status=RotationStatus.PARKED, last_error=event.error,
+                attempts=event.attempts, next_attempt_at=None,
+            )
+        case ev.RotationCompleted(rotation_id=rid):
+            return _rotation(state, rid, at, status=RotationStatus.COMPLETED, completed_at=at)
+        case _:
+            return state
+
+
+def evolve(state: AppState, event: ev.Event, at: datetime) -> AppState:
+    """The state after ``event``, which occurred at ``at``. Total: unknown facts change nothing
+    but the version."""
+    return replace(_apply(state, event, at), version=state.version + 1)
+
+
+def fold(app: str, events: Iterable[tuple[ev.Event, datetime]]) -> AppState:
+    """The state of ``app`` after all of ``events`` (each with the time it occurred)."""
+    state = AppState(app=app)
+    for event, at in events:
+        state = evolve(state, event, at)
+    return state

@@ -1,0 +1,237 @@
+"""The event store port: ``append`` and ``read``, nothing else; and its in-memory double.
+
+``append(stream_id, events, expected_version)`` is atomic: every event is written or none is.
+``expected_version`` is the stream's version the caller decided on (0 for a new stream); a
+different current version raises ``ConcurrencyError`` and the caller retries from a fresh read.
+An event may carry *claims* (namespace, value): values that may be used once in the whole log
+(a key fingerprint, a key id). A claim already taken raises ``DuplicateClaimError`` and nothing
+is written; the SQL store checks claims with a unique index in the same transaction.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from events import catalog, codec
+from events.chain import GENESIS, link
+
+__all__ = [
+    "ConcurrencyError",
+    "DuplicateClaimError",
+    "EventStore",
+    "InMemoryEventStore",
+    "NewEvent",
+    "ReadFilter",
+    "Recorded",
+]
+
+
+class ConcurrencyError(Exception):
+    """The stream moved on since the caller read it."""
+
+    def __init__(self, stream_id: str, expected: int, actual: int) -> None:
+        super().__init__(f"stream {stream_id!r} is at version {actual}, not {expected}")
+        self.stream_id, self.expected, self.actual = stream_id, expected, actual
+
+
+class DuplicateClaimError(Exception):
+    """A once-only value (fingerprint, key id) is already claimed in the log."""
+
+    def __init__(self, namespace: str, value: str, owner: str | None) -> None:
+        where = f" by {owner}" if owner else ""
+        super().__init__(f"{namespace} {value} is already registered{where}")
+        self.namespace, self.value, self.owner = namespace, value, owner
+
+
+@dataclass(frozen=True, slots=True)
+class NewEvent:
+    """An event about to be appended, with its metadata."""
+
+    event: catalog.Event
+    occurred_at: datetime
+    actor: str
+    correlation_id: str | None = None
+    causation_id: str | None = None
+    claims: tuple[tuple[str, str], ...] = ()
+    event_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """One stored record. ``payload_json`` is the canonical text; ``payload`` and ``event``
+    decode it on demand."""
+
+    position: int
+    stream_id: str
+    stream_version: int
+    event_id: str
+    type: str
+    schema_version: int
+    occurred_at: datetime
+    recorded_at: datetime
+    actor: str
+    correlation_id: str | None
+    causation_id: str | None
+    payload_json: str
+    prev_hash: str
+    hash: str
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        data: dict[str, Any] = json.loads(self.payload_json)
+        return data
+
+    @property
+    def event(self) -> catalog.Event:
+        return catalog.decode(self.type, self.schema_version, self.payload)
+
+    def record_bytes(self) -> bytes:
+        return codec.record_bytes(
+            stream_id=self.stream_id,
+            stream_version=self.stream_version,
+            event_id=self.event_id,
+            type=self.type,
+            schema_version=self.schema_version,
+            occurred_at=codec.format_time(self.occurred_at),
+            recorded_at=codec.format_time(self.recorded_at),
+            actor=self.actor,
+            correlation_id=self.correlation_id,
+            causation_id=self.causation_id,
+            payload=self.payload_json,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ReadFilter:
+    """What ``read`` returns: all of it by default; every field narrows."""
+
+    after: int = 0
+    stream_id: str | None = None
+    types: tuple[str, ...] = ()
+    actor: str | None = None
+    since: datetime | None = None  # occurred_at >= since
+    until: datetime | None = None  # occurred_at < until
+    limit: int | None = None
+
+    def matches(self, rec: Recorded) -> bool:
+        return (
+            rec.position > self.after
+            and (self.stream_id is None or rec.stream_id == self.stream_id)
+            and (not self.types or rec.type in self.types)
+            and (self.actor is None or rec.actor == self.actor)
+            and (self.since is None or rec.occurred_at >= self.since)
+            and (self.until is None or rec.occurred_at < self.until)
+        )
+
+
+class EventStore(Protocol):
+    def append(
+        self, stream_id: str, events: Sequence[NewEvent], expected_version: int
+    ) -> list[Recorded]: ...
+
+    def read(self, where: ReadFilter = ReadFilter()) -> Iterator[Recorded]: ...
+
+
+def build_records(
+    stream_id: str,
+    events: Sequence[NewEvent],
+    first_version: int,
+    head_position: int,
+    head_hash: str,
+    recorded_at: datetime,
+) -> list[Recorded]:
+    """Number, encode and chain ``events`` after the current head: shared by every store."""
+    out: list[Recorded] = []
+    prev = head_hash
+    recorded_text = codec.format_time(recorded_at)
+    recorded_at = codec.parse_time(recorded_text)
+    for offset, new in enumerate(events):
+        position = head_position + 1 + offset
+        version = first_version + offset
+        payload = codec.encode_payload(new.event)
+        occurred_text = codec.format_time(new.occurred_at)
+        rec_bytes = codec.record_bytes(
+            stream_id=stream_id,
+            stream_version=version,
+            event_id=new.event_id,
+            type=new.event.type_name,
+            schema_version=new.event.schema_version,
+            occurred_at=occurred_text,
+            recorded_at=recorded_text,
+            actor=new.actor,
+            correlation_id=new.correlation_id,
+            causation_id=new.causation_id,
+            payload=payload,
+        )
+        digest = link(prev, position, rec_bytes)
+        out.append(
+            Recorded(
+                position=position,
+                stream_id=stream_id,
+                stream_version=version,
+                event_id=new.event_id,
+                type=new.event.type_name,
+                schema_version=new.event.schema_version,
+                occurred_at=codec.parse_time(occurred_text),
+                recorded_at=recorded_at,
+                actor=new.actor,
+                correlation_id=new.correlation_id,
+                causation_id=new.causation_id,
+                payload_json=payload,
+                prev_hash=prev,
+                hash=digest,
+            )
+        )
+        prev = digest
+    return out
+
+
+class InMemoryEventStore:
+    """The store in a list: the same contract, for unit tests and the simulator."""
+
+    def __init__(self, clock: Any = None) -> None:
+        self._records: list[Recorded] = []
+        self._versions: dict[str, int] = {}
+        self._claims: dict[tuple[str, str], str] = {}
+        self._clock = clock or (lambda: datetime.now(UTC))
+
+    def append(
+        self, stream_id: str, events: Sequence[NewEvent], expected_version: int
+    ) -> list[Recorded]:
+        actual = self._versions.get(stream_id, 0)
+        if actual != expected_version:
+            raise ConcurrencyError(stream_id, expected_version, actual)
+        claims = [c for new in events for c in new.claims]
+        seen: set[tuple[str, str]] = set()
+        for claim in claims:
+            if claim in self._claims or claim in seen:
+                raise DuplicateClaimError(claim[0], claim[1], self._claims.get(claim, stream_id))
+            seen.add(claim)
+        head = self._records[-1] if self._records else None
+        records = build_records(
+            stream_id,
+            events,
+            expected_version + 1,
+            head.position if head else 0,
+            head.hash if head else GENESIS,
+            self._clock(),
+        )
+        self._records.extend(records)
+        self._versions[stream_id] = expected_version + len(records)
+        for claim in claims:
+            self._claims[claim] = stream_id
+        return records
+
+    def read(self, where: ReadFilter = ReadFilter()) -> Iterator[Recorded]:
+        count = 0
+        for rec in self._records[where.after :]:
+            if where.limit is not None and count >= where.limit:
+                return
+            if where.matches(rec):
+                count += 1
+                yield rec

@@ -25,6 +25,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 
+from events.chain import GENESIS
 from events.store import (
     ConcurrencyError,
     DuplicateClaimError,
@@ -33,9 +34,8 @@ from events.store import (
     Recorded,
     build_records,
 )
-from events.chain import GENESIS
 
-__all__ = ["SQLEventStore", "create_engine", "is_postgres", "upgrade", "ADVISORY_LOCK_KEY"]
+__all__ = ["ADVISORY_LOCK_KEY", "SQLEventStore", "create_engine", "is_postgres", "upgrade"]
 
 ADVISORY_LOCK_KEY = 0x6F72636865737472  # "orchestr": one lock for all appends in the database
 READ_PAGE = 2000

@@ -11,7 +11,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import StrEnum
-from types import MappingProxyType
 from typing import Any
 
 from events import catalog as ev
@@ -120,18 +119,15 @@ class Rotation:
     completed_at: datetime | None = None
 
 
-_EMPTY: Mapping[str, Any] = MappingProxyType({})
-
-
 @dataclass(frozen=True, slots=True)
 class AppState:
     app: str
     version: int = 0
     registered_at: datetime | None = None
-    labels: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
-    credentials: Mapping[str, Credential] = field(default_factory=lambda: _EMPTY)
+    labels: Mapping[str, str] = field(default_factory=dict)
+    credentials: Mapping[str, Credential] = field(default_factory=dict)
     secret: Secret | None = None
-    rotations: Mapping[str, Rotation] = field(default_factory=lambda: _EMPTY)
+    rotations: Mapping[str, Rotation] = field(default_factory=dict)
 
     @property
     def registered(self) -> bool:
@@ -174,7 +170,7 @@ def _rotation(state: AppState, rotation_id: str, at: datetime, **changes: Any) -
     return replace(state, rotations=rotations)
 
 
-def _apply(state: AppState, event: ev.Event, at: datetime) -> AppState:  # noqa: C901
+def _apply(state: AppState, event: ev.Event, at: datetime) -> AppState:
     match event:
         case ev.ApplicationRegistered(labels=labels):
             return replace(state, registered_at=at, labels=dict(labels))

@@ -1,0 +1,128 @@
+"""The one composition root: settings -> wired objects. The only place that knows the clock.
+
+Settings come from the command line or the environment:
+
+    ORCHESTRATOR_DB          database URL   (default sqlite:///var/orchestrator.db)
+    ORCHESTRATOR_KEYSTORE    keystore dir   (default var/keystore)
+    ORCHESTRATOR_POLICIES    policies dir   (default policies)
+    ORCHESTRATOR_MASTER_KEY  keystore master key, base64url of 32 bytes (default: a 0600 file
+                             master.key inside the keystore, created on first use)
+    ORCHESTRATOR_ACTOR       who is acting  (default cli:<login name>)
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import OperationalError, ProgrammingError
+
+from events.projector import Projector
+from events.sql import SQLEventStore, create_engine, current_revision, upgrade
+from orchestrator.errors import InputError, OrchestratorError
+from orchestrator.keystore import FileKeystore, Keystore
+from orchestrator.service import Service
+
+__all__ = ["DEFAULT_DB", "Settings", "System", "bootstrap", "utc_now"]
+
+DEFAULT_DB = "sqlite:///var/orchestrator.db"
+DEFAULT_KEYSTORE = "var/keystore"
+DEFAULT_POLICIES = "policies"
+HEAD_REVISION = "0001"
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _default_actor() -> str:
+    try:
+        return f"cli:{getpass.getuser()}"
+    except Exception:  # no login name (containers)
+        return "cli:unknown"
+
+
+@dataclass(frozen=True)
+class Settings:
+    db: str = DEFAULT_DB
+    keystore: Path = Path(DEFAULT_KEYSTORE)
+    policies: Path = Path(DEFAULT_POLICIES)
+    actor: str = field(default_factory=_default_actor)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+        env = os.environ if environ is None else environ
+        values: dict[str, object] = {
+            "db": env.get("ORCHESTRATOR_DB") or DEFAULT_DB,
+            "keystore": Path(env.get("ORCHESTRATOR_KEYSTORE") or DEFAULT_KEYSTORE),
+            "policies": Path(env.get("ORCHESTRATOR_POLICIES") or DEFAULT_POLICIES),
+            "actor": env.get("ORCHESTRATOR_ACTOR") or _default_actor(),
+        }
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)  # type: ignore[arg-type]
+
+
+@dataclass
+class System:
+    settings: Settings
+    engine: Engine
+    store: SQLEventStore
+    keystore: Keystore
+    projector: Projector
+    service: Service
+    clock: Callable[[], datetime]
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+
+def open_engine(url: str) -> Engine:
+    try:
+        return create_engine(url)
+    except ValueError as exc:
+        raise InputError(f"--db {url}: {exc}") from None
+    except Exception as exc:  # malformed URL, missing driver
+        raise InputError(f"--db {url}: cannot use this database URL ({exc})") from None
+
+
+def ensure_schema(engine: Engine, url: str) -> bool:
+    """Bring the schema to head; True when it had to be created or upgraded."""
+    try:
+        if current_revision(engine) == HEAD_REVISION:
+            return False
+        upgrade(engine)
+        return True
+    except (OperationalError, ProgrammingError) as exc:
+        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        raise OrchestratorError(f"database {_safe(url)}: {reason}") from None
+
+
+def _safe(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "(unreadable URL)"
+
+
+def bootstrap(
+    settings: Settings,
+    *,
+    clock: Callable[[], datetime] = utc_now,
+    keystore: Keystore | None = None,
+    migrate: bool = True,
+) -> System:
+    engine = open_engine(settings.db)
+    if migrate:
+        ensure_schema(engine, settings.db)
+    store = SQLEventStore(engine, clock=clock)
+    projector = Projector(engine, store)
+    ks = keystore if keystore is not None else FileKeystore(settings.keystore)
+    service = Service(store, ks, clock, settings.actor, projector)
+    return System(settings, engine, store, ks, projector, service, clock)

@@ -1,0 +1,214 @@
+"""Tests for orchestrator.keystore: encrypted file keystore, memory double, delivery."""
+
+from __future__ import annotations
+
+import base64
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from orchestrator.errors import InputError, KeystoreError
+from orchestrator.keystore import (
+    ENV_MASTER_KEY,
+    FileKeystore,
+    Keystore,
+    MemoryKeystore,
+    deliver,
+)
+
+SECRET = b"-----BEGIN PRIVATE KEY-----\nTOP-SECRET-PRIVATE-BYTES\n-----END PRIVATE KEY-----\n"
+KEY_A = bytes(range(32))
+KEY_B = bytes(range(1, 33))
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def _b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+@pytest.fixture(params=["file", "memory"])
+def store(request, tmp_path) -> Keystore:
+    if request.param == "memory":
+        return MemoryKeystore()
+    return FileKeystore(tmp_path / "ks", environ={})
+
+
+def test_round_trip_and_overwrite(store):
+    """put/get round-trips bytes, a second put replaces the value, unknown ids give None."""
+    assert isinstance(store, Keystore)
+    store.put("app1/jwt/cred_1", SECRET)
+    assert store.get("app1/jwt/cred_1") == SECRET
+    store.put("app1/jwt/cred_1", b"second")
+    assert store.get("app1/jwt/cred_1") == b"second"
+    assert store.get("missing") is None
+
+
+def test_delete_and_ids(store):
+    """ids() lists every id sorted (any characters); delete removes one and ignores absent ids."""
+    for item in ("b/2", "a:1", "ünï cødé/../x", "c"):
+        store.put(item, b"x")
+    assert store.ids() == sorted(["b/2", "a:1", "ünï cødé/../x", "c"])
+    store.delete("b/2")
+    store.delete("never-there")
+    assert store.ids() == sorted(["a:1", "ünï cødé/../x", "c"])
+    assert store.get("b/2") is None
+
+
+def test_file_on_disk_holds_no_plaintext(tmp_path):
+    """An item file is OKS1 + nonce + ciphertext and does not contain the plaintext."""
+    ks = FileKeystore(tmp_path / "ks", environ={})
+    ks.put("cred_1", SECRET)
+    (item,) = (tmp_path / "ks" / "items").iterdir()
+    blob = item.read_bytes()
+    assert blob.startswith(b"OKS1")
+    assert b"TOP-SECRET" not in blob and SECRET not in blob
+    assert item.name == _b64url(b"cred_1") + ".bin"
+    assert _mode(item) == 0o600
+
+
+def test_same_plaintext_encrypts_differently(tmp_path):
+    """Each put uses a fresh nonce, so identical data gives different files."""
+    ks = FileKeystore(tmp_path / "ks", master_key=KEY_A)
+    ks.put("a", SECRET)
+    first = next((tmp_path / "ks" / "items").iterdir()).read_bytes()
+    ks.put("a", SECRET)
+    assert next((tmp_path / "ks" / "items").iterdir()).read_bytes() != first
+
+
+def test_master_key_file_created_private(tmp_path):
+    """Without a given key, master.key (32 bytes, 0600) is created in a 0700 directory."""
+    directory = tmp_path / "ks"
+    ks = FileKeystore(directory, environ={})
+    assert not directory.exists()  # nothing written until the first put
+    ks.put("a", b"1")
+    key_file = directory / "master.key"
+    assert _mode(key_file) == 0o600 and len(key_file.read_bytes()) == 32
+    assert _mode(directory) == 0o700 and _mode(directory / "items") == 0o700
+    assert sorted(p.name for p in directory.iterdir()) == ["items", "master.key"]
+
+
+def test_reopen_with_same_key_reads_other_key_fails(tmp_path):
+    """A reopened keystore reads with the same master key; another key raises KeystoreError."""
+    directory = tmp_path / "ks"
+    FileKeystore(directory, environ={}).put("cred_1", SECRET)
+    assert FileKeystore(directory, environ={}).get("cred_1") == SECRET
+    raw = (directory / "master.key").read_bytes()
+    assert FileKeystore(directory, master_key=raw).get("cred_1") == SECRET
+    with pytest.raises(KeystoreError, match="cannot decrypt item cred_1") as info:
+        FileKeystore(directory, master_key=KEY_B).get("cred_1")
+    assert "ORCHESTRATOR_MASTER_KEY" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_env_master_key_is_used(tmp_path):
+    """ORCHESTRATOR_MASTER_KEY (base64url of 32 bytes) is used and no master.key is written."""
+    directory = tmp_path / "ks"
+    FileKeystore(directory, environ={ENV_MASTER_KEY: _b64url(KEY_A)}).put("a", SECRET)
+    assert not (directory / "master.key").exists()
+    assert FileKeystore(directory, master_key=KEY_A).get("a") == SECRET
+    with pytest.raises(KeystoreError):
+        FileKeystore(directory, environ={ENV_MASTER_KEY: _b64url(KEY_B)}).get("a")
+
+
+@pytest.mark.parametrize("value", ["", "not base64!!", _b64url(b"short"), _b64url(bytes(33))])
+def test_bad_env_master_key_is_refused(tmp_path, value):
+    """A bad ORCHESTRATOR_MASTER_KEY raises one KeystoreError line saying how to make one."""
+    with pytest.raises(KeystoreError) as info:
+        FileKeystore(tmp_path / "ks", environ={ENV_MASTER_KEY: value})
+    message = str(info.value)
+    assert ENV_MASTER_KEY in message and "os.urandom(32)" in message and "\n" not in message
+    if value:
+        assert value not in message
+
+
+def test_explicit_master_key_must_be_32_bytes(tmp_path):
+    """An explicit master key of the wrong length raises KeystoreError."""
+    with pytest.raises(KeystoreError, match="32 bytes"):
+        FileKeystore(tmp_path / "ks", master_key=b"short")
+
+
+def test_renamed_item_file_fails_to_decrypt(tmp_path):
+    """An item file renamed to another id does not decrypt (the id is associated data)."""
+    ks = FileKeystore(tmp_path / "ks", master_key=KEY_A)
+    ks.put("cred_a", SECRET)
+    items = tmp_path / "ks" / "items"
+    (items / f"{_b64url(b'cred_a')}.bin").rename(items / f"{_b64url(b'cred_b')}.bin")
+    assert ks.ids() == ["cred_b"]
+    with pytest.raises(KeystoreError, match="cannot decrypt item cred_b"):
+        ks.get("cred_b")
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "magic"])
+def test_tampered_item_fails_to_decrypt(tmp_path, damage):
+    """A modified, truncated or foreign item file raises KeystoreError, never garbage bytes."""
+    ks = FileKeystore(tmp_path / "ks", master_key=KEY_A)
+    ks.put("a", SECRET)
+    item = next((tmp_path / "ks" / "items").iterdir())
+    blob = bytearray(item.read_bytes())
+    if damage == "flip":
+        blob[-1] ^= 1
+    elif damage == "truncate":
+        blob = blob[:10]
+    else:
+        blob[:4] = b"XXXX"
+    item.write_bytes(bytes(blob))
+    with pytest.raises(KeystoreError, match="cannot decrypt"):
+        ks.get("a")
+
+
+def test_missing_master_key_file_is_reported(tmp_path):
+    """Items whose master.key was lost raise KeystoreError instead of minting a new key."""
+    directory = tmp_path / "ks"
+    FileKeystore(directory, environ={}).put("a", SECRET)
+    (directory / "master.key").unlink()
+    with pytest.raises(KeystoreError, match=r"master\.key is missing"):
+        FileKeystore(directory, environ={}).get("a")
+    assert not (directory / "master.key").exists()
+
+
+def test_no_temporary_files_left(tmp_path):
+    """Atomic writes leave only the final files behind."""
+    ks = FileKeystore(tmp_path / "ks", master_key=KEY_A)
+    for i in range(3):
+        ks.put(f"id{i}", SECRET)
+    ks.put("id0", b"again")
+    assert all(p.suffix == ".bin" for p in (tmp_path / "ks" / "items").iterdir())
+
+
+def test_deliver_writes_private_files_atomically(tmp_path):
+    """deliver writes <dir>/<app>/<usage>/ files with mode 0600, replacing earlier ones."""
+    files = {"private_key.pem": SECRET, "kid": b"abc123"}
+    folder = deliver(tmp_path / "out", "billing", "private_key_jwt", files)
+    assert folder == tmp_path / "out" / "billing" / "private_key_jwt"
+    assert {p.name for p in folder.iterdir()} == set(files)
+    assert all(_mode(folder / name) == 0o600 for name in files)
+    assert (folder / "private_key.pem").read_bytes() == SECRET
+    old_inode = os.stat(folder / "kid").st_ino
+    deliver(tmp_path / "out", "billing", "private_key_jwt", {"kid": b"new"})
+    assert (folder / "kid").read_bytes() == b"new"
+    assert os.stat(folder / "kid").st_ino != old_inode  # replaced, not rewritten in place
+    assert {p.name for p in folder.iterdir()} == set(files)
+
+
+@pytest.mark.parametrize(
+    ("app", "usage", "name"),
+    [
+        ("../x", "jwt", "kid"),
+        ("..", "jwt", "kid"),
+        ("a/b", "jwt", "kid"),
+        ("app", "..", "kid"),
+        ("app", "x\\y", "kid"),
+        ("", "jwt", "kid"),
+        ("app", "jwt", "../kid"),
+    ],
+)
+def test_deliver_refuses_path_escapes(tmp_path, app, usage, name):
+    """deliver refuses application, usage or file names that could leave its directory."""
+    with pytest.raises(InputError):
+        deliver(tmp_path / "out", app, usage, {name: b"x"})
+    assert not (tmp_path / "out").exists()
+    assert not (tmp_path / "x").exists()

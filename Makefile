@@ -14,7 +14,6 @@ $(STAMP): pyproject.toml
 
 run: $(STAMP)
 	$(BIN)/orchestrator init
-	$(BIN)/orchestrator demo-seed --if-empty
 	$(BIN)/orchestrator app list
 
 test: $(STAMP)

@@ -29,7 +29,9 @@ __all__ = [
     "PolicyRejected",
     "RotationCompleted",
     "RotationFailed",
+    "RotationAbandoned",
     "RotationParked",
+    "RotationRetried",
     "RotationStarted",
     "RotationStepRecorded",
     "SecretRotated",
@@ -231,6 +233,17 @@ class RotationParked(Event):
     step: str
     error: str
     attempts: int
+
+
+class RotationRetried(Event):
+    type_name = "rotation.retried"
+    rotation_id: str
+
+
+class RotationAbandoned(Event):
+    type_name = "rotation.abandoned"
+    rotation_id: str
+    note: str | None = None
 
 
 # --- policies ----------------------------------------------------------------------------------

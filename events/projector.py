@@ -94,7 +94,7 @@ def state_from_json(text: str) -> AppState:
         creds[cid] = Credential(**c)
     rotations = {}
     for rid, r in data["rotations"].items():
-        _times(r, "started_at", "updated_at", "next_attempt_at", "completed_at")
+        _times(r, "started_at", "updated_at", "next_attempt_at", "completed_at", "tested_at")
         r.update(status=RotationStatus(r["status"]), steps=tuple(r["steps"]))
         rotations[rid] = Rotation(**r)
     secret = data["secret"]
@@ -142,7 +142,7 @@ def _rows(state: AppState) -> tuple[dict[str, Any], list[dict[str, Any]], list[d
     return app_row, creds, rotations
 
 
-def _app_of(rec: Recorded) -> str | None:
+def app_of(rec: Recorded) -> str | None:
     return rec.stream_id[len(STREAM_PREFIX):] if rec.stream_id.startswith(STREAM_PREFIX) else None
 
 
@@ -151,7 +151,7 @@ def apply_records(states: dict[str, AppState], records: Iterable[Recorded]) -> i
     last = 0
     for rec in records:
         last = rec.position
-        app = _app_of(rec)
+        app = app_of(rec)
         if app is None:
             continue
         state = states.get(app) or AppState(app=app)
@@ -203,7 +203,7 @@ class Projector:
         records = list(self.store.read(ReadFilter(after=start, limit=batch)))
         if not records:
             return None
-        apps = sorted({a for a in map(_app_of, records) if a is not None})
+        apps = sorted({a for a in map(app_of, records) if a is not None})
         with self.engine.begin() as conn:
             current = self._checkpoint(conn)
             if (current or 0) != start:
@@ -257,7 +257,7 @@ class Projector:
         for rec in self.store.read(ReadFilter()):
             count += 1
             last = rec.position
-            app = _app_of(rec)
+            app = app_of(rec)
             if app is not None:
                 states[app] = evolve(states.get(app) or AppState(app=app), rec.event,
                                      rec.occurred_at)

@@ -40,6 +40,7 @@ __all__ = ["ADVISORY_LOCK_KEY", "SQLEventStore", "create_engine", "is_postgres",
 ADVISORY_LOCK_KEY = 0x6F72636865737472  # "orchestr": one lock for all appends in the database
 READ_PAGE = 2000
 MAX_ROWS_PER_STATEMENT = 1000  # psycopg's pipeline hung on a single 15,000+-row batch here
+CLAIMS_PER_QUERY = 400  # SQLite refuses an OR chain deeper than 1000 (its expression depth limit)
 
 _COLUMNS = (
     "position, stream_id, stream_version, event_id, type, schema_version, occurred_at, "
@@ -194,7 +195,13 @@ class SQLEventStore:
                 "SELECT coalesce(max(stream_version), 0) FROM events WHERE stream_id = ?",
                 (stream_id,),
             ).fetchone()[0]
-            taken = cur.execute(*self._claims_query(claims)).fetchall() if claims else []
+            taken = [
+                row
+                for start in range(0, len(claims), CLAIMS_PER_QUERY)
+                for row in cur.execute(
+                    *self._claims_query(claims[start : start + CLAIMS_PER_QUERY])
+                ).fetchall()
+            ]
             self._check(stream_id, expected, actual, claims, taken)
             records = build_records(
                 stream_id, events, expected + 1, head[0] if head else 0,

@@ -99,6 +99,7 @@ class RotationStatus(StrEnum):
     RUNNING = "running"
     COMPLETED = "completed"
     PARKED = "parked"
+    ABANDONED = "abandoned"
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +118,10 @@ class Rotation:
     last_error: str | None = None
     next_attempt_at: datetime | None = None
     completed_at: datetime | None = None
+    tested_at: datetime | None = None  # the new credential passed the provider's test
+
+    def done(self, step: str) -> bool:
+        return step in self.steps
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,8 +145,10 @@ class AppState:
         return [c for c in self.credentials.values() if c.usage == usage and c.usable(at)]
 
     def running_rotation(self, usage: str) -> Rotation | None:
+        """The rotation of ``usage`` in flight: running, or parked waiting for a human."""
         for rotation in self.rotations.values():
-            if rotation.usage == usage and rotation.status is RotationStatus.RUNNING:
+            if rotation.usage == usage and rotation.status in (
+                    RotationStatus.RUNNING, RotationStatus.PARKED):
                 return rotation
         return None
 
@@ -227,7 +234,8 @@ def _apply(state: AppState, event: ev.Event, at: datetime) -> AppState:
         case ev.RotationStepRecorded(rotation_id=rid, step=step):
             rot = state.rotations.get(rid)
             steps = (*rot.steps, step) if rot else ()
-            return _rotation(state, rid, at, steps=steps, next_attempt_at=None)
+            tested = {"tested_at": at} if step == "tested" else {}
+            return _rotation(state, rid, at, steps=steps, next_attempt_at=None, **tested)
         case ev.RotationFailed(rotation_id=rid):
             return _rotation(
                 state,
@@ -242,6 +250,11 @@ def _apply(state: AppState, event: ev.Event, at: datetime) -> AppState:
                 state, rid, at, status=RotationStatus.PARKED, last_error=event.error,
                 attempts=event.attempts, next_attempt_at=None,
             )
+        case ev.RotationRetried(rotation_id=rid):
+            return _rotation(state, rid, at, status=RotationStatus.RUNNING, attempts=0,
+                             next_attempt_at=None)
+        case ev.RotationAbandoned(rotation_id=rid):
+            return _rotation(state, rid, at, status=RotationStatus.ABANDONED)
         case ev.RotationCompleted(rotation_id=rid):
             return _rotation(state, rid, at, status=RotationStatus.COMPLETED, completed_at=at)
         case _:

@@ -196,6 +196,7 @@ class InMemoryEventStore:
 
     def __init__(self, clock: Any = None) -> None:
         self._records: list[Recorded] = []
+        self._streams: dict[str, list[Recorded]] = {}
         self._versions: dict[str, int] = {}
         self._claims: dict[tuple[str, str], str] = {}
         self._clock = clock or (lambda: datetime.now(UTC))
@@ -222,6 +223,7 @@ class InMemoryEventStore:
             self._clock(),
         )
         self._records.extend(records)
+        self._streams.setdefault(stream_id, []).extend(records)
         self._versions[stream_id] = expected_version + len(records)
         for claim in claims:
             self._claims[claim] = stream_id
@@ -229,7 +231,11 @@ class InMemoryEventStore:
 
     def read(self, where: ReadFilter = ReadFilter()) -> Iterator[Recorded]:
         count = 0
-        for rec in self._records[where.after :]:
+        if where.stream_id is not None:
+            candidates = self._streams.get(where.stream_id, [])
+        else:
+            candidates = self._records[where.after :]
+        for rec in candidates:
             if where.limit is not None and count >= where.limit:
                 return
             if where.matches(rec):

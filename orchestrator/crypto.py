@@ -14,6 +14,7 @@ import json
 import re
 import secrets
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -45,6 +46,9 @@ _KEY_TYPES: tuple[tuple[type, str], ...] = (
 _NO_ENCRYPTION = serialization.NoEncryption()
 _PKCS8 = serialization.PrivateFormat.PKCS8
 _SPKI = serialization.PublicFormat.SubjectPublicKeyInfo
+
+
+KeySource = Callable[[int], rsa.RSAPrivateKey]  # key size in bits -> a new RSA private key
 
 
 class AssertionInvalid(ProviderError):
@@ -183,6 +187,10 @@ def _certificate_material(cert: x509.Certificate) -> PublicMaterial:
     )
 
 
+def _new_rsa(key_size: int) -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=key_size)
+
+
 def _pkcs8_der(key: PrivateKeyTypes) -> bytes:
     return key.private_bytes(serialization.Encoding.DER, _PKCS8, _NO_ENCRYPTION)
 
@@ -194,13 +202,14 @@ def _issue(
     key_size: int,
     not_before: datetime,
     not_after: datetime,
+    key_source: KeySource | None = None,
 ) -> GeneratedKey:
     """A new RSA key and a clientAuth certificate for it, signed by ``signer`` (None: itself)."""
     if not_before.tzinfo is None or not_after.tzinfo is None:
         raise InputError("certificate validity: give timezone-aware datetimes (UTC)")
     if not_after <= not_before:
         raise InputError("certificate validity: not_after must be later than not_before")
-    key = rsa.generate_private_key(public_exponent=65537, key_size=key_size)
+    key = (key_source or _new_rsa)(key_size)
     builder = (
         x509.CertificateBuilder()
         .subject_name(subject)
@@ -222,21 +231,22 @@ def _issue(
     return GeneratedKey(private_key_der=_pkcs8_der(key), material=_certificate_material(cert))
 
 
-def generate_rsa(key_size: int = 2048) -> GeneratedKey:
+def generate_rsa(key_size: int = 2048, key_source: KeySource | None = None) -> GeneratedKey:
     """A new RSA key pair (e = 65537); the material is a PUBLIC_KEY."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=key_size)
+    key = (key_source or _new_rsa)(key_size)
     return GeneratedKey(private_key_der=_pkcs8_der(key), material=_key_material(key.public_key()))
 
 
 def generate_self_signed(
-    key_size: int, subject_cn: str, not_before: datetime, not_after: datetime
+    key_size: int, subject_cn: str, not_before: datetime, not_after: datetime,
+    key_source: KeySource | None = None,
 ) -> GeneratedKey:
     """A new RSA key and a self-signed SHA-256 certificate for it (subject CN=subject_cn)."""
     try:
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject_cn)])
     except ValueError:
         raise MaterialError(f"subject CN {subject_cn!r:.70}: must be 1 to 64 characters") from None
-    return _issue(name, name, None, key_size, not_before, not_after)
+    return _issue(name, name, None, key_size, not_before, not_after, key_source)
 
 
 def issue_certificate(
@@ -246,6 +256,7 @@ def issue_certificate(
     key_size: int,
     not_before: datetime,
     not_after: datetime,
+    key_source: KeySource | None = None,
 ) -> GeneratedKey:
     """A new RSA key and a certificate for ``subject_dn`` issued by the given CA (SHA-256)."""
     try:
@@ -258,7 +269,8 @@ def issue_certificate(
         raise MaterialError("CA key: not an unencrypted PEM private key") from None
     if spki_fingerprint(ca_key.public_key()) != spki_fingerprint(ca_cert.public_key()):
         raise MaterialError("CA key: does not match the CA certificate; give the CA's own key")
-    return _issue(parse_dn(subject_dn), ca_cert.subject, ca_key, key_size, not_before, not_after)
+    return _issue(parse_dn(subject_dn), ca_cert.subject, ca_key, key_size, not_before, not_after,
+                  key_source)
 
 
 def _load_private_der(private_key_der: bytes) -> PrivateKeyTypes:
@@ -272,6 +284,12 @@ def private_key_pem(private_key_der: bytes) -> bytes:
     """PKCS#8 PEM (unencrypted) of a stored PKCS#8 DER private key, for delivery to an app."""
     key = _load_private_der(private_key_der)
     return key.private_bytes(serialization.Encoding.PEM, _PKCS8, _NO_ENCRYPTION)
+
+
+def public_material_of_private_key(private_key_der: bytes) -> PublicMaterial:
+    """The public facts of a stored private key (to resume a rotation without a new key)."""
+    public = _load_private_der(private_key_der).public_key()
+    return parse_pem(public.public_bytes(serialization.Encoding.PEM, _SPKI), "stored key")
 
 
 def fingerprint_of_private_key(private_key_der: bytes) -> str:

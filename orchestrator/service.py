@@ -26,6 +26,7 @@ from events.store import (
 )
 from orchestrator import crypto, rules
 from orchestrator.errors import ConflictError, InputError, NotFoundError
+from orchestrator.fleet import FleetView
 from orchestrator.keystore import Keystore
 
 __all__ = ["CredentialSource", "Service", "secret_item_id"]
@@ -57,16 +58,20 @@ class Service:
         clock: Callable[[], datetime],
         actor: str,
         projector: Projector | None = None,
+        fleet: FleetView | None = None,
     ) -> None:
         self.store = store
         self.keystore = keystore
         self.clock = clock
         self.actor = actor
         self.projector = projector
+        self.fleet = fleet
 
     # --- the write path ----------------------------------------------------------------------
 
     def load(self, app: str) -> AppState:
+        if self.fleet is not None:
+            return self.fleet.get(app)
         state = AppState(app=app)
         for rec in self.store.read(ReadFilter(stream_id=stream_id(app))):
             state = evolve(state, rec.event, rec.occurred_at)
@@ -80,18 +85,34 @@ class Service:
         correlation_id: str | None = None,
         actor: str | None = None,
     ) -> tuple[AppState, list[Recorded]]:
-        """Decide ``make(state)`` on the current state and append; retry on a concurrent write.
-        Returns the state after the events and the records written."""
+        """Decide ``make(state)`` by the credential rules on the current state and append;
+        retry on a concurrent write. Returns the state after the events and the records."""
+
+        def decided(state: AppState) -> tuple[list[ev.Event], datetime]:
+            command = make(state)
+            return rules.decide(command, state), command.at
+
+        return self.append_decided(app, decided, correlation_id=correlation_id, actor=actor)
+
+    def append_decided(
+        self,
+        app: str,
+        decide: Callable[[AppState], tuple[list[ev.Event], datetime]],
+        *,
+        correlation_id: str | None = None,
+        actor: str | None = None,
+    ) -> tuple[AppState, list[Recorded]]:
+        """Load, ``decide(state) -> (events, at)``, append at the version decided on; on a
+        concurrent write, load and decide again."""
         for _ in range(MAX_ATTEMPTS):
             state = self.load(app)
-            command = make(state)
-            events = rules.decide(command, state)
+            events, at = decide(state)
             if not events:
                 return state, []
             new = [
                 NewEvent(
                     event=e,
-                    occurred_at=command.at,
+                    occurred_at=at,
                     actor=actor or self.actor,
                     correlation_id=correlation_id,
                     claims=rules.claims_of(e),
@@ -198,8 +219,13 @@ class Service:
             app, lambda s: rules.DeleteCredential(app, credential_id, self.clock(), force)
         )
         if records:
-            self.keystore.delete(credential_id)
+            self.forget_private(credential_id)
         return state
+
+    def forget_private(self, credential_id: str) -> None:
+        """Remove a deleted credential's private key (and certificate) from the keystore."""
+        self.keystore.delete(credential_id)
+        self.keystore.delete(f"{credential_id}/certificate")
 
     def set_expiry(self, app: str, credential_id: str, expires_at: datetime) -> AppState:
         return self.execute(

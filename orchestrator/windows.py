@@ -49,6 +49,7 @@ __all__ = ["Window", "validate_cron", "validate_timezone"]
 DEFAULT_HORIZON = timedelta(days=400)
 _TICK = timedelta(microseconds=1)  # "strictly after" an instant
 _SECOND = timedelta(seconds=1)  # openings fall on whole seconds
+_DAY = timedelta(days=1)
 
 _MACROS = {
     "@yearly": "0 0 1 1 *",
@@ -97,12 +98,15 @@ class Window:
         """``(open, close)`` of the window open at ``at``, else of the next one; None if none.
 
         ``open`` is the earliest opening whose own interval contains ``at`` (for a window open
-        at ``at``); ``close`` is the first instant after it at which the window is closed.
+        at ``at``); ``close`` is the first instant after it at which the window is closed. A
+        window that never closes (openings closer together than the duration) reports a close
+        400 days after ``at``.
         """
-        opening = self._next(_utc(at) - self.duration + _TICK)
+        at = _utc(at)
+        opening = self._next(at - self.duration + _TICK)
         if opening is None:
             return None
-        return opening, self._close_and_next(opening)[0]
+        return opening, self._close_and_next(opening, at + DEFAULT_HORIZON)[0]
 
     def longest_gap(self, start: datetime, horizon: timedelta = DEFAULT_HORIZON) -> timedelta:
         """The longest closed stretch: from ``start`` to the first opening, and from each close
@@ -116,31 +120,52 @@ class Window:
         if opening is None or opening >= end:
             return horizon if opening is None else max(horizon, opening - start)
         longest = max(timedelta(0), opening - start)
-        close, following = self._close_and_next(opening)
+        close, following = self._close_and_next(opening, end)
         while close < end:
             if following is None:  # never opens again: closed for the rest of the horizon
                 return max(longest, end - close)
             longest = max(longest, following - close)
-            close, following = self._close_and_next(following)
+            close, following = self._close_and_next(following, end)
         return longest
 
     # -- the search, on top of "first opening at or after t" -------------------------------
 
     def _next(self, at: datetime) -> datetime | None:
-        """The first opening at or after ``at`` (whole seconds, UTC), or None if none."""
-        fire = _trigger(self.cron, self.timezone).get_next_fire_time(None, at)
+        """The first opening at or after ``at`` (whole seconds, UTC), or None if none.
+
+        APScheduler searches forward from the wall time of ``at``. Just after the clocks jumped
+        forward that misses an opening whose missing wall time (02:30) it reads as the later
+        instant (01:30 UTC) when asked from, say, 01:10 UTC (03:10 CEST); so in the day after a
+        jump, also search from ``at - jump``, whose wall time lies before the missing hour.
+        """
+        trigger = _trigger(self.cron, self.timezone)
+        fire = trigger.get_next_fire_time(None, at)
+        jump = at.astimezone(trigger.timezone).utcoffset() - (at - _DAY).astimezone(
+            trigger.timezone
+        ).utcoffset()
+        if jump > timedelta(0):
+            early = trigger.get_next_fire_time(None, at - jump)
+            while early is not None and early < at:
+                early = trigger.get_next_fire_time(None, early + _TICK)
+            if early is not None and (fire is None or early < fire):
+                fire = early
         return None if fire is None else fire.astimezone(UTC)
 
-    def _close_and_next(self, opening: datetime) -> tuple[datetime, datetime | None]:
+    def _close_and_next(
+        self, opening: datetime, limit: datetime
+    ) -> tuple[datetime, datetime | None]:
         """Close of the window containing ``opening``, and the first opening after that close.
 
         Openings inside an interval extend it. Rather than visiting each of them (a minutely
         cron would make that slow), jump to the first opening at or after the current close
-        and look back one duration from there.
+        and look back one duration from there. A window still open at ``limit`` is reported
+        as closing there, with no next opening.
         """
         duration = self.duration
         while True:
             close = opening + duration
+            if close >= limit:
+                return limit, None
             successor = self._next(opening + _TICK)
             if successor is None or successor > close:
                 return close, successor
@@ -180,8 +205,8 @@ def validate_timezone(name: str) -> str | None:
         zoneinfo.ZoneInfo(name)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError, OSError):
         hint = _similar_timezone(name)
-        suggestion = f"did you mean {hint}? " if hint else ""
-        return f"unknown time zone {name!r}; {suggestion}use an IANA name such as Europe/Berlin or UTC"
+        fix = f"did you mean {hint}?" if hint else "use an IANA name such as Europe/Berlin or UTC"
+        return f"unknown time zone {name!r}; {fix}"
     return None
 
 
@@ -193,7 +218,7 @@ def validate_cron(expr: str, timezone: str = "UTC") -> str | None:
     try:
         _trigger(expr, timezone)
     except ValueError as exc:
-        return f"cron {expr!r}: {exc}"
+        return f"{expr!r} is not a usable cron expression: {exc}"
     return None
 
 

@@ -275,7 +275,10 @@ def issue_certificate(
 
 def _load_private_der(private_key_der: bytes) -> PrivateKeyTypes:
     try:
-        return serialization.load_der_private_key(private_key_der, password=None)
+        # Our own keys, read back from the authenticated (AES-GCM) keystore: skip the costly
+        # RSA consistency check (~80 ms a key), which guards against malformed foreign keys.
+        return serialization.load_der_private_key(
+            private_key_der, password=None, unsafe_skip_rsa_key_validation=True)
     except (ValueError, TypeError, UnsupportedAlgorithm):
         raise MaterialError("private key: not an unencrypted PKCS#8 DER key") from None
 
@@ -316,22 +319,24 @@ def _unb64(text: str) -> bytes:
 
 
 def hash_secret(secret: str) -> str:
-    """Salted scrypt hash: "scrypt$<n>$<r>$<p>$<salt b64url>$<hash b64url>"."""
+    """Salted hash for verifying a client secret later: "hmac-sha256$<salt>$<digest>" (base64url).
+
+    The secrets hashed here are 384-bit random values (``new_secret``): no work factor makes
+    those harder to guess, so a salted HMAC-SHA256 is the right cost (microseconds, not the
+    tens of milliseconds of a password hash)."""
     salt = secrets.token_bytes(16)
-    n, r, p = 2**14, 8, 1
-    digest = hashlib.scrypt(secret.encode("utf-8"), salt=salt, n=n, r=r, p=p, dklen=32)
-    return f"scrypt${n}${r}${p}${_b64(salt)}${_b64(digest)}"
+    digest = hmac.new(salt, secret.encode("utf-8"), hashlib.sha256).digest()
+    return f"hmac-sha256${_b64(salt)}${_b64(digest)}"
 
 
 def check_secret(secret: str, stored: str) -> bool:
-    """True when ``secret`` matches a ``hash_secret`` value; False on mismatch or a bad value."""
+    """True when ``secret`` matches a ``hash_secret`` value (constant-time); False on a
+    mismatch or a malformed value."""
     try:
-        scheme, n, r, p, salt, expected = stored.split("$")
-        if scheme != "scrypt" or int(n) > 2**20:
+        scheme, salt, expected = stored.split("$")
+        if scheme != "hmac-sha256":
             return False
-        digest = hashlib.scrypt(
-            secret.encode("utf-8"), salt=_unb64(salt), n=int(n), r=int(r), p=int(p), dklen=32
-        )
+        digest = hmac.new(_unb64(salt), secret.encode("utf-8"), hashlib.sha256).digest()
         return hmac.compare_digest(digest, _unb64(expected))
     except (ValueError, TypeError):
         return False

@@ -46,7 +46,7 @@ class Rotator:
         service: Service,
         provider: Provider,
         keystore: Keystore,
-        delivery: Path,
+        delivery: Path | None,
         clock: Callable[[], datetime],
         actor: str = "scheduler",
         on_step: Callable[[str, str, Step], None] | None = None,
@@ -292,6 +292,8 @@ class Rotator:
 
     def _deliver(self, state: AppState, rotation: Rotation) -> None:
         app = state.app
+        if self.delivery is None:
+            return
         if rotation.usage == SECRET_USAGE:
             assert state.secret is not None
             files = {"client_secret": self._secret(app, state.secret.version).encode(),
@@ -304,7 +306,8 @@ class Rotator:
                 files["alg"] = new.alg.encode()
             if new.certificate_pem:
                 files["certificate.pem"] = new.certificate_pem.encode()
-        deliver(self.delivery, app, rotation.usage, files)
+        if self.delivery is not None:  # None: the simulator, which delivers to nobody
+            deliver(self.delivery, app, rotation.usage, files)
 
 
 def _running(state: AppState, rotation_id: str) -> bool:

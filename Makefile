@@ -12,9 +12,14 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+EXAMPLE_APPS = payments-api:env=prod payments-batch:env=prod partner-acme:env=prod internal-billing:env=dev
+
 run: $(STAMP)
 	$(BIN)/orchestrator init
-	$(BIN)/orchestrator app list
+	@for spec in $(EXAMPLE_APPS); do \
+	  $(BIN)/orchestrator app register $${spec%%:*} --label $${spec#*:} --exist-ok || exit 1; \
+	done
+	$(BIN)/orchestrator daemon --policies policies --interval 5
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -q

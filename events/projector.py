@@ -14,9 +14,11 @@ what incremental projection produces (a property test holds it to that).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator
-from dataclasses import asdict, dataclass
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, fields, is_dataclass
 from datetime import datetime
+from enum import Enum
 from typing import Any
 
 import sqlalchemy as sa
@@ -40,6 +42,7 @@ __all__ = ["NAME", "ProjectionStatus", "Projector", "state_from_json", "state_to
 
 NAME = "read_models"
 BATCH = 5000
+LOCK_KEY = 0x70726F6A6563746F  # "projecto": PostgreSQL advisory lock, one projector writing
 
 _meta = sa.MetaData()
 checkpoints = sa.Table(
@@ -73,7 +76,37 @@ READ_MODEL_TABLES = (rm_applications, rm_credentials, rm_rotations)
 
 
 def state_to_json(state: AppState) -> str:
-    return dumps(asdict(state))
+    # The same text as ``dumps(dataclasses.asdict(state))``, without ``asdict``: it deep-copies
+    # every leaf (each datetime and enum through ``copy.deepcopy``), which made ``rebuild`` spend
+    # most of its time there. ``_plain_state`` + the codec's JSON settings give identical output.
+    return json.dumps(_plain_state(state), sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=False)
+
+
+_SCALARS = frozenset({str, int, float, bool})
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+
+
+def _plain_state(value: Any) -> Any:
+    """``codec._plain(dataclasses.asdict(value))`` in one pass: dataclasses as dicts of all their
+    fields, datetimes as canonical text, enums as values, mappings as dicts with str keys,
+    lists and tuples as lists, anything else as is."""
+    if value is None or type(value) in _SCALARS:
+        return value
+    if isinstance(value, datetime):
+        return format_time(value)
+    if isinstance(value, Enum):
+        return value.value
+    names = _FIELD_NAMES.get(type(value))
+    if names is None and is_dataclass(value) and not isinstance(value, type):
+        names = _FIELD_NAMES[type(value)] = tuple(f.name for f in fields(value))
+    if names is not None:
+        return {name: _plain_state(getattr(value, name)) for name in names}
+    if isinstance(value, Mapping):
+        return {str(k): _plain_state(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain_state(v) for v in value]
+    return value
 
 
 def _times(data: dict[str, Any], *names: str) -> dict[str, Any]:
@@ -177,6 +210,17 @@ class Projector:
         self.engine = engine
         self.store = store
 
+    @contextmanager
+    def _writing(self) -> Iterator[Connection]:
+        """A transaction holding the projection write lock before it reads anything: SQLite's
+        ``BEGIN IMMEDIATE`` (a deferred read-then-write transaction fails with "database is
+        locked" once any other write commits in between), PostgreSQL's advisory lock (so a racing
+        projector sees the winner's checkpoint instead of colliding on its rows)."""
+        with self.engine.execution_options(sqlite_begin_immediate=True).begin() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": LOCK_KEY})
+            yield conn
+
     def _checkpoint(self, conn: Connection) -> int | None:
         return conn.execute(
             sa.select(checkpoints.c.position).where(checkpoints.c.name == NAME)
@@ -204,7 +248,7 @@ class Projector:
         if not records:
             return None
         apps = sorted({a for a in map(app_of, records) if a is not None})
-        with self.engine.begin() as conn:
+        with self._writing() as conn:
             current = self._checkpoint(conn)
             if (current or 0) != start:
                 return 0  # another projector moved on: read again from its checkpoint
@@ -261,7 +305,7 @@ class Projector:
             if app is not None:
                 states[app] = evolve(states.get(app) or AppState(app=app), rec.event,
                                      rec.occurred_at)
-        with self.engine.begin() as conn:
+        with self._writing() as conn:
             for table in READ_MODEL_TABLES:
                 conn.execute(table.delete())
             conn.execute(checkpoints.delete().where(checkpoints.c.name == NAME))
@@ -286,6 +330,16 @@ class Projector:
                 .where(c.expires_at <= format_time(at), c.status.not_in(["expired", "deleted"]))
                 .order_by(c.app)
             ).scalars())
+
+    def next_expiry(self, after: datetime) -> datetime | None:
+        """The next instant a live credential expires, after ``after``."""
+        c = rm_credentials.c
+        with self.engine.connect() as conn:
+            value = conn.execute(
+                sa.select(sa.func.min(c.expires_at))
+                .where(c.expires_at > format_time(after), c.status.not_in(["expired", "deleted"]))
+            ).scalar_one_or_none()
+        return parse_time(value) if value else None
 
     def states(self) -> Iterator[AppState]:
         with self.engine.connect() as conn:

@@ -85,7 +85,10 @@ def create_engine(url: str, **kwargs: Any) -> Engine:
 
     @sa.event.listens_for(engine, "begin")
     def _begin(conn: sa.Connection) -> None:
-        conn.exec_driver_sql("BEGIN")
+        # execution option sqlite_begin_immediate=True: take the write lock up front, for a
+        # transaction that reads then writes (deferred, it fails once another write commits)
+        immediate = conn.get_execution_options().get("sqlite_begin_immediate", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
 
@@ -281,24 +284,30 @@ class SQLEventStore:
     def read(self, where: ReadFilter = ReadFilter()) -> Iterator[Recorded]:
         """Records in position order, matching ``where``, read in pages by position."""
         conds, params = ["position > ?"], [where.after]
+        # With a stream given, SQLite (no ANALYZE statistics) would rather drive the query from
+        # events_type_occurred_at (type = ? AND a time range) than from the stream's index, and
+        # then reads every event of that type in the window: ~170 ms for one app's audit query
+        # over 1M events against 0.1 ms. SQLite's unary "+" keeps a column from choosing the
+        # index, so a stream filter always reads just that stream's rows. Same rows either way.
+        x = "+" if where.stream_id is not None and not self._pg else ""
         if where.stream_id is not None:
             conds.append("stream_id = ?")
             params.append(where.stream_id)
         if where.types:
-            conds.append(f"type IN ({','.join('?' * len(where.types))})")
+            conds.append(f"{x}type IN ({','.join('?' * len(where.types))})")
             params.extend(where.types)
         if where.actor is not None:
-            conds.append("actor = ?")
+            conds.append(f"{x}actor = ?")
             params.append(where.actor)
         if where.since is not None:
             from events.codec import format_time
 
-            conds.append("occurred_at >= ?")
+            conds.append(f"{x}occurred_at >= ?")
             params.append(format_time(where.since))
         if where.until is not None:
             from events.codec import format_time
 
-            conds.append("occurred_at < ?")
+            conds.append(f"{x}occurred_at < ?")
             params.append(format_time(where.until))
         remaining = where.limit
         sql = self._sql(

@@ -30,7 +30,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from events.state import AppState, Credential, RotationStatus, Status
-from orchestrator.rotation import SECRET_USAGE, Params, replaced_credential
+from orchestrator.rotation import SECRET_USAGE, Params, Step, replaced_credential, resume
 from orchestrator.windows import Window
 
 __all__ = ["Action", "Kind", "Plan", "PlanPolicy", "Reason", "next_due", "plan"]
@@ -125,8 +125,8 @@ def _running(i: _Input) -> Action | None:
         return None
     if rot.status is RotationStatus.PARKED:
         return _NOTHING  # a human decides: orchestrator rotations retry|abandon
-    if rot.next_attempt_at is not None and i.now < rot.next_attempt_at:
-        return _NOTHING
+    if resume(i.state, rot, i.policy.params, i.now).step is Step.WAIT:
+        return _NOTHING  # its backoff or its overlap runs; next_due knows when it ends
     return Action(Kind.RESUME, i.state.app, Reason.OVERDUE_STEP,
                   f"rotation {rot.id} has a step due", usage=rot.usage, policy=i.policy.name,
                   rotation_id=rot.id, urgent=True)
@@ -199,17 +199,25 @@ def _start(i: _Input, reason: Reason, message: str, urgent: bool) -> Action:
 
 
 def _must_not_wait(i: _Input, expires_at: datetime) -> bool:
-    """True when waiting for the next window would leave less than the overlap."""
+    """True when waiting for this application's slot in the next window would leave less
+    than the overlap before ``expires_at``."""
     window = i.policy.window
     if window is None or window.is_open(i.now):
         return True
     nxt = window.current_or_next(i.now)
-    return nxt is None or nxt[0] + i.policy.params.overlap >= expires_at
+    return nxt is None or (
+        _slot(nxt, i.state.app, i.policy.name) + i.policy.params.overlap >= expires_at)
 
 
 def _jitter(app: str, policy: str) -> float:
     digest = hashlib.sha256(f"{policy}/{app}".encode()).digest()
     return int.from_bytes(digest[:4], "big") / 2**32
+
+
+def _slot(window: tuple[datetime, datetime], app: str, policy: str) -> datetime:
+    """Where a routine start of ``app`` goes in ``window``: a deterministic offset in its
+    first half."""
+    return window[0] + (window[1] - window[0]) / 2 * _jitter(app, policy)
 
 
 def _gate(action: Action, policy: PlanPolicy, now: datetime) -> Action | None:
@@ -220,8 +228,7 @@ def _gate(action: Action, policy: PlanPolicy, now: datetime) -> Action | None:
     window = policy.window.current_or_next(now)
     if window is None:
         return None
-    spread = (window[1] - window[0]) / 2
-    not_before = window[0] + spread * _jitter(action.app, policy.name)
+    not_before = _slot(window, action.app, policy.name)
     return Action(action.kind, action.app, action.reason, action.message, action.usage,
                   action.policy, urgent=False, not_before=not_before)
 

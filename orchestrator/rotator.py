@@ -18,6 +18,7 @@ from pathlib import Path
 import structlog
 
 from events import catalog as ev
+from events.codec import format_time
 from events.state import AppState, Rotation, RotationStatus
 from orchestrator import crypto, rules
 from orchestrator.errors import OrchestratorError
@@ -126,12 +127,13 @@ class Rotator:
         self.service.append_decided(app, lambda s: (decide(s), at),
                                     correlation_id=rotation_id, actor=self.actor)
 
-    def _step_event(self, app: str, rotation_id: str, step: str) -> None:
+    def _step_event(self, app: str, rotation_id: str, step: str,
+                    detail: str | None = None) -> None:
         def decide(s: AppState) -> list[ev.Event]:
             rot = s.rotations.get(rotation_id)
             if rot is None or rot.done(step):
                 return []
-            return [ev.RotationStepRecorded(rotation_id=rotation_id, step=step)]
+            return [ev.RotationStepRecorded(rotation_id=rotation_id, step=step, detail=detail)]
 
         self._record(app, rotation_id, decide)
 
@@ -154,9 +156,15 @@ class Rotator:
             case Step.REGISTER if rotation.usage == SECRET_USAGE:
                 assert state.secret is not None
                 secret = self._secret(app, state.secret.version)
-                self.provider.set_secret(app, state.secret.version, secret,
-                                         state.secret.previous_valid_until)
-                self._step_event(app, rid, "registered")
+                # The previous secret's grace runs from the switch, not from "generated": after
+                # retries (or a parked rotation retried by a human) the recorded instant may be
+                # past, and the provider would refuse the secret the app still holds.
+                until = state.secret.previous_valid_until
+                if until is not None:
+                    until = max(until, at + params.overlap)
+                self.provider.set_secret(app, state.secret.version, secret, until)
+                self._step_event(app, rid, "registered", None if until is None else
+                                 f"previous secret valid until {format_time(until)}")
             case Step.REGISTER:
                 self.provider.register(app, state.credentials[rotation.new_credential_id])
                 self._step_event(app, rid, "registered")

@@ -201,6 +201,8 @@ class Service:
                              f"{rules.MIN_RSA_BITS} to {rules.MAX_RSA_BITS}")
         if usage == ev.Usage.MTLS:
             not_after = expires_at or at + DEFAULT_GENERATED_CERT_LIFETIME
+            if not_after.microsecond:  # X.509 holds whole seconds: cover the asked-for expiry
+                not_after = not_after.replace(microsecond=0) + timedelta(seconds=1)
             return crypto.generate_self_signed(key_size, app, at - timedelta(minutes=5), not_after)
         return crypto.generate_rsa(key_size)
 

@@ -3,33 +3,37 @@
 The only module that imports ``apscheduler.triggers``; it is pure (``now``/``start`` are
 arguments, the clock is never read). Every instant it returns is an aware UTC ``datetime``.
 
-A window is the union of the intervals ``[o, o + duration)`` over its openings ``o``. Openings
-are computed by APScheduler 3.x's ``CronTrigger`` with a ``ZoneInfo`` time zone; ``duration`` is
-elapsed time, not wall-clock time. Overlapping or touching intervals form one window, so
-``current_or_next`` returns the real close and ``longest_gap`` measures real closed stretches.
+A window is the union of the intervals ``[o, o + duration)`` over its openings ``o``;
+``duration`` is elapsed time, not wall-clock time. Overlapping or touching intervals form one
+window, so ``current_or_next`` returns the real close and ``longest_gap`` real closed stretches.
 
 The crontab is standard (Vixie) cron, five fields, plus ``@hourly``/``@daily``/``@weekly``/
-``@monthly``/``@yearly``. Two traps of APScheduler 3.x are handled here rather than passed on:
+``@monthly``/``@yearly``. APScheduler 3.x's ``CronTrigger`` parses it and matches its fields, but
+three of its traps are handled here rather than passed on to ops:
 
-* its day-of-week numbers start at Monday = 0, while crontab's start at Sunday = 0 (APScheduler
-  issue 286). We translate the day-of-week field into names, so ``1-5`` means Monday to Friday
-  as ops expect, and 0 and 7 both mean Sunday;
+* its day-of-week numbers start at Monday = 0, crontab's at Sunday = 0 (APScheduler issue 286).
+  The day-of-week field is translated into names, so ``1-5`` means Monday to Friday as ops
+  expect, and 0 and 7 both mean Sunday;
 * crontab ORs day-of-month and day-of-week when both are restricted, APScheduler ANDs them. Such
-  an expression (``0 2 1-7 * 1``) is ambiguous to the reader, so it is refused.
+  an expression (``0 2 1-7 * 1``) misleads its reader either way, so it is refused;
+* given a ``ZoneInfo``, 3.11 steps from one day or month to the next by adding the wall-clock
+  difference in UTC, which lands an hour late after a clock change and then skips the opening:
+  ``30 0 * * 1`` in Europe/Berlin misses Monday 30 March 2026, ``0 0 1 * *`` misses 1 April
+  (APScheduler issues 529 and 606; 1021 is an endless loop in the repeated hour). So the trigger
+  runs in UTC, where wall-clock arithmetic is exact, and yields *wall-clock* openings; this
+  module turns each into an instant with ``zoneinfo``.
 
-Daylight-saving nights, e.g. Europe/Berlin with ``30 2 * * *`` (2026 times):
+How a wall-clock opening becomes an instant, e.g. Europe/Berlin with ``30 2 * * *`` (2026):
 
-* spring forward (29 March 2026, 02:00 CET -> 03:00 CEST): 02:30 does not exist. APScheduler
-  reads the missing wall time with the offset in force before the jump (+01:00), so the window
-  opens at 01:30 UTC = 03:30 CEST: one opening that night, one hour later on the wall clock;
-* fall back (25 October 2026, 03:00 CEST -> 02:00 CET): 02:30 happens twice, and so does the
-  opening: 00:30 UTC (02:30 CEST) and 01:30 UTC (02:30 CET). With a duration of an hour or more
-  the two intervals merge into one window, open from the first 02:30 until ``duration`` after
-  the second; with a shorter one the window opens twice that night.
+* normally: the instant the clock reads it (02:30 CET = 01:30 UTC in winter, 02:30 CEST =
+  00:30 UTC in summer);
+* spring forward (29 March, 02:00 CET -> 03:00 CEST): 02:30 never appears, so the window opens
+  at the instant the clocks jump past it, 03:00 CEST = 01:00 UTC (as cronie runs such jobs);
+* fall back (25 October, 03:00 CEST -> 02:00 CET): 02:30 appears twice; the window opens once,
+  at the first, 02:30 CEST = 00:30 UTC. (Likewise ``0 * * * *`` opens once in the repeated hour.)
 
-Wall times outside the changed hour are unaffected: ``0 2 * * *`` opens at 02:00 local time
-every night, 01:00 UTC in winter and 00:00 UTC in summer (on the spring night 02:00 is itself
-missing and becomes 03:00 CEST, the instant of the jump).
+This mapping never decreases as the wall-clock time increases, which is what lets "the first
+opening at or after an instant" be a simple forward search, and the openings strictly ascend.
 """
 
 from __future__ import annotations
@@ -44,12 +48,11 @@ from functools import lru_cache
 
 from apscheduler.triggers.cron import CronTrigger
 
-__all__ = ["Window", "validate_cron", "validate_timezone"]
+__all__ = ["DEFAULT_HORIZON", "Window", "validate_cron", "validate_timezone"]
 
 DEFAULT_HORIZON = timedelta(days=400)
 _TICK = timedelta(microseconds=1)  # "strictly after" an instant
 _SECOND = timedelta(seconds=1)  # openings fall on whole seconds
-_DAY = timedelta(days=1)
 
 _MACROS = {
     "@yearly": "0 0 1 1 *",
@@ -64,6 +67,7 @@ _CRON_FORM = "write five fields, minute hour day-of-month month day-of-week, e.g
 # crontab numbering: Sunday is 0 (and 7); APScheduler 3.x is given names, never numbers.
 _DAY_NAMES = ("sun", "mon", "tue", "wed", "thu", "fri", "sat")
 _DOW_TERM = re.compile(r"^(?:(\*)|(\w+)(?:-(\w+))?)(?:/(\d+))?$")
+_DOW_FORM = "use 0-7 (0 and 7 are Sunday) or sun-sat, ranges (1-5), lists (1,3,5) and steps (*/2)"
 
 
 @dataclass(frozen=True)
@@ -133,23 +137,18 @@ class Window:
     def _next(self, at: datetime) -> datetime | None:
         """The first opening at or after ``at`` (whole seconds, UTC), or None if none.
 
-        APScheduler searches forward from the wall time of ``at``. Just after the clocks jumped
-        forward that misses an opening whose missing wall time (02:30) it reads as the later
-        instant (01:30 UTC) when asked from, say, 01:10 UTC (03:10 CEST); so in the day after a
-        jump, also search from ``at - jump``, whose wall time lies before the missing hour.
+        Search the wall-clock openings forward from the wall time just before ``at`` (at the
+        instant of a jump, the missing times it stands for lie before its own wall time); the
+        few that map to instants before ``at`` (in a repeated hour) are passed over.
         """
-        trigger = _trigger(self.cron, self.timezone)
-        fire = trigger.get_next_fire_time(None, at)
-        jump = at.astimezone(trigger.timezone).utcoffset() - (at - _DAY).astimezone(
-            trigger.timezone
-        ).utcoffset()
-        if jump > timedelta(0):
-            early = trigger.get_next_fire_time(None, at - jump)
-            while early is not None and early < at:
-                early = trigger.get_next_fire_time(None, early + _TICK)
-            if early is not None and (fire is None or early < fire):
-                fire = early
-        return None if fire is None else fire.astimezone(UTC)
+        trigger, zone = _trigger(self.cron), zoneinfo.ZoneInfo(self.timezone)
+        wall = (at - _TICK).astimezone(zone).replace(tzinfo=UTC, fold=0)
+        while (opening := trigger.get_next_fire_time(None, wall)) is not None:
+            instant = _instant(opening.replace(tzinfo=None), zone)
+            if instant >= at:
+                return instant
+            wall = opening + _TICK
+        return None
 
     def _close_and_next(
         self, opening: datetime, limit: datetime
@@ -157,7 +156,7 @@ class Window:
         """Close of the window containing ``opening``, and the first opening after that close.
 
         Openings inside an interval extend it. Rather than visiting each of them (a minutely
-        cron would make that slow), jump to the first opening at or after the current close
+        cron would make that slow), jump to the first opening after the current close
         and look back one duration from there. A window still open at ``limit`` is reported
         as closing there, with no next opening.
         """
@@ -169,20 +168,14 @@ class Window:
             successor = self._next(opening + _TICK)
             if successor is None or successor > close:
                 return close, successor
-            if successor == close:  # touching intervals: still open
-                opening = successor
-                continue
-            after_close = self._next(close)
+            after_close = self._next(close + _TICK)  # openings up to it all lie in [opening, close]
             if after_close is None:
-                return self._latest(successor, close - _TICK) + duration, None
-            covering = self._next(after_close - duration + _TICK)
+                return self._latest(successor, close) + duration, None
+            covering = self._next(after_close - duration)
             if covering is not None and covering < after_close:
-                opening = after_close  # an opening in (after_close - duration, after_close)
+                opening = after_close  # open without a break from opening to after_close
                 continue
-            latest_close = self._latest(successor, after_close - duration) + duration
-            if latest_close < after_close:
-                return latest_close, after_close
-            opening = after_close
+            return self._latest(successor, after_close - duration - _TICK) + duration, after_close
 
     def _latest(self, known: datetime, limit: datetime) -> datetime:
         """The latest opening in ``[known, limit]``, ``known`` being one; binary search."""
@@ -216,29 +209,49 @@ def validate_cron(expr: str, timezone: str = "UTC") -> str | None:
     if problem is not None:
         return problem
     try:
-        _trigger(expr, timezone)
+        _trigger(expr)
     except ValueError as exc:
         return f"{expr!r} is not a usable cron expression: {exc}"
     return None
 
 
 @lru_cache(maxsize=256)
-def _trigger(expr: str, timezone: str) -> CronTrigger:
-    """The APScheduler trigger for a crontab expression (raises ValueError with the fix)."""
+def _trigger(expr: str) -> CronTrigger:
+    """A trigger over wall-clock times (run in UTC, which has no clock changes); raises
+    ValueError with the fix."""
     fields = _MACROS.get(expr.strip().lower(), expr).split()
     if len(fields) != 5:
-        raise ValueError(f"has {len(fields)} fields; {_CRON_FORM}")
+        raise ValueError(f"it has {len(fields)} fields; {_CRON_FORM}")
     minute, hour, day, month, day_of_week = fields
     if not day.startswith("*") and not day_of_week.startswith("*"):
         raise ValueError(
-            "restricts both day-of-month and day-of-week, which crontab ORs and APScheduler "
+            "it restricts both day-of-month and day-of-week, which crontab ORs and APScheduler "
             "ANDs; restrict only one of them (use '*' for the other)"
         )
     crontab = " ".join((minute, hour, day, month, _day_of_week(day_of_week)))
     try:
-        return CronTrigger.from_crontab(crontab, timezone=zoneinfo.ZoneInfo(timezone))
+        return CronTrigger.from_crontab(crontab, timezone=UTC)
     except ValueError as exc:
         raise ValueError(f"{exc}; {_CRON_FORM}") from None
+
+
+def _instant(wall: datetime, zone: zoneinfo.ZoneInfo) -> datetime:
+    """The first instant whose wall clock in ``zone`` reads ``wall`` (naive), or, for a time
+    the clocks jumped over, the instant of the jump."""
+    instant = wall.replace(tzinfo=zone).astimezone(UTC)  # fold=0: the first of two readings
+    if instant.astimezone(zone).replace(tzinfo=None) == wall:
+        return instant
+    # Missing: fold=0 read it with the old offset (after the jump), fold=1 with the new one
+    # (before it). The jump lies between; offsets change on whole seconds.
+    before, after = wall.replace(tzinfo=zone, fold=1).astimezone(UTC), instant
+    offset_after = after.astimezone(zone).utcoffset()
+    while after - before > _SECOND:
+        middle = before + (after - before) // 2
+        if middle.astimezone(zone).utcoffset() == offset_after:
+            after = middle
+        else:
+            before = middle
+    return after
 
 
 def _day_of_week(field: str) -> str:
@@ -260,9 +273,6 @@ def _day_of_week(field: str) -> str:
             raise ValueError(f"day-of-week step in {term!r} must be at least 1; {_DOW_FORM}")
         days.update(day % 7 for day in range(low, high + 1, int(step or 1)))  # 7 is Sunday
     return ",".join(_DAY_NAMES[day] for day in sorted(days, key=lambda day: (day - 1) % 7))
-
-
-_DOW_FORM = "use 0-7 (0 and 7 are Sunday) or sun-sat, ranges (1-5), lists (1,3,5) and steps (*/2)"
 
 
 def _day_number(token: str) -> int:

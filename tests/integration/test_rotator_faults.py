@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from events import catalog as ev
+from events.codec import format_time
 from events.state import AppState, Credential, RotationStatus, Status
 from events.store import InMemoryEventStore, ReadFilter, Recorded
 from orchestrator import crypto
@@ -255,8 +256,34 @@ def test_a_full_rotation_switches_the_provider_to_the_new_credential(world: Worl
     world.finish(rid, params)
     assert authenticates(world, usage, new)
     assert not authenticates(world, usage, old)
-    assert assert_old_disabled_only_after_new_tested(world) == (usage != SECRET)
+    assert assert_old_disabled_only_after_new_tested(world) == int(usage != SECRET)
     assert_one_new_credential(world, rid)
+    assert_no_orphans(world, [APP])
+
+
+@pytest.mark.parametrize("usage", KEY_USAGES)
+def test_a_rotation_at_capacity_frees_the_disabled_slot_and_forgets_its_key(
+        world: World, usage: str) -> None:
+    provisioned(world, usage)
+    params = PARAMS[usage]
+    first, _ = world.rotate(usage)
+    world.finish(first, params)
+    spent = old_of(world, first)
+    assert isinstance(spent, Credential) and len(world.state().live(usage)) == 2
+    world.advance(DAY)
+    world.provider.fail_next("remove")  # freeing the slot fails once, then is retried
+    rid, out = world.rotate(usage)
+    assert out.failed and out.last == Next(Step.FREE_SLOT, spent.id)
+    world.now = world.state().rotations[rid].next_attempt_at  # type: ignore[assignment]
+    world.finish(rid, params)
+    state = world.state()
+    assert state.credentials[spent.id].status is Status.DELETED
+    assert state.rotations[rid].old_credential_id == world.state().rotations[first].new_credential_id
+    assert world.keystore.get(spent.id) is None
+    assert world.keystore.get(f"{spent.id}/certificate") is None
+    assert authenticates(world, usage, new_of(world, rid))
+    assert not authenticates(world, usage, old_of(world, rid))
+    assert assert_old_disabled_only_after_new_tested(world) == 2
     assert_no_orphans(world, [APP])
 
 
@@ -323,7 +350,7 @@ def test_a_failing_provider_call_is_retried_after_its_backoff(
     world.advance(params.overlap)  # a previous client secret's grace has ended too
     assert authenticates(world, usage, new_of(world, rid))
     assert not authenticates(world, usage, old_of(world, rid))
-    assert assert_old_disabled_only_after_new_tested(world) == (usage != SECRET)
+    assert assert_old_disabled_only_after_new_tested(world) == int(usage != SECRET)
     assert_one_new_credential(world, rid)
     assert_no_orphans(world, [APP])
 
@@ -374,7 +401,7 @@ def test_a_late_success_is_found_done_on_the_repeat(world: World, usage: str, me
     assert set(world.keystore.ids()) - before == expected  # no second key, no second secret
     assert authenticates(world, usage, new)
     assert not authenticates(world, usage, old_of(world, rid))
-    assert assert_old_disabled_only_after_new_tested(world) == (usage != SECRET)
+    assert assert_old_disabled_only_after_new_tested(world) == int(usage != SECRET)
 
 
 # --- an exhausted retry budget, and `rotations retry` --------------------------------------------
@@ -429,15 +456,24 @@ def test_an_exhausted_budget_parks_the_rotation_and_retry_resumes_it(world: Worl
     (action,) = plan([policy_for(usage)], [world.state()], world.now).actions
     assert (action.kind, action.rotation_id) == (Kind.RESUME, rid)
     world.provider.heal()
+    retried_at = world.now
     out = world.rotator.advance(APP, rid, params)
     assert not out.failed
     assert authenticates(world, usage, old)  # still: the app may not have the new one yet
+    if usage == SECRET:  # the previous secret's grace runs from the switch, hours after "generated"
+        (registered,) = [r for r in world.of_rotation(rid)
+                         if r.type == ev.RotationStepRecorded.type_name
+                         and r.payload["step"] == "registered"]
+        assert registered.payload["detail"] == (
+            f"previous secret valid until {format_time(retried_at + params.overlap)}")
+        world.now = retried_at + params.overlap - SECOND
+        assert authenticates(world, usage, old)
     assert authenticates(world, usage, new_of(world, rid))
     world.finish(rid, params)
     world.advance(params.overlap)
     assert authenticates(world, usage, new_of(world, rid))
     assert not authenticates(world, usage, old)
-    assert assert_old_disabled_only_after_new_tested(world) == (usage != SECRET)
+    assert assert_old_disabled_only_after_new_tested(world) == int(usage != SECRET)
     assert_one_new_credential(world, rid)
 
 

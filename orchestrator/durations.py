@@ -1,0 +1,45 @@
+"""Durations as ops write them in policy files, and back.
+
+Accepted: whole numbers with a unit, the units in decreasing order and each at most once
+(``45s``, ``30m``, ``24h``, ``90d``, ``2w``, ``1d12h``, ``1h30m``), or ISO 8601 durations made
+of weeks, days, hours, minutes and seconds (``P90D``, ``PT24H``, ``P1DT12H``, ``P2W``). Years
+and months are refused: their length varies, and a policy must mean one thing.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+
+__all__ = ["DURATION_FORMS", "format_duration", "parse_duration"]
+
+DURATION_FORMS = (
+    "a whole number with a unit (45s, 30m, 24h, 90d, 2w), units combined largest first "
+    "(1d12h), or ISO 8601 (PT24H, P90D)"
+)
+_UNITS = ("w", "d", "h", "m", "s")
+_SECONDS = {"w": 604_800, "d": 86_400, "h": 3_600, "m": 60, "s": 1}
+_COMPACT = re.compile(r"(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
+_ISO = re.compile(r"P(?:(\d+)W)?(?:(\d+)D)?(?:T(?=\d)(?:(\d+)H)?(?:(\d+)M)?(?:(\d+)S)?)?")
+
+
+def parse_duration(text: str) -> timedelta:
+    """``timedelta`` of ``text``; ValueError naming the accepted forms if it is none of them."""
+    stripped = text.strip()
+    match = _COMPACT.fullmatch(stripped) or _ISO.fullmatch(stripped.upper())
+    if not stripped or match is None or stripped.upper() == "P" or not any(match.groups()):
+        raise ValueError(f"{text!r} is not a duration; write {DURATION_FORMS}")
+    return timedelta(seconds=sum(int(n) * _SECONDS[u] for n, u in zip(match.groups(), _UNITS, strict=True) if n))
+
+
+def format_duration(duration: timedelta) -> str:
+    """The compact spelling, days and below (``93d21h15m``, ``0s``); parses back to itself."""
+    seconds = int(duration.total_seconds())
+    if seconds < 0:
+        return "-" + format_duration(-duration)
+    parts = []
+    for unit in ("d", "h", "m", "s"):
+        count, seconds = divmod(seconds, _SECONDS[unit])
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts) or "0s"

@@ -1,0 +1,706 @@
+"""Rotation policies: the YAML files ops edit, as frozen pydantic models, and their loader.
+
+The format is shown, every key commented, by the files in ``policies/`` (each is loaded by a
+test). Keys are camelCase and unknown keys are errors; durations are parsed by
+``orchestrator.durations``; a window by ``orchestrator.windows``. Every refusal is one line,
+``<file>: <field.path as spelt in YAML>: <what is wrong>; <what to do>``.
+
+Why a policy cannot let a credential expire before its replacement has overlapped
+---------------------------------------------------------------------------------
+Take a credential this policy creates at ``t0``; it expires at ``t0 + lifetime``. Its rotation
+becomes due at ``t0 + min(every, lifetime - beforeExpiry)``, never later than ``t0 + every``.
+It starts when the window lets it: the planner places each start at a per-application slot in
+the first window that opens after the due time (today within its first half), so at worst at
+that window's close, at most ``wait = longest_gap + window.duration`` later (``wait = 0``
+without a window; ``longest_gap`` is measured over the 400 days from 2026-01-01, so clock
+changes, weekends and short months are in it, and the fixed start keeps loading
+deterministic). The new credential is added and tested at once; failed steps are retried
+within ``retries``, the sum of the backoffs between attempts (1m + 2m + 4m + 8m = 15m by
+default, doubling up to maxBackoff). Then both overlap for ``overlap``. So the old credential
+must still be valid at ``t0 + every + wait + retries + overlap``, and we enforce exactly that::
+
+    lifetime >= every + wait + retries + overlap                                         (1)
+
+It is sufficient because every term is an upper bound of its step and the expiring trigger
+(``beforeExpiry``) can only make a start earlier, never later; so beforeExpiry need not be
+added in (1). Three more inequalities keep the triggers themselves sound::
+
+    overlap < every                      (a rotation finishes before the next is due)     (2)
+    beforeExpiry > overlap + retries     (a credential caught by the expiring trigger, e.g.
+                                          one imported with its own expiry, still overlaps
+                                          in time: the window never delays such a start) (3)
+    lifetime > beforeExpiry + overlap    (a fresh credential is not due again the moment its
+                                          rotation completes: no rotation loop)           (4)
+
+What (1) cannot cover is capacity: maxPerTick must let the fleet's due rotations start within
+the window, and a rotation parked after its retry budget waits for a human.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from fnmatch import fnmatchcase
+from functools import cache, lru_cache
+from itertools import combinations
+from pathlib import Path
+from typing import Annotated, Any, Literal, get_args
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from orchestrator.durations import DURATION_FORMS, format_duration, parse_duration
+from orchestrator.errors import PolicyError
+from orchestrator.windows import Window, validate_cron, validate_timezone
+
+__all__ = [
+    "WINDOW_REFERENCE",
+    "Algorithm",
+    "LoadedPolicy",
+    "Policy",
+    "PolicyFileError",
+    "PolicySet",
+    "Usage",
+    "find_conflicts",
+    "load_policies",
+    "load_policy_file",
+    "validate_paths",
+]
+
+WINDOW_REFERENCE = datetime(2026, 1, 1, tzinfo=UTC)  # where window gaps are measured from
+_WINDOW_HORIZON = timedelta(days=400)
+_NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+_MODEL = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+_ONE_POLICY = "narrow one selector (apps or labels) so each application has one policy per usage"
+
+
+class Usage(StrEnum):
+    PRIVATE_KEY_JWT = "private_key_jwt"
+    JAR = "jar"
+    MTLS = "mtls"
+    CLIENT_SECRET = "client_secret"
+
+
+class Algorithm(StrEnum):
+    RS256 = "RS256"
+    RS384 = "RS384"
+    PS256 = "PS256"
+
+
+def _duration(value: object, *, zero_ok: bool) -> timedelta:
+    if isinstance(value, bool) or not isinstance(value, str | timedelta | int):
+        raise ValueError(f"{value!r} is not a duration; write {DURATION_FORMS}")
+    if isinstance(value, int):
+        raise ValueError(
+            f"{value} has no unit; write e.g. {value}s, {value}m, {value}h or {value}d"
+        )
+    duration = parse_duration(value) if isinstance(value, str) else value
+    if duration < timedelta(0) or (duration == timedelta(0) and not zero_ok):
+        raise ValueError(f"{value} is not longer than zero; give a positive duration such as 1h")
+    return duration
+
+
+PositiveDuration = Annotated[timedelta, PlainValidator(lambda v: _duration(v, zero_ok=False))]
+Duration = Annotated[timedelta, PlainValidator(lambda v: _duration(v, zero_ok=True))]
+
+
+def _refuse(field: str, message: str) -> PydanticCustomError:
+    """A cross-field refusal, reported at ``field`` (dotted, YAML spelling) under the model."""
+    return PydanticCustomError("policy_rule", "{message}", {"field": field, "message": message})
+
+
+def _d(duration: timedelta) -> str:
+    return format_duration(duration)
+
+
+class Metadata(BaseModel):
+    model_config = _MODEL
+    name: str
+    description: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, name: str) -> str:
+        if not _NAME.fullmatch(name):
+            raise ValueError(
+                f"{name!r} is not a valid name; use 1-63 lowercase letters, digits and '-', "
+                "starting with a letter or digit"
+            )
+        return name
+
+
+class Selector(BaseModel):
+    model_config = _MODEL
+    apps: tuple[str, ...] = Field(min_length=1)
+    labels: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("apps")
+    @classmethod
+    def _apps(cls, apps: tuple[str, ...]) -> tuple[str, ...]:
+        if any(not app.strip() for app in apps):
+            raise ValueError("an empty pattern matches nothing; remove it or write a glob")
+        return apps
+
+    def matches(self, app: str, labels: Mapping[str, str]) -> bool:
+        return any(fnmatchcase(app, glob) for glob in self.apps) and all(
+            labels.get(key) == value for key, value in self.labels.items()
+        )
+
+
+class Issuer(BaseModel):
+    model_config = _MODEL
+    certificate: Path  # as written: relative paths start at the policy file's folder
+    key: Path
+
+
+class Certificate(BaseModel):
+    model_config = _MODEL
+    subject: str  # RFC 4514; {app} is replaced by the application name
+    issuer: Issuer | None = None  # absent: self-signed
+
+    @field_validator("subject")
+    @classmethod
+    def _subject(cls, subject: str) -> str:
+        rdns = re.split(r"(?<!\\)[,+]", subject)
+        if not all(re.fullmatch(r"\s*([A-Za-z][\w-]*|\d+(\.\d+)+)\s*=.*\S.*", r) for r in rdns):
+            raise ValueError(
+                f"{subject!r} is not an RFC 4514 name; write attribute=value pairs separated "
+                "by commas, e.g. CN={app},O=Example Corp"
+            )
+        if unknown := set(re.findall(r"\{([^}]*)\}", subject)) - {"app"}:
+            raise ValueError(f"unknown placeholder {{{sorted(unknown)[0]}}}; only {{app}} exists")
+        return subject
+
+
+class Credential(BaseModel):
+    model_config = _MODEL
+    usage: Usage
+    algorithm: Algorithm | None = None  # RS256 for keys, set by _key_defaults
+    key_size: Literal[2048, 3072, 4096] | None = Field(None, alias="keySize")
+    certificate: Certificate | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _key_defaults(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("usage") != Usage.CLIENT_SECRET:
+            data = dict(data)
+            if data.get("algorithm") is None:
+                data["algorithm"] = Algorithm.RS256
+            if data.get("keySize", data.get("key_size")) is None:
+                data.pop("key_size", None)
+                data["keySize"] = 2048
+        return data
+
+    @model_validator(mode="after")
+    def _fits_usage(self) -> Credential:
+        if self.usage is Usage.CLIENT_SECRET:
+            for field, value in (("algorithm", self.algorithm), ("keySize", self.key_size)):
+                if value is not None:
+                    raise _refuse(field, f"a client secret has no {field}; remove it")
+        if self.usage is Usage.MTLS and self.certificate is None:
+            raise _refuse(
+                "certificate", "mtls needs a certificate; add certificate: {subject: CN={app},...}"
+            )
+        if self.usage is not Usage.MTLS and self.certificate is not None:
+            raise _refuse(
+                "certificate", f"only mtls has a certificate, not {self.usage}; remove it"
+            )
+        return self
+
+
+class Retry(BaseModel):
+    model_config = _MODEL
+    attempts: int = Field(5, ge=1)
+    backoff: PositiveDuration = timedelta(minutes=1)
+    max_backoff: PositiveDuration = Field(timedelta(hours=1), alias="maxBackoff")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Retry:
+        if self.max_backoff < self.backoff:
+            raise _refuse(
+                "maxBackoff",
+                f"{_d(self.max_backoff)} is shorter than backoff ({_d(self.backoff)}); make it "
+                f"at least {_d(self.backoff)}",
+            )
+        return self
+
+    @property
+    def budget(self) -> timedelta:
+        """Total wait between the attempts: backoff, doubling, at most maxBackoff each."""
+        total, wait = timedelta(0), self.backoff
+        for _ in range(self.attempts - 1):
+            total, wait = total + wait, min(wait * 2, self.max_backoff)
+        return total
+
+
+class WindowSpec(BaseModel):
+    model_config = _MODEL
+    cron: str
+    duration: PositiveDuration
+    timezone: str = "UTC"
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, cron: str) -> str:
+        if (problem := validate_cron(cron)) is not None:
+            raise ValueError(problem)
+        return cron
+
+    @field_validator("timezone")
+    @classmethod
+    def _timezone(cls, timezone: str) -> str:
+        if (problem := validate_timezone(timezone)) is not None:
+            raise ValueError(problem)
+        return timezone
+
+    @model_validator(mode="after")
+    def _opens(self) -> WindowSpec:
+        end = WINDOW_REFERENCE + _WINDOW_HORIZON
+        if next(self.window.openings(WINDOW_REFERENCE, end), None) is None:
+            raise _refuse(
+                "cron",
+                f"{self.cron!r} does not open once in the 400 days after 2026-01-01 "
+                "(a day that does not exist?); choose days that occur every year",
+            )
+        return self
+
+    @property
+    def window(self) -> Window:
+        return Window(self.cron, self.duration, self.timezone)
+
+
+@lru_cache(maxsize=256)
+def _longest_gap(window: Window) -> timedelta:
+    return window.longest_gap(WINDOW_REFERENCE, _WINDOW_HORIZON)
+
+
+class Rotation(BaseModel):
+    model_config = _MODEL
+    every: PositiveDuration
+    before_expiry: PositiveDuration = Field(alias="beforeExpiry")
+    overlap: PositiveDuration
+    window: WindowSpec | None = None
+    max_per_tick: int = Field(50, ge=1, alias="maxPerTick")
+    retry: Retry = Retry()
+
+    @model_validator(mode="after")
+    def _sound_triggers(self) -> Rotation:
+        if self.overlap >= self.every:  # (2)
+            raise _refuse(
+                "overlap",
+                f"{_d(self.overlap)} is not shorter than every ({_d(self.every)}), so a "
+                "rotation would be due again before the last one finished; shorten overlap "
+                "or rotate less often",
+            )
+        needed = self.overlap + self.retry.budget
+        if self.before_expiry <= needed:  # (3)
+            raise _refuse(
+                "beforeExpiry",
+                f"{_d(self.before_expiry)} leaves no time for a credential caught by it to "
+                f"overlap {_d(self.overlap)} (plus {_d(self.retry.budget)} of retries) before "
+                f"it expires; make beforeExpiry longer than {_d(needed)}",
+            )
+        return self
+
+    @property
+    def max_start_delay(self) -> timedelta:
+        """How long a due rotation may wait for the window: its longest gap plus its length."""
+        if self.window is None:
+            return timedelta(0)
+        return _longest_gap(self.window.window) + self.window.duration
+
+
+class Spec(BaseModel):
+    model_config = _MODEL
+    selector: Selector
+    credential: Credential
+    rotation: Rotation
+    lifetime: PositiveDuration | None = None
+    retention: Duration = timedelta(days=7)
+
+    @model_validator(mode="after")
+    def _no_expiry_before_overlap(self) -> Spec:
+        rotation, lifetime = self.rotation, self.lifetime
+        if lifetime is None:
+            if self.credential.usage is not Usage.CLIENT_SECRET:
+                raise _refuse(
+                    "lifetime", f"required for {self.credential.usage}; add e.g. lifetime: 120d"
+                )
+            return self
+        wait, retries = rotation.max_start_delay, rotation.retry.budget
+        needed = rotation.every + wait + retries + rotation.overlap  # (1)
+        if lifetime < needed:
+            waiting = f", may wait {_d(wait)} for its window" if rotation.window else ""
+            raise _refuse(
+                "lifetime",
+                f"{_d(lifetime)} is too short: a credential is due at {_d(rotation.every)} "
+                f"(every){waiting}, may spend {_d(retries)} on retries and then overlaps "
+                f"{_d(rotation.overlap)}, so it could expire before its replacement has "
+                f"overlapped; make lifetime at least {_d(needed)} or rotate more often",
+            )
+        if lifetime <= rotation.before_expiry + rotation.overlap:  # (4)
+            raise _refuse(
+                "rotation.beforeExpiry",
+                f"{_d(rotation.before_expiry)} plus overlap {_d(rotation.overlap)} is not "
+                f"shorter than lifetime {_d(lifetime)}, so each new credential would be due "
+                "again as soon as its rotation completed; make beforeExpiry shorter than "
+                f"{_d(lifetime - rotation.overlap)}",
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _one_subject_per_app(self) -> Spec:
+        certificate = self.credential.certificate
+        several = len(self.selector.apps) > 1 or any(c in self.selector.apps[0] for c in "*?[")
+        if certificate is not None and several and "{app}" not in certificate.subject:
+            raise _refuse(
+                "credential.certificate.subject",
+                f"{certificate.subject!r} has no {{app}}, so every application the selector "
+                "matches would get the same subject DN; put {app} in it, e.g. CN={app},O=Acme",
+            )
+        return self
+
+
+class Policy(BaseModel):
+    model_config = _MODEL
+    api_version: Literal["orchestrator/v1"] = Field(alias="apiVersion")
+    kind: Literal["RotationPolicy"]
+    metadata: Metadata
+    spec: Spec
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    @property
+    def usage(self) -> Usage:
+        return self.spec.credential.usage
+
+    def matches(self, app: str, labels: Mapping[str, str]) -> bool:
+        """Whether the selector claims this application (some glob and every label match)."""
+        return self.spec.selector.matches(app, labels)
+
+
+# -- loading ---------------------------------------------------------------------------------
+
+
+class PolicyFileError(PolicyError):
+    """A refused policy: ``errors`` holds every problem found, one line each; ``str()`` is the
+    first."""
+
+    def __init__(self, errors: Sequence[str]) -> None:
+        super().__init__(errors[0])
+        self.errors: list[str] = list(errors)
+
+
+@dataclass(frozen=True)
+class LoadedPolicy:
+    policy: Policy
+    path: Path
+    content_hash: str  # "sha256:<hex>" of the file's bytes
+
+
+@dataclass(frozen=True)
+class PolicySet:
+    """The policies that loaded and conflict with no other, and every refusal."""
+
+    policies: tuple[LoadedPolicy, ...]
+    errors: tuple[PolicyError, ...]
+
+
+def load_policy_file(path: Path) -> LoadedPolicy:
+    """Read, parse and validate one policy file; PolicyFileError names the file and field."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise PolicyFileError(
+            [f"{path}: cannot be read ({exc.strerror}); check the path"]
+        ) from None
+    data = _parse_yaml(path, raw)
+    try:
+        policy = Policy.model_validate(data)
+    except ValidationError as exc:
+        raise PolicyFileError([f"{path}: {line}" for line in _explain(exc)]) from None
+    if missing := _missing_issuer_files(policy, path.parent):
+        raise PolicyFileError([f"{path}: {line}" for line in missing])
+    return LoadedPolicy(policy, path, "sha256:" + hashlib.sha256(raw).hexdigest())
+
+
+def load_policies(paths: Iterable[Path]) -> PolicySet:
+    """Load files and folders (their ``*.yaml``/``*.yml``, sorted, not recursive); a broken
+    file is reported and the rest still load; duplicate names and overlapping selectors are
+    reported and leave both policies out."""
+    files, errors = _policy_files(paths)
+    loaded: list[LoadedPolicy] = []
+    for file in files:
+        try:
+            loaded.append(load_policy_file(file))
+        except PolicyError as exc:
+            errors.append(exc)
+    conflicts, conflicted = _conflicts(loaded)
+    kept = tuple(item for item in loaded if item.path not in conflicted)
+    return PolicySet(policies=kept, errors=(*errors, *conflicts))
+
+
+def validate_paths(paths: Iterable[Path]) -> list[str]:
+    """Every error line for ``orchestrator policy validate``; empty when all is well."""
+    return [line for error in load_policies(paths).errors for line in _lines(error)]
+
+
+def find_conflicts(
+    policies: Iterable[LoadedPolicy], apps: Iterable[tuple[str, Mapping[str, str]]]
+) -> list[str]:
+    """For a concrete fleet: each application claimed by two or more policies for one usage."""
+    policies = list(policies)
+    lines = []
+    for app, labels in apps:
+        claims: dict[Usage, list[LoadedPolicy]] = defaultdict(list)
+        for item in policies:
+            if item.policy.matches(app, labels):
+                claims[item.policy.usage].append(item)
+        for usage, claimants in claims.items():
+            if len(claimants) > 1:
+                who = " and ".join(f"policy '{c.policy.name}' ({c.path})" for c in claimants)
+                lines.append(
+                    f"application '{app}': usage {usage} is claimed by {who}; {_ONE_POLICY}"
+                )
+    return lines
+
+
+def _missing_issuer_files(policy: Policy, folder: Path) -> list[str]:
+    certificate = policy.spec.credential.certificate
+    if certificate is None or certificate.issuer is None:
+        return []
+    files = {"certificate": certificate.issuer.certificate, "key": certificate.issuer.key}
+    return [
+        f"spec.credential.certificate.issuer.{field}: {folder / file} does not exist; fix the "
+        "path (relative paths start at the policy's folder)"
+        for field, file in files.items()
+        if not (folder / file).is_file()
+    ]
+
+
+def _lines(error: PolicyError) -> list[str]:
+    return error.errors if isinstance(error, PolicyFileError) else [str(error)]
+
+
+def _policy_files(paths: Iterable[Path]) -> tuple[list[Path], list[PolicyError]]:
+    files: list[Path] = []
+    errors: list[PolicyError] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(
+                sorted(f for f in path.iterdir() if f.suffix in (".yaml", ".yml") and f.is_file())
+            )
+        elif path.is_file():
+            files.append(path)
+        else:
+            errors.append(PolicyFileError([f"{path}: no such file or folder; check the path"]))
+    unique: dict[Path, Path] = {}  # by resolved path: a file named twice loads once
+    for file in files:
+        unique.setdefault(file.resolve(), file)
+    return list(unique.values()), errors
+
+
+class _Loader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML ships no type hints
+    """SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last)."""
+
+
+def _mapping(loader: _Loader, node: yaml.MappingNode) -> dict[Any, Any]:
+    loader.flatten_mapping(node)
+    seen: list[Any] = []
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"key {key!r} appears twice in one mapping", key_node.start_mark
+            )
+        seen.append(key)
+    try:
+        return dict(loader.construct_pairs(node, deep=True))
+    except TypeError:  # a list or mapping used as a key
+        raise yaml.constructor.ConstructorError(
+            None, None, "a key must be plain text", node.start_mark
+        ) from None
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
+
+
+def _parse_yaml(path: Path, raw: bytes) -> dict[Any, Any]:
+    try:
+        data = yaml.load(raw, Loader=_Loader)  # a SafeLoader: builds plain data only
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "YAML"
+        what = exc.problem or exc.context or "invalid YAML"
+        if exc.problem and exc.context and exc.context_mark:
+            what += f" ({exc.context}, line {exc.context_mark.line + 1})"
+        raise PolicyFileError([f"{path}: {where}: {what}; fix the YAML there"]) from None
+    except yaml.YAMLError as exc:
+        raise PolicyFileError(
+            [f"{path}: not readable as YAML ({exc}); save it as UTF-8 YAML"]
+        ) from None
+    if data is None:
+        raise PolicyFileError(
+            [f"{path}: the file is empty; write a policy (apiVersion, kind, metadata, spec)"]
+        )
+    if not isinstance(data, dict):
+        raise PolicyFileError(
+            [f"{path}: holds a {type(data).__name__}, not a mapping; start with 'apiVersion:'"]
+        )
+    return data
+
+
+# -- turning pydantic's errors into one line each -------------------------------------------
+
+
+def _explain(exc: ValidationError) -> list[str]:
+    lines = []
+    for error in exc.errors(include_url=False):
+        loc, ctx = list(error["loc"]), error.get("ctx") or {}
+        if error["type"] == "policy_rule":
+            loc += ctx["field"].split(".")
+        lines.append(f"{_dotted(loc)}: {_describe(error, loc)}")
+    return lines
+
+
+def _dotted(loc: Sequence[int | str]) -> str:
+    text = ""
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else str(part)
+    return text or "(top level)"
+
+
+def _describe(error: Any, loc: Sequence[int | str]) -> str:
+    kind, ctx, value = error["type"], error.get("ctx") or {}, error.get("input")
+    if kind == "policy_rule":
+        return str(ctx["message"])
+    if kind == "value_error":
+        return str(ctx["error"])
+    if kind == "extra_forbidden":
+        allowed = ", ".join(_allowed_keys(loc[:-1]))
+        return f"unknown key {loc[-1]!r} (allowed: {allowed}); remove it or fix its spelling"
+    if kind == "missing":
+        return "required key missing; add it"
+    if kind in ("literal_error", "enum"):
+        return f"{value!r} is not allowed; use {ctx['expected']}"
+    if kind in ("model_type", "model_attributes_type", "dict_type"):
+        return f"expected a mapping (key: value), got {_kind(value)}; write it as one"
+    if kind in ("tuple_type", "list_type"):
+        return f'expected a list, got {_kind(value)}; write it as one, e.g. ["payments-*"]'
+    if kind == "too_short":
+        return f"needs at least {ctx['min_length']} item; add one"
+    if kind == "string_type":
+        return f"expected text, got {_kind(value)}; quote it"
+    if kind in ("int_type", "int_parsing", "int_from_float"):
+        return f"expected a whole number, got {value!r}; write e.g. 5"
+    if kind == "greater_than_equal":
+        return f"{value!r} is too small; use {ctx['ge']} or more"
+    return f"{error['msg']}; fix this value"
+
+
+def _kind(value: object) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    return repr(value)
+
+
+def _allowed_keys(loc: Sequence[int | str]) -> list[str]:
+    model: type[BaseModel] | None = Policy
+    for part in loc:
+        if model is None or isinstance(part, int):
+            continue
+        field = next((f for n, f in model.model_fields.items() if part in (n, f.alias)), None)
+        model = _model_in(field.annotation) if field is not None else None
+    if model is None:
+        return []
+    return [field.alias or name for name, field in model.model_fields.items()]
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return next(filter(None, (_model_in(arg) for arg in get_args(annotation))), None)
+
+
+# -- selectors that can claim the same application --------------------------------------------
+
+
+def _conflicts(loaded: Sequence[LoadedPolicy]) -> tuple[list[PolicyError], set[Path]]:
+    errors: list[PolicyError] = []
+    conflicted: set[Path] = set()
+    for first, second in combinations(loaded, 2):
+        a, b = first.policy, second.policy
+        if a.name == b.name:
+            line = (
+                f"{first.path}: metadata.name: '{a.name}' is also the name of the policy in "
+                f"{second.path}; give each policy a unique name"
+            )
+        elif (shared := _shared_claim(a, b)) is not None:
+            line = (
+                f"{first.path}: spec.selector: policy '{a.name}' and policy '{b.name}' "
+                f"({second.path}) can both claim an application for usage {a.usage} (apps "
+                f"{shared[0]!r} and {shared[1]!r} can match one name, labels do not "
+                f"contradict); {_ONE_POLICY}"
+            )
+        else:
+            continue
+        errors.append(PolicyFileError([line]))
+        conflicted.update((first.path, second.path))
+    return errors, conflicted
+
+
+def _shared_claim(a: Policy, b: Policy) -> tuple[str, str] | None:
+    """Two app globs that can match one name, if the policies' usages and labels allow it."""
+    left, right = a.spec.selector, b.spec.selector
+    if a.usage != b.usage or any(
+        key in right.labels and right.labels[key] != value for key, value in left.labels.items()
+    ):
+        return None
+    return next(((x, y) for x in left.apps for y in right.apps if _globs_meet(x, y)), None)
+
+
+def _globs_meet(x: str, y: str) -> bool:
+    """Whether some name can match both fnmatch globs. ``*`` and ``?`` are exact; a bracket
+    class is taken as ``?`` (any one character), which may report an overlap that classes
+    would rule out, never miss one."""
+    a, b = _glob_tokens(x), _glob_tokens(y)
+
+    @cache
+    def meet(i: int, j: int) -> bool:
+        if i == len(a) and j == len(b):
+            return True
+        p, q = a[i] if i < len(a) else "", b[j] if j < len(b) else ""
+        if (p == "*" and meet(i + 1, j)) or (q == "*" and meet(i, j + 1)):
+            return True  # a * that matches nothing
+        if not p or not q or p == q == "*":
+            return False
+        if p != q and "*" not in (p, q) and "?" not in (p, q):
+            return False  # two different characters
+        return meet(i + (p != "*"), j + (q != "*"))  # a * stays to take more characters
+
+    return meet(0, 0)
+
+
+def _glob_tokens(pattern: str) -> list[str]:
+    """One token per position: a literal character, "?" (also for a [class]), or "*"."""
+    literal = re.sub(r"\[(?:!?\]?[^\]]*)\]", "\0", pattern)  # classes become a placeholder
+    tokens = ["?" if c == "\0" else c for c in literal]
+    return [t for k, t in enumerate(tokens) if not (t == "*" and k and tokens[k - 1] == "*")]

@@ -1,0 +1,233 @@
+"""Test helpers: real keys and certificates made with ``cryptography``, and the installed CLI.
+
+Nothing here is a double: certificates are built with ``x509.CertificateBuilder`` and signed,
+and ``Cli`` runs the ``orchestrator`` script installed next to the running interpreter, in a
+fresh process, as a user would.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+ORCHESTRATOR = Path(sys.executable).parent / "orchestrator"
+SPKI = serialization.PublicFormat.SubjectPublicKeyInfo
+PEM = serialization.Encoding.PEM
+DER = serialization.Encoding.DER
+
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+
+
+# --- keys and certificates ---------------------------------------------------------------------
+
+
+def rsa_key(bits: int = 2048) -> rsa.RSAPrivateKey:
+    return rsa.generate_private_key(public_exponent=65537, key_size=bits)
+
+
+def ec_key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def spki_pem(key: PrivateKey) -> bytes:
+    """The public half as an SPKI PEM (-----BEGIN PUBLIC KEY-----)."""
+    return key.public_key().public_bytes(PEM, SPKI)
+
+
+def pkcs1_pem(key: rsa.RSAPrivateKey) -> bytes:
+    """The public half as a PKCS#1 PEM (-----BEGIN RSA PUBLIC KEY-----)."""
+    return key.public_key().public_bytes(PEM, serialization.PublicFormat.PKCS1)
+
+
+def spki_fingerprint(key: PrivateKey) -> str:
+    """"sha256:" + hex SHA-256 of the SPKI DER, computed here independently of the code."""
+    return "sha256:" + hashlib.sha256(key.public_key().public_bytes(DER, SPKI)).hexdigest()
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def rfc7638_thumbprint(key: rsa.RSAPrivateKey | rsa.RSAPublicKey) -> str:
+    """RFC 7638 JWK thumbprint written out by hand: SHA-256 of {"e","kty","n"} in that order."""
+    public = key.public_key() if isinstance(key, rsa.RSAPrivateKey) else key
+    numbers = public.public_numbers()
+
+    def b64int(value: int) -> str:
+        return _b64url(value.to_bytes((value.bit_length() + 7) // 8, "big"))
+
+    canonical = '{"e":"' + b64int(numbers.e) + '","kty":"RSA","n":"' + b64int(numbers.n) + '"}'
+    return _b64url(hashlib.sha256(canonical.encode("ascii")).digest())
+
+
+def name(dn: str) -> x509.Name:
+    return x509.Name.from_rfc4514_string(dn)
+
+
+def certificate(
+    key: PrivateKey,
+    subject: str,
+    *,
+    not_before: datetime,
+    not_after: datetime,
+    issuer_key: PrivateKey | None = None,
+    issuer: str | None = None,
+    ca: bool = False,
+) -> bytes:
+    """A signed X.509 certificate (PEM) for ``key``'s public half. Self-signed unless
+    ``issuer_key`` (and the issuer's DN ``issuer``) are given."""
+    signer = issuer_key or key
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(name(subject))
+        .issuer_name(name(issuer or subject))
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(not_before)
+        .not_valid_after(not_after)
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
+    )
+    if not ca:
+        builder = builder.add_extension(
+            x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False
+        )
+    return builder.sign(signer, hashes.SHA256()).public_bytes(PEM)
+
+
+def rsa_public_pem_of_size(bits: int, seed: bytes = b"orchestrator") -> bytes:
+    """An RSA public key (SPKI PEM) with a ``bits``-bit modulus, built from public numbers.
+
+    Only the public half reaches the rules; generating an 8192-bit *private* key costs seconds
+    to minutes, so the modulus here is a deterministic odd number of exactly ``bits`` bits."""
+    stream = b""
+    counter = 0
+    while len(stream) * 8 < bits:
+        stream += hashlib.sha512(seed + counter.to_bytes(4, "big")).digest()
+        counter += 1
+    n = int.from_bytes(stream, "big") >> (len(stream) * 8 - bits)
+    n |= (1 << (bits - 1)) | 1
+    public = rsa.RSAPublicNumbers(65537, n).public_key()
+    return public.public_bytes(PEM, SPKI)
+
+
+def private_der(key: PrivateKey) -> bytes:
+    return key.private_bytes(DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+
+
+# --- the installed command line ----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Result:
+    argv: tuple[str, ...]
+    returncode: int
+    stdout: str
+    stderr: str
+    seconds: float = 0.0
+
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+    def json_lines(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.stdout.splitlines() if line.strip()]
+
+    def __str__(self) -> str:
+        return (f"$ orchestrator {' '.join(self.argv)}\nexit {self.returncode}\n"
+                f"--- stdout\n{self.stdout}--- stderr\n{self.stderr}")
+
+
+class Cli:
+    """Runs the installed ``orchestrator`` against one database and one keystore directory."""
+
+    def __init__(self, db_url: str, keystore: Path, cwd: Path, actor: str = "cli:alice") -> None:
+        self.db_url = db_url
+        self.keystore = keystore
+        self.cwd = cwd
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRATOR_")}
+        env.update(ORCHESTRATOR_DB=db_url, ORCHESTRATOR_KEYSTORE=str(keystore),
+                   ORCHESTRATOR_ACTOR=actor)
+        self.env = env
+        self.history: list[Result] = []
+
+    def run(self, *args: str | Path) -> Result:
+        argv = tuple(str(a) for a in args)
+        started = time.monotonic()
+        done = subprocess.run(
+            [str(ORCHESTRATOR), *argv], env=self.env, cwd=self.cwd, capture_output=True,
+            text=True, timeout=120, check=False,
+        )
+        result = Result(argv, done.returncode, done.stdout, done.stderr,
+                        time.monotonic() - started)
+        self.history.append(result)
+        return result
+
+    def __call__(self, *args: str | Path) -> Result:
+        """Run a command that must succeed."""
+        result = self.run(*args)
+        assert result.returncode == 0, str(result)
+        return result
+
+    def many(self, commands: Sequence[Sequence[str | Path]]) -> list[Result]:
+        """Run independent commands concurrently (each still its own process); in order."""
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            return list(pool.map(lambda argv: self.run(*argv), commands))
+
+    def margin(self, minimum: float = 3.0) -> float:
+        """Seconds that safely cover one command on this machine now (for expiries that must
+        still be in the future when the command is decided): 4x the slowest recent command."""
+        recent = [r.seconds for r in self.history[-5:]]
+        return max([minimum, *(4 * s for s in recent)])
+
+    def item_files(self) -> dict[str, bytes]:
+        """The keystore's item files on disk: name -> bytes."""
+        items = self.keystore / "items"
+        if not items.is_dir():
+            return {}
+        return {p.name: p.read_bytes() for p in sorted(items.iterdir()) if p.is_file()}
+
+
+def assert_refused(result: Result, *fragments: str) -> None:
+    """A refusal as the user sees it: non-zero exit, exactly one stderr line starting with
+    ``error: `` that contains every fragment, and no traceback anywhere."""
+    assert result.returncode != 0, str(result)
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, str(result)
+    assert lines[0].startswith("error: "), str(result)
+    assert "Traceback" not in result.stderr + result.stdout, str(result)
+    for fragment in fragments:
+        assert fragment in lines[0], f"{fragment!r} not in the error line\n{result}"
+
+
+def dump_tables(db_url: str) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of every table of the database (reflected), each table's rows sorted."""
+    import sqlalchemy as sa
+
+    from events.sql import create_engine
+
+    engine = create_engine(db_url)
+    try:
+        meta = sa.MetaData()
+        meta.reflect(engine)
+        with engine.connect() as conn:
+            return {
+                table.name: sorted((tuple(row) for row in conn.execute(sa.select(table))), key=repr)
+                for table in meta.sorted_tables
+            }
+    finally:
+        engine.dispose()

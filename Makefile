@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
-EXAMPLE_APPS = payments-api:env=prod payments-batch:env=prod partner-acme:env=prod internal-billing:env=dev
+EXAMPLE_APPS = payments-api:env=prod payments-batch:env=prod checkout-web:env=prod partner-acme:env=prod internal-billing:env=dev
 
 run: $(STAMP)
 	$(BIN)/orchestrator init

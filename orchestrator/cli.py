@@ -101,6 +101,11 @@ def _system(ctx: click.Context, policies: Path | None = None, record_policies: b
 @click.pass_context
 def cli(ctx: click.Context, db: str | None, keystore: Path | None) -> None:
     """Keep OAuth application credentials rotated, expiry enforced, and every change provable."""
+    import logging
+
+    from orchestrator.logs import configure
+
+    configure(level=logging.WARNING)  # commands print results; logs (stderr) only for trouble
     ctx.obj = {"settings": boot.Settings.from_env(db=db, keystore=keystore), "system": None}
 
 

@@ -148,12 +148,13 @@ class PolicySource:
 
     def _applied(self, loaded: LoadedPolicy) -> None:
         stream = POLICY_STREAM + loaded.policy.metadata.name
-        if self.store is not None:
-            last = None
-            for rec in self.store.read(ReadFilter(stream_id=stream)):
-                last = rec.payload.get("content_hash")
-            if last == loaded.content_hash:
-                return
+        if self.store is None:
+            return
+        last = None
+        for rec in self.store.read(ReadFilter(stream_id=stream)):
+            last = rec.payload.get("content_hash")
+        if last == loaded.content_hash:
+            return
         self._append(stream, ev.PolicyApplied(name=loaded.policy.metadata.name,
                                               content_hash=loaded.content_hash,
                                               path=str(loaded.path)))

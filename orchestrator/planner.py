@@ -49,6 +49,7 @@ class Reason(StrEnum):
 class Kind(StrEnum):
     START = "start"  # start a rotation
     RESUME = "resume"  # advance an in-flight rotation
+    RETRY = "retry"  # send a parked rotation back to work: its old credential is expiring
     EXPIRE = "expire"  # record credential.expired
     DELETE = "delete"  # delete a credential past retention
 
@@ -124,6 +125,13 @@ def _running(i: _Input) -> Action | None:
     if rot is None:
         return None
     if rot.status is RotationStatus.PARKED:
+        old = i.state.credentials.get(rot.old_credential_id or "")
+        if (old is not None and old.usable(i.now) and old.expires_at is not None
+                and old.expires_at - i.now <= i.policy.before_expiry):
+            return Action(Kind.RETRY, i.state.app, Reason.EXPIRING,
+                          f"rotation {rot.id} is parked and {old.id} expires in "
+                          f"{_human(old.expires_at - i.now)}: retrying rather than let it expire",
+                          usage=rot.usage, policy=i.policy.name, rotation_id=rot.id, urgent=True)
         return _NOTHING  # a human decides: orchestrator rotations retry|abandon
     if resume(i.state, rot, i.policy.params, i.now).step is Step.WAIT:
         return _NOTHING  # its backoff or its overlap runs; next_due knows when it ends
@@ -293,7 +301,7 @@ def plan(policies: Sequence[PlanPolicy], fleet: Sequence[AppState], now: datetim
         due.sort(key=lambda a: (not a.urgent, a.reason != Reason.EXPIRING, a.app))
         actions.extend(due[: caps[name]])
         deferred.extend(due[caps[name]:])
-    order = {Kind.EXPIRE: 0, Kind.RESUME: 1, Kind.START: 2, Kind.DELETE: 3}
+    order = {Kind.EXPIRE: 0, Kind.RETRY: 1, Kind.RESUME: 1, Kind.START: 2, Kind.DELETE: 3}
     actions.sort(key=lambda a: (order[a.kind], not a.urgent, a.app))
     return Plan(tuple(actions), tuple(deferred), tuple(problems))
 
@@ -329,6 +337,9 @@ def next_due(state: AppState, policies: Sequence[PlanPolicy], now: datetime) -> 
     for policy in applied:
         rot = state.running_rotation(policy.usage)
         if rot is not None:
+            old = state.credentials.get(rot.old_credential_id or "")
+            if rot.status is RotationStatus.PARKED and old is not None and old.expires_at:
+                times.append(old.expires_at - policy.before_expiry)
             if rot.status is RotationStatus.RUNNING:
                 times.append(rot.next_attempt_at or now)
                 if rot.tested_at is not None:

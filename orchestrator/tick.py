@@ -17,6 +17,8 @@ from datetime import datetime, timedelta
 
 import structlog
 
+from events import catalog as ev
+from events.state import RotationStatus
 from orchestrator import rules
 from orchestrator.errors import OrchestratorError
 from orchestrator.fleet import FleetView
@@ -151,6 +153,18 @@ class Ticker:
             self.service.forget_private(action.credential_id)
             log.info("credential_deleted", app=app, credential_id=action.credential_id,
                      reason=action.reason.value)
+        elif action.kind is Kind.RETRY:
+            assert action.rotation_id is not None
+            rid = action.rotation_id
+            self.service.append_decided(
+                app, lambda s: ([ev.RotationRetried(rotation_id=rid)]
+                                if s.rotations[rid].status is RotationStatus.PARKED else [],
+                                self.clock()),
+                correlation_id=rid, actor="scheduler")
+            log.warning("rotation_retried_before_expiry", app=app, rotation_id=rid,
+                        detail=action.message)
+            rot = self.service.load(app).rotations[rid]
+            self.rotator.advance(app, rid, self.params_for(rot.policy, rot.usage, by_name))
         elif action.kind is Kind.RESUME:
             assert action.rotation_id is not None
             state = self.service.load(app)

@@ -524,3 +524,25 @@ def test_next_due_is_when_the_plan_changes() -> None:
     assert due is not None
     assert plan([KEYS], [state], due - timedelta(seconds=1)).actions == ()
     assert lines(plan([KEYS], [state], due).actions) == ["start age private_key_jwt"]
+
+
+# --- a parked rotation whose old credential is about to expire ---------------------------------
+
+
+def test_retries_a_parked_rotation_rather_than_let_the_old_credential_expire() -> None:
+    """A parked rotation waits for a human, until its old credential enters beforeExpiry:
+    then the planner sends it back to work (retry) rather than let the app lose its key."""
+    state = (Given().key("old", added=NOW - 100 * DAY, expires=NOW + 10 * DAY)
+             .rotation("rot_p", NOW - 5 * DAY, old="old").parked("rot_p", NOW - 4 * DAY)
+             .state())
+    assert lines(plan([KEYS], [state], NOW).actions) == ["retry expiring rot_p"]
+
+
+def test_leaves_a_parked_rotation_alone_while_its_old_credential_has_time() -> None:
+    """Parked with the old credential far from expiry: nothing, and next_due wakes the app when
+    the credential enters beforeExpiry."""
+    state = (Given().key("old", added=NOW - 100 * DAY, expires=NOW + 60 * DAY)
+             .rotation("rot_p", NOW - 5 * DAY, old="old").parked("rot_p", NOW - 4 * DAY)
+             .state())
+    assert lines(plan([KEYS], [state], NOW).actions) == []
+    assert next_due(state, [KEYS], NOW) == NOW + 60 * DAY - KEYS.before_expiry

@@ -744,7 +744,7 @@ def simulate(ctx: click.Context, days: int, apps: int, policies_dir: Path | None
         print_table(["MONTH", *[k.upper().replace("_", " ") for k in kinds]],
                     [(m, *[c.get(k, 0) for k in kinds]) for m, c in sorted(result.by_month.items())],
                     empty="nothing happened")
-        for name, held in result.invariants.items():
+        for name, held in {**result.invariants, **result.liveness}.items():
             click.echo(f"{'held  ' if held else 'BROKEN'}  {name.replace('_', ' ')}")
         for violation in result.violations[:20]:
             click.echo(f"  {violation}")

@@ -232,8 +232,9 @@ def _fsync_dir(path: Path) -> None:
             os.close(fd)
 
 
-def atomic_write(path: Path, data: bytes) -> None:
-    """Replace ``path`` with ``data`` atomically: temp file (0600) in the same dir, fsync, rename."""
+def atomic_write(path: Path, data: bytes, sync_dir: bool = True) -> None:
+    """Replace ``path`` with ``data`` atomically: temp file (0600) in the same dir, fsync, rename
+    (and fsync the folder, unless the caller does that once for several files)."""
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
@@ -246,7 +247,8 @@ def atomic_write(path: Path, data: bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
-    _fsync_dir(path.parent)
+    if sync_dir:
+        _fsync_dir(path.parent)
 
 
 def _safe_component(value: str, what: str) -> str:
@@ -274,5 +276,6 @@ def deliver(directory: Path, app: str, usage: str, files: Mapping[str, bytes]) -
         _safe_component(name, "file name")
     target.mkdir(mode=0o700, parents=True, exist_ok=True)
     for name, data in files.items():
-        atomic_write(target / name, bytes(data))
+        atomic_write(target / name, bytes(data), sync_dir=False)
+    _fsync_dir(target)  # once for all the renames
     return target

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from events import catalog, codec
 from events.chain import GENESIS, link
@@ -61,10 +61,10 @@ class NewEvent:
     event_id: str = field(default_factory=lambda: str(uuid.uuid4()))
 
 
-@dataclass(frozen=True, slots=True)
-class Recorded:
+class Recorded(NamedTuple):
     """One stored record. ``payload_json`` is the canonical text; ``payload`` and ``event``
-    decode it on demand."""
+    decode it on demand. A named tuple: reading the log builds one per event, and a tuple is
+    built several times faster than a frozen dataclass."""
 
     position: int
     stream_id: str

@@ -12,6 +12,10 @@ Settings come from the command line or the environment:
     ORCHESTRATOR_MASTER_KEY  keystore master key, base64url of 32 bytes (default: a 0600 file
                              master.key inside the keystore, created on first use)
     ORCHESTRATOR_ACTOR       who is acting  (default cli:<login name>)
+    ORCHESTRATOR_CRASH_AT    TEST-ONLY fault injection: "<point>:<n>" kills the process with
+                             SIGKILL the n-th time the rotator reaches point, e.g.
+                             before_record:test:1 (see orchestrator.rotator.CrashAt); never set
+                             it in production
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from orchestrator.policy_source import PolicySource
 from orchestrator.providers import Provider
 from orchestrator.providers.faulty import FaultyProvider
 from orchestrator.providers.local import LocalProvider
-from orchestrator.rotator import Rotator
+from orchestrator.rotator import CrashAt, Rotator
 from orchestrator.service import Service
 from orchestrator.tick import Ticker
 
@@ -46,7 +50,7 @@ DEFAULT_DB = "sqlite:///var/orchestrator.db"
 DEFAULT_KEYSTORE = "var/keystore"
 DEFAULT_POLICIES = "policies"
 DEFAULT_DELIVERY = "var/delivery"
-HEAD_REVISION = "0001"
+HEAD_REVISION = "0002"
 
 
 def utc_now() -> datetime:
@@ -68,6 +72,7 @@ class Settings:
     delivery: Path = Path(DEFAULT_DELIVERY)
     provider: str = "local"
     actor: str = field(default_factory=_default_actor)
+    crash_at: str | None = None  # TEST-ONLY fault injection (ORCHESTRATOR_CRASH_AT)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -79,6 +84,7 @@ class Settings:
             "delivery": Path(env.get("ORCHESTRATOR_DELIVERY") or DEFAULT_DELIVERY),
             "provider": env.get("ORCHESTRATOR_PROVIDER") or "local",
             "actor": env.get("ORCHESTRATOR_ACTOR") or _default_actor(),
+            "crash_at": env.get("ORCHESTRATOR_CRASH_AT") or None,
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
@@ -154,11 +160,22 @@ def bootstrap(
                       fleet=fleet if daemon else None)
     provider = make_provider(settings.provider, service.load, ks)
     rotator = Rotator(service, provider, ks, settings.delivery, clock,
-                      actor="scheduler" if daemon else settings.actor)
+                      actor="scheduler" if daemon else settings.actor,
+                      crash_at=_crash_at(settings.crash_at))
     policies = PolicySource(settings.policies, store, clock)
     ticker = Ticker(service, rotator, fleet, policies.current, clock, should_stop)
     return System(settings, engine, store, ks, projector, service, clock, fleet, provider,
                   rotator, policies, ticker)
+
+
+def _crash_at(spec: str | None) -> CrashAt | None:
+    """TEST-ONLY fault injection from ORCHESTRATOR_CRASH_AT; None (the default) in production."""
+    if spec is None:
+        return None
+    try:
+        return CrashAt.parse(spec)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
 
 
 def make_provider(spec: str, state_of: Callable[[str], AppState], keystore: Keystore) -> Provider:

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -222,7 +222,7 @@ def test_forged_row_beyond_the_end_is_a_gap(log: Log) -> None:
 def test_rehashed_row_breaks_at_the_next_one(log: Log) -> None:
     """A changed row given a correctly recomputed hash breaks the next row's prev_hash link."""
     old = log.records[19]
-    new_hash = link(old.prev_hash, old.position, replace(old, actor="cli:mallory").record_bytes())
+    new_hash = link(old.prev_hash, old.position, old._replace(actor="cli:mallory").record_bytes())
     log.sql("UPDATE events SET actor = 'cli:mallory', hash = :h WHERE position = 20", h=new_hash)
     assert log.verify() == Break(21, PREV)
 
@@ -230,7 +230,7 @@ def test_rehashed_row_breaks_at_the_next_one(log: Log) -> None:
 def test_rehashed_row_and_relinked_next_breaks_at_the_next_hash(log: Log) -> None:
     """Re-linking the next row's prev_hash too moves the break to that row's own hash."""
     old = log.records[19]
-    new_hash = link(old.prev_hash, old.position, replace(old, actor="cli:mallory").record_bytes())
+    new_hash = link(old.prev_hash, old.position, old._replace(actor="cli:mallory").record_bytes())
     log.sql("UPDATE events SET actor = 'cli:mallory', hash = :h WHERE position = 20", h=new_hash)
     log.sql("UPDATE events SET prev_hash = :h WHERE position = 21", h=new_hash)
     assert log.verify() == Break(21, CONTENT)

@@ -762,7 +762,9 @@ def _fail(message: str, code: int) -> NoReturn:
 
 def main(argv: Sequence[str] | None = None) -> None:
     try:
-        cli.main(args=argv, prog_name="orchestrator", standalone_mode=False)
+        code = cli.main(args=argv, prog_name="orchestrator", standalone_mode=False)
+        if isinstance(code, int) and code != 0:  # standalone_mode=False returns Exit(n)'s n
+            sys.exit(code)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
     except click.exceptions.Abort:

@@ -5,10 +5,16 @@ or a step fails; each step first does its idempotent outside work (keystore, pro
 files), then records its event(s) with the rotation id as correlation id. A crash between the
 two repeats the work on resume, which finds it done (the keystore item under the new credential
 id, the provider's credential by id, the same files).
+
+Test-only fault injection: ``CrashAt`` (``ORCHESTRATOR_CRASH_AT``, parsed by the composition
+root) kills the process with SIGKILL at one step boundary, so that tests can prove the claim
+above on a real process (tests/integration/test_daemon_crash.py). Production never sets it.
 """
 
 from __future__ import annotations
 
+import os
+import signal
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -27,10 +33,45 @@ from orchestrator.providers import Provider
 from orchestrator.rotation import SECRET_USAGE, Next, Params, Reason, Step, failure, resume, start
 from orchestrator.service import Service, secret_item_id
 
-__all__ = ["Rotator", "StepOutcome"]
+__all__ = ["CRASH_POINTS", "CrashAt", "Rotator", "StepOutcome"]
 
 log = structlog.get_logger("orchestrator.rotation")
 MAX_STEPS_PER_CALL = 20
+
+
+# --- TEST-ONLY fault injection ---------------------------------------------------------------------
+# The points at which a step's event is appended: every rotation step (``start`` is
+# rotation.started), "before_record" after the step's outside work, "after_record" right after
+# the append.
+CRASH_POINTS = tuple(f"{when}:{step}" for when in ("before_record", "after_record")
+                     for step in ("start", *(s.value for s in Step if s is not Step.WAIT)))
+
+
+@dataclass(slots=True)
+class CrashAt:
+    """TEST-ONLY: SIGKILL this process the ``occurrence``-th time (1-based) it reaches ``point``.
+
+    Built by the composition root from ``ORCHESTRATOR_CRASH_AT="<point>:<n>"``, e.g.
+    ``before_record:test:1``; the rotator itself never reads the environment. Unset (None) in
+    production: then ``Rotator._crash_point`` does nothing."""
+
+    point: str
+    occurrence: int = 1
+    seen: int = 0
+
+    @classmethod
+    def parse(cls, spec: str) -> CrashAt:
+        point, _, count = spec.strip().rpartition(":")
+        if point not in CRASH_POINTS or not count.isdigit() or int(count) < 1:
+            raise ValueError(f"ORCHESTRATOR_CRASH_AT={spec!r}: use <point>:<n>, n >= 1, point "
+                             f"one of {', '.join(CRASH_POINTS)}")
+        return cls(point, int(count))
+
+    def reached(self, point: str) -> None:
+        if point == self.point:
+            self.seen += 1
+            if self.seen == self.occurrence:
+                os.kill(os.getpid(), signal.SIGKILL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +93,7 @@ class Rotator:
         actor: str = "scheduler",
         on_step: Callable[[str, str, Step], None] | None = None,
         key_source: crypto.KeySource | None = None,
+        crash_at: CrashAt | None = None,
     ) -> None:
         self.service = service
         self.provider = provider
@@ -61,6 +103,7 @@ class Rotator:
         self.actor = actor
         self.on_step = on_step  # test hook: called after each recorded step
         self.key_source = key_source  # None: fresh keys from cryptography
+        self.crash_at = crash_at  # TEST-ONLY fault injection; None in production
 
     # --- start ---------------------------------------------------------------------------------
 
@@ -70,10 +113,12 @@ class Rotator:
         rotation_id = f"rot_{uuid.uuid4().hex[:20]}"
         new_id = crypto.new_credential_id() if usage != SECRET_USAGE else f"secret_{rotation_id}"
         at = self.clock()
+        self._crash_point("before_record", "start")
         _, records = self.service.append_decided(
             app, lambda s: (start(s, usage, reason, rotation_id, new_id, at, policy), at),
             correlation_id=rotation_id, actor=actor or self.actor,
         )
+        self._crash_point("after_record", "start")
         if not records:
             return None
         log.info("rotation_started", app=app, usage=usage, rotation_id=rotation_id,
@@ -121,13 +166,25 @@ class Rotator:
                 return StepOutcome(rotation_id, nxt, done)
         return StepOutcome(rotation_id, nxt, done)
 
+    def _crash_point(self, when: str, step: str) -> None:
+        if self.crash_at is not None:  # TEST-ONLY fault injection
+            self.crash_at.reached(f"{when}:{step}")
+
     def _record(self, app: str, rotation_id: str,
-                decide: Callable[[AppState], list[ev.Event]]) -> None:
+                decide: Callable[[AppState], list[ev.Event]], at_step: Step) -> None:
         at = self.clock()
+        self._crash_point("before_record", at_step)
         self.service.append_decided(app, lambda s: (decide(s), at),
                                     correlation_id=rotation_id, actor=self.actor)
+        self._crash_point("after_record", at_step)
 
-    def _step_event(self, app: str, rotation_id: str, step: str,
+    def _execute(self, app: str, rotation_id: str, at_step: Step,
+                 command: Callable[[AppState], rules.Command]) -> None:
+        self._crash_point("before_record", at_step)
+        self.service.execute(app, command, correlation_id=rotation_id, actor=self.actor)
+        self._crash_point("after_record", at_step)
+
+    def _step_event(self, app: str, rotation_id: str, at_step: Step, step: str,
                     detail: str | None = None) -> None:
         def decide(s: AppState) -> list[ev.Event]:
             rot = s.rotations.get(rotation_id)
@@ -135,7 +192,7 @@ class Rotator:
                 return []
             return [ev.RotationStepRecorded(rotation_id=rotation_id, step=step, detail=detail)]
 
-        self._record(app, rotation_id, decide)
+        self._record(app, rotation_id, decide, at_step)
 
     def _do(self, state: AppState, rotation: Rotation, nxt: Next, params: Params,
             at: datetime) -> None:
@@ -145,10 +202,11 @@ class Rotator:
                 assert nxt.credential_id is not None
                 self.provider.deactivate(app, nxt.credential_id)
                 self.provider.remove(app, nxt.credential_id)
-                self.service.execute(app, lambda s: rules.DeleteCredential(
-                    app, nxt.credential_id or "", self.clock()), correlation_id=rid,
-                    actor=self.actor)
+                # outside work first: a crash right after the record must not leave the
+                # deleted credential's private key in the keystore (an orphan)
                 self.service.forget_private(nxt.credential_id)
+                self._execute(app, rid, nxt.step, lambda s: rules.DeleteCredential(
+                    app, nxt.credential_id or "", self.clock()))
             case Step.GENERATE if rotation.usage == SECRET_USAGE:
                 self._generate_secret(state, rotation, params, at)
             case Step.GENERATE:
@@ -163,36 +221,36 @@ class Rotator:
                 if until is not None:
                     until = max(until, at + params.overlap)
                 self.provider.set_secret(app, state.secret.version, secret, until)
-                self._step_event(app, rid, "registered", None if until is None else
+                self._step_event(app, rid, nxt.step, "registered", None if until is None else
                                  f"previous secret valid until {format_time(until)}")
             case Step.REGISTER:
                 self.provider.register(app, state.credentials[rotation.new_credential_id])
-                self._step_event(app, rid, "registered")
+                self._step_event(app, rid, nxt.step, "registered")
             case Step.ACTIVATE:
                 self.provider.activate(app, rotation.new_credential_id)
-                self.service.execute(app, lambda s: rules.ActivateCredential(
-                    app, rotation.new_credential_id, self.clock()), correlation_id=rid,
-                    actor=self.actor)
+                self._execute(app, rid, nxt.step, lambda s: rules.ActivateCredential(
+                    app, rotation.new_credential_id, self.clock()))
             case Step.TEST:
                 self._test(state, rotation, at)
-                self._step_event(app, rid, "tested")
+                self._step_event(app, rid, nxt.step, "tested")
             case Step.DELIVER:
                 self._deliver(state, rotation)
-                self._step_event(app, rid, "delivered")
+                self._step_event(app, rid, nxt.step, "delivered")
             case Step.DISABLE_OLD:
                 assert nxt.credential_id is not None
                 self.provider.deactivate(app, nxt.credential_id)
-                self.service.execute(app, lambda s: rules.DisableCredential(
-                    app, nxt.credential_id or "", self.clock()), correlation_id=rid,
-                    actor=self.actor)
+                self._execute(app, rid, nxt.step, lambda s: rules.DisableCredential(
+                    app, nxt.credential_id or "", self.clock()))
             case Step.COMPLETE:
+                if rotation.usage == SECRET_USAGE and state.secret is not None:
+                    # before the record: a crash right after it must not leave them behind
+                    for old in range(1, state.secret.version - 1):
+                        self.keystore.delete(secret_item_id(app, old))
                 self._record(app, rid, lambda s: [] if not _running(s, rid) else [
                     ev.RotationCompleted(rotation_id=rid,
                                          new_credential_id=rotation.new_credential_id,
-                                         old_credential_id=rotation.old_credential_id)])
-                if rotation.usage == SECRET_USAGE and state.secret is not None:
-                    for old in range(1, state.secret.version - 1):
-                        self.keystore.delete(secret_item_id(app, old))
+                                         old_credential_id=rotation.old_credential_id)],
+                             nxt.step)
             case Step.WAIT:
                 return
 
@@ -226,7 +284,7 @@ class Rotator:
             ), s)
             return [*events, ev.RotationStepRecorded(rotation_id=rotation.id, step="generated")]
 
-        self._record(app, rotation.id, decide)
+        self._record(app, rotation.id, decide, Step.GENERATE)
 
     def _new_key(self, app: str, usage: str, params: Params, not_before: datetime,
                  not_after: datetime) -> crypto.GeneratedKey:
@@ -265,7 +323,7 @@ class Rotator:
                 ev.RotationStepRecorded(rotation_id=rotation.id, step="generated"),
             ]
 
-        self._record(app, rotation.id, decide)
+        self._record(app, rotation.id, decide, Step.GENERATE)
 
     def _secret(self, app: str, version: int) -> str:
         stored = self.keystore.get(secret_item_id(app, version))

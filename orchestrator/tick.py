@@ -148,9 +148,10 @@ class Ticker:
         elif action.kind is Kind.DELETE:
             assert action.credential_id is not None
             self.rotator.provider.remove(app, action.credential_id)
+            # before the record: a crash right after it must not leave the private key behind
+            self.service.forget_private(action.credential_id)
             self.service.execute(app, lambda s: rules.DeleteCredential(
                 app, action.credential_id or "", self.clock()), actor="scheduler")
-            self.service.forget_private(action.credential_id)
             log.info("credential_deleted", app=app, credential_id=action.credential_id,
                      reason=action.reason.value)
         elif action.kind is Kind.RETRY:

@@ -89,9 +89,11 @@ def certs(k: SimpleNamespace) -> SimpleNamespace:
             k.m2, ISSUED_DN, issuer_key=k.ca, issuer=CA_DN,
             not_before=NOW - timedelta(days=1), not_after=NOW + timedelta(days=60))),
         expired=crypto.parse_pem(certificate(
-            k.m3, "CN=old", not_before=NOW - timedelta(days=60), not_after=NOW - timedelta(days=1))),
+            k.m3, "CN=old", not_before=NOW - timedelta(days=60),
+            not_after=NOW - timedelta(days=1))),
         not_yet_valid=crypto.parse_pem(certificate(
-            k.m3, "CN=early", not_before=NOW + timedelta(days=1), not_after=NOW + timedelta(days=60))),
+            k.m3, "CN=early", not_before=NOW + timedelta(days=1),
+            not_after=NOW + timedelta(days=60))),
         ec=crypto.parse_pem(certificate(k.ec, "CN=ec-client", **valid)),
     )
 
@@ -207,6 +209,7 @@ def test_labels_may_use_dots_slashes_and_63_characters() -> None:
 
 
 def test_registering_twice_is_refused() -> None:
+    """An application is registered once; a second registration is a conflict."""
     with pytest.raises(ConflictError, match="'payments' is already registered"):
         decide(RegisterApplication(APP, NOW), given(REGISTERED))
 
@@ -291,6 +294,7 @@ def test_a_jar_key_given_as_pkcs1_is_the_same_key_as_its_spki_form(k) -> None:
 
 def test_a_self_signed_certificate_for_mtls_is_an_x509_cert_expiring_at_its_not_after(
         certs) -> None:
+    """A self-signed mTLS certificate is an x509_cert, without alg, expiring at its notAfter."""
     event = the_added(decide(add(certs.self_signed, MTLS), given(REGISTERED)))
     assert (event.kind, event.alg, event.subject_dn) == (X509_CERT, None, None)
     assert event.certificate_pem == certs.self_signed.certificate_pem
@@ -300,6 +304,7 @@ def test_a_self_signed_certificate_for_mtls_is_an_x509_cert_expiring_at_its_not_
 
 
 def test_a_ca_issued_certificate_for_mtls_is_matched_by_its_subject_dn(certs) -> None:
+    """A CA-issued mTLS certificate is a cert_subject_dn carrying its subject DN and notAfter."""
     event = the_added(decide(add(certs.issued, MTLS), given(REGISTERED)))
     assert event.kind is CERT_SUBJECT_DN
     assert event.subject_dn == ISSUED_DN
@@ -308,6 +313,7 @@ def test_a_ca_issued_certificate_for_mtls_is_matched_by_its_subject_dn(certs) ->
 
 
 def test_a_subject_dn_alone_for_mtls_is_a_cert_subject_dn_without_expiry() -> None:
+    """A subject DN alone is a cert_subject_dn with a dn-sha256 fingerprint and no expiry."""
     event = the_added(decide(add(DN, MTLS), given(REGISTERED)))
     assert (event.kind, event.subject_dn, event.expires_at) == (CERT_SUBJECT_DN, ISSUED_DN, None)
     assert event.fingerprint == DN.fingerprint and event.fingerprint.startswith("dn-sha256:")
@@ -315,18 +321,21 @@ def test_a_subject_dn_alone_for_mtls_is_a_cert_subject_dn_without_expiry() -> No
 
 
 def test_the_kind_override_makes_a_self_signed_certificate_a_subject_dn_match(certs) -> None:
+    """kind=cert_subject_dn overrides self-signed detection for an mTLS certificate."""
     event = the_added(decide(add(certs.self_signed, MTLS, kind=CERT_SUBJECT_DN),
                              given(REGISTERED)))
     assert event.kind is CERT_SUBJECT_DN
 
 
 def test_adding_with_activate_records_the_activation_too(k) -> None:
+    """activate=True records credential.added then credential.activated."""
     events = decide(add(pub(k.a), activate=True), given(REGISTERED))
     assert [type(e) for e in events] == [ev.CredentialAdded, ev.CredentialActivated]
     assert events[1] == activated("cred_new")
 
 
 def test_a_generated_key_is_recorded_as_generated(k) -> None:
+    """A key the orchestrator generated is recorded with generated=True."""
     assert the_added(decide(add(pub(k.a), generated=True), given(REGISTERED))).generated is True
 
 
@@ -357,12 +366,14 @@ def test_material_that_does_not_fit_the_usage_is_refused(usage, material, kind, 
 
 
 def test_an_ec_key_is_refused_and_the_message_names_rsa(k) -> None:
+    """An EC P-256 key is refused; the message asks for an RSA key of 2048-4096 bits."""
     with pytest.raises(InputError, match=r"EC keys are not supported: use an RSA key of 2048 to "
                                          r"4096 bits"):
         decide(add(pub(k.ec), PKJWT), given(REGISTERED))
 
 
 def test_an_ec_certificate_for_mtls_is_refused_and_the_message_names_rsa(certs) -> None:
+    """An mTLS certificate with an EC key is refused like a bare EC key."""
     with pytest.raises(InputError, match="EC keys are not supported: use an RSA key"):
         decide(add(certs.ec, MTLS), given(REGISTERED))
 
@@ -385,6 +396,7 @@ def test_rsa_keys_of_2048_to_4096_bits_are_accepted(bits: int, k) -> None:
 
 
 def test_the_algorithm_defaults_to_rs256(k) -> None:
+    """Without --alg a public key is recorded as RS256."""
     assert the_added(decide(add(pub(k.a)), given(REGISTERED))).alg == "RS256"
 
 
@@ -414,6 +426,7 @@ def test_an_algorithm_for_mtls_is_refused(material: str, certs) -> None:
 
 
 def test_the_default_kid_is_the_rfc_7638_thumbprint(k) -> None:
+    """Without --kid the key id is the 43-character RFC 7638 thumbprint."""
     event = the_added(decide(add(pub(k.c)), given(REGISTERED)))
     assert event.kid == rfc7638_thumbprint(k.c)
     assert len(event.kid) == 43
@@ -463,18 +476,21 @@ def test_the_same_key_is_never_added_twice_to_an_application(usage, history, k) 
 
 
 def test_the_pkcs1_form_of_a_key_already_added_is_the_same_key(k) -> None:
+    """A key given again as PKCS#1 is recognised as the SPKI key already added."""
     state = given(REGISTERED, added("cred_a", pub(k.a)))
     with pytest.raises(ConflictError, match="already credential cred_a"):
         decide(add(crypto.parse_pem(pkcs1_pem(k.a)), JAR), state)
 
 
 def test_the_key_of_an_mtls_certificate_is_not_reused_for_private_key_jwt(k, certs) -> None:
+    """A key pair serves one usage: an mTLS certificate's key can't become a JWT key."""
     state = given(REGISTERED, added("cred_m", certs.self_signed, MTLS))
     with pytest.raises(ConflictError, match=r"already credential cred_m \(mtls\)"):
         decide(add(pub(k.m1), PKJWT), state)
 
 
 def test_the_same_subject_dn_is_refused_and_the_message_calls_it_a_subject_dn() -> None:
+    """The same subject DN (spaces after commas aside) is refused as a duplicate."""
     state = given(REGISTERED, added("cred_dn", DN, MTLS))
     with pytest.raises(ConflictError, match="this subject DN is already credential cred_dn"):
         decide(add(crypto.subject_dn_material("CN=payments.example.com, O=Acme, C=DE"), MTLS),
@@ -512,6 +528,7 @@ def test_other_events_claim_nothing(event: ev.Event) -> None:
 
 
 def test_a_third_live_credential_is_refused_naming_both_and_the_limit(k) -> None:
+    """A third live credential of a usage is refused, naming the two and the limit of 2."""
     state = given(REGISTERED, added("cred_a", pub(k.a)), added("cred_b", pub(k.b)),
                   activated("cred_a"))
     with pytest.raises(RefusedError) as info:
@@ -536,6 +553,7 @@ def test_expired_credentials_still_count_against_the_limit(how: str, k) -> None:
 
 
 def test_a_deleted_credential_frees_its_slot(k) -> None:
+    """After a deletion a usage with two credentials accepts a new one."""
     state = given(REGISTERED, added("cred_a", pub(k.a)), added("cred_b", pub(k.b)),
                   deleted("cred_a"))
     assert the_added(decide(add(pub(k.c)), state)).credential_id == "cred_new"
@@ -549,6 +567,7 @@ def test_the_limit_is_per_usage(k) -> None:
 
 
 def test_a_credential_id_already_used_is_a_conflict(k) -> None:
+    """A credential id is never reused within an application."""
     state = given(REGISTERED, added("cred_a", pub(k.a)))
     with pytest.raises(ConflictError, match="credential id 'cred_a' already exists"):
         decide(add(pub(k.b), JAR, cid="cred_a"), state)
@@ -558,6 +577,7 @@ def test_a_credential_id_already_used_is_a_conflict(k) -> None:
 
 
 def test_a_future_expiry_is_recorded(k) -> None:
+    """An --expires-at in the future is recorded as given."""
     when = NOW + timedelta(days=90)
     assert the_added(decide(add(pub(k.a), expires_at=when), given(REGISTERED))).expires_at == when
 
@@ -572,23 +592,27 @@ def test_an_expiry_not_in_the_future_is_refused(delta: timedelta, k) -> None:
 
 
 def test_a_naive_expiry_is_refused(k) -> None:
+    """An expiry without a time zone is refused."""
     naive = (NOW + timedelta(days=1)).replace(tzinfo=None)
     with pytest.raises(InputError, match="--expires-at needs a time zone"):
         decide(add(pub(k.a), expires_at=naive), given(REGISTERED))
 
 
 def test_an_expiry_in_another_time_zone_is_the_same_instant(k) -> None:
+    """An expiry with a non-UTC offset is accepted as the same instant."""
     when = (NOW + timedelta(days=1)).astimezone(timezone(timedelta(hours=-5)))
     assert the_added(decide(add(pub(k.a), expires_at=when), given(REGISTERED))).expires_at == when
 
 
 def test_an_expiry_after_the_certificate_not_after_is_refused(certs) -> None:
+    """A certificate's credential can't outlive the certificate's notAfter."""
     with pytest.raises(InputError, match="is after the certificate's notAfter"):
         decide(add(certs.self_signed, MTLS, expires_at=NOW + timedelta(days=91)),
                given(REGISTERED))
 
 
 def test_an_mtls_certificate_may_expire_before_its_not_after(certs) -> None:
+    """An mTLS certificate may be given an expiry earlier than its notAfter."""
     when = NOW + timedelta(days=30)
     event = the_added(decide(add(certs.self_signed, MTLS, expires_at=when), given(REGISTERED)))
     assert event.expires_at == when
@@ -613,23 +637,27 @@ def test_parse_expiry_from_cert_needs_a_certificate(material: str, k) -> None:
 
 
 def test_parse_expiry_from_cert_and_expires_at_exclude_each_other(certs) -> None:
+    """parse_expiry_from_cert together with expires_at is refused."""
     with pytest.raises(InputError, match="exclude each other"):
         decide(add(certs.self_signed, MTLS, parse_expiry_from_cert=True,
                    expires_at=NOW + timedelta(days=1)), given(REGISTERED))
 
 
 def test_an_expired_certificate_is_refused(certs) -> None:
+    """A certificate past its notAfter is refused."""
     with pytest.raises(InputError, match=r"the certificate expired at .*; issue a new one"):
         decide(add(certs.expired, MTLS), given(REGISTERED))
 
 
 def test_a_certificate_not_valid_yet_is_refused(certs) -> None:
+    """A certificate before its notBefore is refused."""
     with pytest.raises(InputError, match=r"the certificate is not valid yet \(notBefore"):
         decide(add(certs.not_yet_valid, MTLS), given(REGISTERED))
 
 
 def test_a_certificate_is_valid_from_its_not_before_up_to_but_not_at_its_not_after(
         certs) -> None:
+    """A certificate is accepted at its notBefore and refused at its notAfter."""
     m = certs.self_signed
     at_start = AddCredential(APP, "cred_new", MTLS, m, at=m.not_before)
     assert the_added(decide(at_start, given(REGISTERED))).kind is X509_CERT
@@ -651,6 +679,7 @@ def test_activating_a_credential_that_is_not_active(history, k) -> None:
 
 
 def test_activating_an_active_credential_records_nothing(k) -> None:
+    """Activating an active credential twice records nothing the second time."""
     state = given(REGISTERED, added("cred_a", pub(k.a)), activated("cred_a"))
     assert decide(ActivateCredential(APP, "cred_a", NOW), state) == []
 
@@ -682,6 +711,7 @@ def test_activating_an_expired_credential_is_refused(facts, k) -> None:
 
 
 def test_disabling_the_last_active_credential_of_a_usage_is_refused(k) -> None:
+    """The last active credential of a usage can't be disabled (other usages don't count)."""
     state = given(REGISTERED, added("cred_a", pub(k.a)), activated("cred_a"),
                   added("cred_b", pub(k.b)), added("cred_j", pub(k.c), JAR), activated("cred_j"))
     with pytest.raises(RefusedError) as info:
@@ -694,6 +724,7 @@ def test_disabling_the_last_active_credential_of_a_usage_is_refused(k) -> None:
 
 
 def test_disabling_the_last_active_credential_with_force_records_that_it_was_forced(k) -> None:
+    """With force the last active one is disabled and the event records forced=True."""
     state = given(REGISTERED, added("cred_a", pub(k.a)), activated("cred_a"))
     assert decide(DisableCredential(APP, "cred_a", NOW, force=True), state) == [
         ev.CredentialDisabled(credential_id="cred_a", forced=True)
@@ -701,6 +732,7 @@ def test_disabling_the_last_active_credential_with_force_records_that_it_was_for
 
 
 def test_disabling_is_allowed_while_another_credential_of_the_usage_is_active(k) -> None:
+    """Disabling is allowed while another credential of the usage stays active."""
     state = given(REGISTERED, added("cred_a", pub(k.a)), added("cred_b", pub(k.b)),
                   activated("cred_a"), activated("cred_b"))
     assert decide(DisableCredential(APP, "cred_a", NOW), state) == [
@@ -709,6 +741,7 @@ def test_disabling_is_allowed_while_another_credential_of_the_usage_is_active(k)
 
 
 def test_another_active_credential_past_its_expiry_does_not_count_as_usable(k) -> None:
+    """An active credential past its expiry does not keep the application authenticating."""
     state = given(REGISTERED, added("cred_a", pub(k.a)), activated("cred_a"),
                   added("cred_b", pub(k.b), expires_at=NOW - timedelta(minutes=1)),
                   activated("cred_b"))
@@ -717,16 +750,19 @@ def test_another_active_credential_past_its_expiry_does_not_count_as_usable(k) -
 
 
 def test_disabling_a_credential_that_was_never_active_is_allowed(k) -> None:
+    """A credential that was never active can be disabled without force."""
     state = given(REGISTERED, added("cred_a", pub(k.a)))
     assert decide(DisableCredential(APP, "cred_a", NOW), state) == [disabled("cred_a")]
 
 
 def test_disabling_a_disabled_credential_records_nothing(k) -> None:
+    """Disabling a disabled credential records nothing."""
     state = given(REGISTERED, added("cred_a", pub(k.a)), activated("cred_a"), disabled("cred_a"))
     assert decide(DisableCredential(APP, "cred_a", NOW), state) == []
 
 
 def test_disabling_an_expired_credential_is_refused(k) -> None:
+    """An expired credential can't be disabled: it is already inoperable."""
     due = NOW - timedelta(days=1)
     state = given(REGISTERED, added("cred_a", pub(k.a), expires_at=due), activated("cred_a"),
                   (expired("cred_a", due), due))
@@ -735,6 +771,7 @@ def test_disabling_an_expired_credential_is_refused(k) -> None:
 
 
 def test_deleting_the_last_active_credential_is_refused(k) -> None:
+    """The last active credential of a usage can't be deleted."""
     state = given(REGISTERED, added("cred_a", pub(k.a)), activated("cred_a"))
     with pytest.raises(RefusedError, match="is the last active private_key_jwt credential of "
                                            "application 'payments'; deleting it would stop"):
@@ -742,6 +779,7 @@ def test_deleting_the_last_active_credential_is_refused(k) -> None:
 
 
 def test_deleting_the_last_active_credential_with_force(k) -> None:
+    """With force the last active credential is deleted."""
     state = given(REGISTERED, added("cred_a", pub(k.a)), activated("cred_a"))
     assert decide(DeleteCredential(APP, "cred_a", NOW, force=True), state) == [deleted("cred_a")]
 
@@ -760,6 +798,7 @@ def test_deleting_a_credential_that_is_not_usable(history, k) -> None:
 
 
 def test_deleting_one_of_two_active_credentials(k) -> None:
+    """One of two active credentials of a usage can be deleted without force."""
     state = given(REGISTERED, added("cred_a", pub(k.a)), added("cred_b", pub(k.b)),
                   activated("cred_a"), activated("cred_b"))
     assert decide(DeleteCredential(APP, "cred_b", NOW), state) == [deleted("cred_b")]
@@ -780,6 +819,7 @@ def test_changing_the_expiry_to_another_future_time(new: timedelta, k) -> None:
 
 
 def test_giving_an_expiry_to_a_credential_that_had_none(k) -> None:
+    """A credential without expiry gets one; the previous expiry is recorded as None."""
     state = given(REGISTERED, added("cred_a", pub(k.a)))
     assert decide(ChangeExpiry(APP, "cred_a", NOW + timedelta(days=1), NOW), state) == [
         ev.CredentialExpiryChanged(credential_id="cred_a", expires_at=NOW + timedelta(days=1),
@@ -788,6 +828,7 @@ def test_giving_an_expiry_to_a_credential_that_had_none(k) -> None:
 
 
 def test_changing_the_expiry_to_the_same_time_records_nothing(k) -> None:
+    """Setting the expiry a credential already has records nothing."""
     when = NOW + timedelta(days=60)
     state = given(REGISTERED, added("cred_a", pub(k.a), expires_at=when))
     assert decide(ChangeExpiry(APP, "cred_a", when, NOW), state) == []
@@ -802,6 +843,7 @@ def test_changing_the_expiry_to_the_past_is_refused(delta: timedelta, k) -> None
 
 
 def test_changing_the_expiry_to_a_naive_time_is_refused(k) -> None:
+    """A new expiry without a time zone is refused."""
     state = given(REGISTERED, added("cred_a", pub(k.a)))
     naive = (NOW + timedelta(days=1)).replace(tzinfo=None)
     with pytest.raises(InputError, match="--expires-at needs a time zone"):
@@ -821,6 +863,7 @@ def test_changing_the_expiry_of_an_expired_credential_is_refused(recorded: bool,
 
 
 def test_an_mtls_certificate_keeps_its_not_after_as_expiry(certs) -> None:
+    """An mTLS certificate's expiry can't be changed: it is the certificate's notAfter."""
     state = given(REGISTERED, added("cred_m", certs.self_signed, MTLS,
                                     expires_at=certs.self_signed.not_after))
     with pytest.raises(RefusedError, match="an mTLS certificate expires at its notAfter"):
@@ -828,6 +871,7 @@ def test_an_mtls_certificate_keeps_its_not_after_as_expiry(certs) -> None:
 
 
 def test_an_mtls_subject_dn_alone_may_be_given_an_expiry() -> None:
+    """An mTLS subject DN without a certificate may be given an expiry."""
     state = given(REGISTERED, added("cred_dn", DN, MTLS))
     assert decide(ChangeExpiry(APP, "cred_dn", NOW + timedelta(days=10), NOW), state) == [
         ev.CredentialExpiryChanged(credential_id="cred_dn", expires_at=NOW + timedelta(days=10))
@@ -839,6 +883,7 @@ def test_an_mtls_subject_dn_alone_may_be_given_an_expiry() -> None:
 
 def test_expire_due_records_exactly_the_live_unexpired_credentials_past_their_expiry(
         k, certs) -> None:
+    """ExpireDue expires live credentials due at or before at, not deleted or expired ones."""
     past, later = NOW - timedelta(hours=1), NOW + timedelta(hours=1)
     state = given(
         REGISTERED,
@@ -857,6 +902,7 @@ def test_expire_due_records_exactly_the_live_unexpired_credentials_past_their_ex
 
 
 def test_expire_due_with_nothing_due_records_nothing(k) -> None:
+    """ExpireDue records nothing when no expiry has been reached."""
     state = given(REGISTERED, added("cred_a", pub(k.a), expires_at=NOW + timedelta(seconds=1)))
     assert decide(ExpireDue(APP, NOW), state) == []
 
@@ -883,6 +929,7 @@ def test_secret_versions_count_up_and_grace_applies_only_when_there_was_a_previo
 
 
 def test_a_zero_grace_keeps_nothing_valid() -> None:
+    """A zero grace records no validity for the previous secret."""
     state = given(REGISTERED, ev.SecretRotated(version=1, fingerprint="sha256:01"))
     assert decide(RotateSecret(APP, "sha256:02", NOW, timedelta(0)), state) == [
         ev.SecretRotated(version=2, fingerprint="sha256:02", previous_valid_until=None)
@@ -890,6 +937,7 @@ def test_a_zero_grace_keeps_nothing_valid() -> None:
 
 
 def test_a_negative_grace_is_refused() -> None:
+    """A negative grace is refused."""
     with pytest.raises(InputError, match="--grace can't be negative"):
         decide(RotateSecret(APP, "sha256:01", NOW, -timedelta(seconds=1)), given(REGISTERED))
 
@@ -909,6 +957,7 @@ def test_every_refusal_is_an_orchestrator_error_with_one_line(k) -> None:
 
 
 def test_fold_builds_the_application_and_a_credential_from_its_facts(k) -> None:
+    """fold sets registration, labels, version and a credential's status and times."""
     state = given(REGISTERED, added("cred_a", pub(k.a), expires_at=NOW))
     assert (state.app, state.registered, state.registered_at, state.labels, state.version) == (
         APP, True, T0, {"env": "prod"}, 2)
@@ -918,11 +967,13 @@ def test_fold_builds_the_application_and_a_credential_from_its_facts(k) -> None:
 
 
 def test_an_empty_history_is_an_unregistered_application() -> None:
+    """No facts: an unregistered application at version 0 without credentials."""
     state = fold(APP, [])
     assert (state.registered, state.version, dict(state.credentials)) == (False, 0, {})
 
 
 def test_the_first_activation_is_kept_when_a_credential_is_activated_again(k) -> None:
+    """Re-activation keeps the first activated_at; disabled_at and updated_at move on."""
     t1, t2, t3 = T0 + timedelta(days=1), T0 + timedelta(days=2), T0 + timedelta(days=3)
     cred = given(REGISTERED, added("cred_a", pub(k.a)), (activated("cred_a"), t1),
                  (disabled("cred_a"), t2), (activated("cred_a"), t3)).credentials["cred_a"]
@@ -931,6 +982,7 @@ def test_the_first_activation_is_kept_when_a_credential_is_activated_again(k) ->
 
 
 def test_each_fact_sets_its_status_and_its_time(k) -> None:
+    """Expired and deleted facts set their status and time; each fact bumps the version."""
     t1, t2, t3 = T0 + timedelta(days=1), T0 + timedelta(days=2), T0 + timedelta(days=3)
     state = given(REGISTERED, added("cred_a", pub(k.a), expires_at=t2),
                   (activated("cred_a"), t1), (expired("cred_a", t2), t2),
@@ -942,6 +994,7 @@ def test_each_fact_sets_its_status_and_its_time(k) -> None:
 
 
 def test_an_expiry_change_and_a_secret_rotation_are_folded(k) -> None:
+    """expiry_changed sets expires_at; secret.rotated sets the secret's version and time."""
     t1 = T0 + timedelta(days=1)
     state = given(REGISTERED, added("cred_a", pub(k.a)),
                   (ev.CredentialExpiryChanged(credential_id="cred_a", expires_at=NOW), t1),
@@ -952,6 +1005,7 @@ def test_an_expiry_change_and_a_secret_rotation_are_folded(k) -> None:
 
 
 def test_a_fact_about_an_unknown_credential_changes_only_the_version() -> None:
+    """The fold is total: a fact about an unknown credential only bumps the version."""
     before = given(REGISTERED)
     after = evolve(before, activated("cred_ghost"), NOW)
     assert after.version == before.version + 1
@@ -991,6 +1045,7 @@ def test_effective_status_usable_and_live(status, expires_at, effective, usable,
 
 
 def test_the_state_lists_live_and_usable_credentials_per_usage(k) -> None:
+    """live() excludes deleted ones; usable() only active, unexpired ones, per usage."""
     state = given(REGISTERED,
                   added("a", pub(k.a)), activated("a"),
                   added("b", pub(k.b), expires_at=NOW - timedelta(days=1)), activated("b"),

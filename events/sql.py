@@ -182,6 +182,21 @@ class SQLEventStore:
             for r in records
         ]
 
+    def _insert(self, cur: Any, stream_id: str, records: list[Recorded],
+                claims: list[tuple[str, str]]) -> None:
+        """The claims and the events of one append, in statements of bounded size."""
+        if claims:
+            first = records[0].position
+            cur.executemany(
+                self._sql("INSERT INTO event_claims (namespace, value, stream_id, position) "
+                          "VALUES (?, ?, ?, ?)"),
+                [(ns, value, stream_id, first) for ns, value in claims],
+            )
+        rows = self._rows(records)
+        statement = self._sql(f"INSERT INTO events ({_COLUMNS}) VALUES ({','.join('?' * 14)})")
+        for start in range(0, len(rows), MAX_ROWS_PER_STATEMENT):
+            cur.executemany(statement, rows[start : start + MAX_ROWS_PER_STATEMENT])
+
     def _claims_query(self, claims: list[tuple[str, str]]) -> tuple[str, list[str]]:
         cond = " OR ".join(["(namespace = ? AND value = ?)"] * len(claims))
         params = [x for claim in claims for x in claim]
@@ -213,17 +228,7 @@ class SQLEventStore:
                 stream_id, events, expected + 1, head[0] if head else 0,
                 head[1] if head else GENESIS, self._clock(),
             )
-            if claims:
-                first = records[0].position
-                cur.executemany(
-                    "INSERT INTO event_claims (namespace, value, stream_id, position) "
-                    "VALUES (?, ?, ?, ?)",
-                    [(ns, value, stream_id, first) for ns, value in claims],
-                )
-            cur.executemany(
-                f"INSERT INTO events ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                self._rows(records),
-            )
+            self._insert(cur, stream_id, records, claims)
             cur.execute("COMMIT")
             return records
         except BaseException:
@@ -255,7 +260,6 @@ class SQLEventStore:
 
         claims = [c for new in events for c in new.claims]
         records = build_records(stream_id, events, expected + 1, head[0], head[1], self._clock())
-        rows = self._rows(records)
         conn.autocommit = True
         try:
             with conn.pipeline(), conn.cursor() as cur:
@@ -268,18 +272,7 @@ class SQLEventStore:
                     " WHERE stream_id = %s) = %s)",
                     (head[0], stream_id, expected),
                 )
-                if claims:
-                    cur.executemany(
-                        "INSERT INTO event_claims (namespace, value, stream_id, position) "
-                        "VALUES (%s, %s, %s, %s)",
-                        [(ns, value, stream_id, records[0].position) for ns, value in claims],
-                    )
-                for start in range(0, len(rows), MAX_ROWS_PER_STATEMENT):
-                    cur.executemany(
-                        f"INSERT INTO events ({_COLUMNS}) VALUES "
-                        "(%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
-                        rows[start : start + MAX_ROWS_PER_STATEMENT],
-                    )
+                self._insert(cur, stream_id, records, claims)
                 cur.execute("COMMIT")
         except psycopg.Error:
             if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
@@ -320,21 +313,8 @@ class SQLEventStore:
                     stream_id, events, expected + 1, head[0] if head else 0,
                     head[1] if head else GENESIS, self._clock(),
                 )
-                rows = self._rows(records)
                 with conn.pipeline():
-                    if claims:
-                        first = records[0].position
-                        cur.executemany(
-                            "INSERT INTO event_claims (namespace, value, stream_id, position) "
-                            "VALUES (%s, %s, %s, %s)",
-                            [(ns, value, stream_id, first) for ns, value in claims],
-                        )
-                    for start in range(0, len(rows), MAX_ROWS_PER_STATEMENT):
-                        cur.executemany(
-                            f"INSERT INTO events ({_COLUMNS}) VALUES "
-                            "(%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s)",
-                            rows[start : start + MAX_ROWS_PER_STATEMENT],
-                        )
+                    self._insert(cur, stream_id, records, claims)
             conn.commit()
             self._pg_head = (records[-1].position, records[-1].hash)
             return records

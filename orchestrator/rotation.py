@@ -43,6 +43,7 @@ __all__ = [
     "failure",
     "replaced_credential",
     "resume",
+    "retry_budget",
     "start",
 ]
 
@@ -170,6 +171,12 @@ def backoff(rotation_id: str, attempt: int, params: Params) -> timedelta:
     digest = hashlib.sha256(f"{rotation_id}:{attempt}".encode()).digest()
     fraction = 0.5 + (int.from_bytes(digest[:4], "big") / 2**32) / 2
     return base * fraction
+
+
+def retry_budget(params: Params) -> timedelta:
+    """The longest a rotation can spend waiting between its attempts before it is parked."""
+    return sum((min(params.backoff * 2 ** (k - 1), params.max_backoff)
+                for k in range(1, params.attempts)), timedelta(0))
 
 
 def failure(rotation: Rotation, step: Step, error: str, params: Params,

@@ -30,7 +30,17 @@ from orchestrator import crypto, rules
 from orchestrator.errors import OrchestratorError
 from orchestrator.keystore import Keystore, deliver
 from orchestrator.providers import Provider
-from orchestrator.rotation import SECRET_USAGE, Next, Params, Reason, Step, failure, resume, start
+from orchestrator.rotation import (
+    SECRET_USAGE,
+    Next,
+    Params,
+    Reason,
+    Step,
+    failure,
+    resume,
+    retry_budget,
+    start,
+)
 from orchestrator.service import Service, secret_item_id
 
 __all__ = ["CRASH_POINTS", "CrashAt", "Rotator", "StepOutcome"]
@@ -217,9 +227,11 @@ class Rotator:
                 # The previous secret's grace runs from the switch, not from "generated": after
                 # retries (or a parked rotation retried by a human) the recorded instant may be
                 # past, and the provider would refuse the secret the app still holds.
+                # It also covers the retry budget: a failed test or delivery is retried within it
+                # while the app still holds the previous secret.
                 until = state.secret.previous_valid_until
                 if until is not None:
-                    until = max(until, at + params.overlap)
+                    until = max(until, at + params.overlap + retry_budget(params))
                 self.provider.set_secret(app, state.secret.version, secret, until)
                 self._step_event(app, rid, nxt.step, "registered", None if until is None else
                                  f"previous secret valid until {format_time(until)}")
@@ -233,6 +245,18 @@ class Rotator:
             case Step.TEST:
                 self._test(state, rotation, at)
                 self._step_event(app, rid, nxt.step, "tested")
+            case Step.DELIVER if rotation.usage == SECRET_USAGE and (
+                    state.secret is not None and state.secret.previous_valid_until is not None):
+                # The previous secret's grace must run from the moment the app can have the new
+                # one, not from the switch: if the daemon was down between register and deliver
+                # for longer than the overlap, the app would hold a refused secret. Re-register
+                # (idempotent) with the grace counted from now, then deliver.
+                until = at + params.overlap
+                self.provider.set_secret(app, state.secret.version,
+                                         self._secret(app, state.secret.version), until)
+                self._deliver(state, rotation)
+                self._step_event(app, rid, nxt.step, "delivered",
+                                 f"previous secret valid until {format_time(until)}")
             case Step.DELIVER:
                 self._deliver(state, rotation)
                 self._step_event(app, rid, nxt.step, "delivered")

@@ -34,7 +34,7 @@ from orchestrator.keystore import MemoryKeystore
 from orchestrator.planner import Kind, PlanPolicy, plan
 from orchestrator.providers.faulty import FaultyProvider
 from orchestrator.providers.local import LocalProvider
-from orchestrator.rotation import Next, Params, Reason, Step, backoff
+from orchestrator.rotation import Next, Params, Reason, Step, backoff, retry_budget
 from orchestrator.rotator import Rotator, StepOutcome
 from orchestrator.service import CredentialSource, Service, secret_item_id
 from orchestrator.simulate import PrimePairKeys
@@ -390,7 +390,9 @@ def test_a_late_success_is_found_done_on_the_repeat(world: World, usage: str, me
     assert not world.rotator.advance(APP, rid, params).failed
     world.finish(rid, params)
     world.advance(params.overlap)
-    assert world.provider.calls[calls:].count(method) == 2  # the late call and its repeat
+    # the late call and its repeat (and for a secret, the re-registration at delivery that
+    # restarts the previous secret's grace)
+    assert world.provider.calls[calls:].count(method) == (3 if method == "set_secret" else 2)
     assert_one_new_credential(world, rid)
     new = new_of(world, rid)
     if isinstance(new, int):
@@ -465,7 +467,8 @@ def test_an_exhausted_budget_parks_the_rotation_and_retry_resumes_it(world: Worl
                          if r.type == ev.RotationStepRecorded.type_name
                          and r.payload["step"] == "registered"]
         assert registered.payload["detail"] == (
-            f"previous secret valid until {format_time(retried_at + params.overlap)}")
+            "previous secret valid until "
+            f"{format_time(retried_at + params.overlap + retry_budget(params))}")
         world.now = retried_at + params.overlap - SECOND
         assert authenticates(world, usage, old)
     assert authenticates(world, usage, new_of(world, rid))
@@ -563,3 +566,35 @@ def test_the_ticker_provisions_rotates_by_age_and_deletes_after_retention(
                                 secret_item_id(app, 2), secret_item_id(app, 3)]
     assert_no_orphans(world, apps)
     assert assert_old_disabled_only_after_new_tested(world) == 6
+
+
+def test_the_previous_secret_stays_valid_for_the_overlap_after_a_late_delivery(
+        world: World) -> None:
+    """Registering the new secret keeps the previous one valid for the overlap plus the retry
+    budget, so a failed test retried later never locks the app out; a daemon down even longer
+    finds the old secret refused, and on its return it is accepted again from delivery for the
+    overlap (the grace always ends an overlap after the app can have the new secret)."""
+    provisioned(world, SECRET)
+    rid = world.rotator.start(APP, SECRET, Reason.AGE)
+    assert rid is not None
+    world.provider.fail_next("verify_secret")  # the test step fails: the rotation stops there
+    out = world.rotator.advance(APP, rid, PARAMS[SECRET])
+    assert out.failed and world.state().rotations[rid].done("registered")
+    world.provider.heal()
+    old = old_of(world, rid)
+    world.advance(PARAMS[SECRET].overlap + retry_budget(PARAMS[SECRET]) - SECOND)
+    assert authenticates(world, SECRET, old)  # within overlap + retry budget: still accepted
+    world.advance(2 * HOUR)  # the daemon was down longer than all of that
+    assert not authenticates(world, SECRET, old)
+    world.finish(rid, PARAMS[SECRET])
+    delivered_at = world.now
+    assert authenticates(world, SECRET, old)  # the grace restarts at delivery
+    assert authenticates(world, SECRET, new_of(world, rid))
+    world.now = delivered_at + PARAMS[SECRET].overlap - SECOND
+    assert authenticates(world, SECRET, old)
+    world.now = delivered_at + PARAMS[SECRET].overlap
+    assert not authenticates(world, SECRET, old)
+    detail = [r.payload["detail"] for r in world.of_rotation(rid)
+              if r.type == ev.RotationStepRecorded.type_name and r.payload["step"] == "delivered"]
+    assert detail == [f"previous secret valid until "
+                      f"{format_time(delivered_at + PARAMS[SECRET].overlap)}"]

@@ -320,7 +320,12 @@ def secret() -> None:
 @click.pass_context
 def secret_rotate(ctx: click.Context, app: str, grace: timedelta | None) -> None:
     """Rotate APP's client secret and show the new one, once."""
-    version, value = _system(ctx).service.rotate_secret(app, grace)
+    system = _system(ctx)
+    version, value = system.service.rotate_secret(app, grace)
+    secret_state = system.service.load(app).secret
+    # the identity provider switches to it too (the previous one valid for the grace period)
+    system.provider.set_secret(app, version, value,
+                               secret_state.previous_valid_until if secret_state else None)
     click.echo(f"{app}: client secret version {version}; it is shown once, store it now:",
                err=True)
     click.echo(value)

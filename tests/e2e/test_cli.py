@@ -9,6 +9,7 @@ Each test keeps one database for a whole story, to stay fast.
 from __future__ import annotations
 
 import csv
+import os
 import io
 import subprocess
 import sys
@@ -443,3 +444,28 @@ def test_every_refusal_exits_non_zero_with_one_error_line_and_writes_nothing(
     assert after[0] == before[0], "a refusal wrote an event"
     assert after[1] == before[1], "a refusal changed a table"
     assert after[2] == before[2], "a refusal changed the keystore's item files"
+
+
+def test_secret_rotate_switches_the_local_provider_to_the_new_secret(tmp_path: Path) -> None:
+    """`secret rotate` makes the provider accept the new secret at once, and the previous one
+    only for the grace period."""
+    from orchestrator.bootstrap import Settings, bootstrap
+    from orchestrator.errors import ProviderError
+
+    env = {**os.environ, "ORCHESTRATOR_DB": f"sqlite:///{tmp_path / 'o.db'}",
+           "ORCHESTRATOR_KEYSTORE": str(tmp_path / "ks")}
+    run = [str(Path(sys.executable).parent / "orchestrator")]
+    subprocess.run([*run, "app", "register", "svc"], env=env, check=True, capture_output=True)
+    first = subprocess.run([*run, "secret", "rotate", "svc"], env=env, check=True,
+                           capture_output=True, text=True).stdout.strip()
+    second = subprocess.run([*run, "secret", "rotate", "svc", "--grace", "1h"], env=env,
+                            check=True, capture_output=True, text=True).stdout.strip()
+    system = bootstrap(Settings(db=env["ORCHESTRATOR_DB"], keystore=tmp_path / "ks"))
+    try:
+        now = datetime.now(UTC)
+        assert system.provider.verify_secret("svc", second, now) == 2
+        assert system.provider.verify_secret("svc", first, now) == 1  # within the grace
+        with pytest.raises(ProviderError):
+            system.provider.verify_secret("svc", first, now + timedelta(hours=2))
+    finally:
+        system.close()

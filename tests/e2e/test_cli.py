@@ -9,8 +9,8 @@ Each test keeps one database for a whole story, to stay fast.
 from __future__ import annotations
 
 import csv
-import os
 import io
+import os
 import subprocess
 import sys
 import time

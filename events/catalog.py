@@ -11,9 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from enum import StrEnum
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict
+from pydantic import AwareDatetime, BaseModel, ConfigDict, PlainSerializer
+
+from events.times import format_time
 
 __all__ = [
     "ApplicationRegistered",
@@ -53,6 +55,11 @@ class CredentialKind(StrEnum):
     PUBLIC_KEY = "public_key"  # private_key_jwt and jar
     X509_CERT = "x509_cert"  # self-signed mTLS certificate
     CERT_SUBJECT_DN = "cert_subject_dn"  # CA-issued mTLS certificate, matched by subject DN
+
+
+# A time in an event: aware (UTC offset required), written in the log's fixed-width UTC form
+# when the event is dumped for encoding (so encoding needs no walk of its own).
+Time = Annotated[AwareDatetime, PlainSerializer(format_time, return_type=str, when_used="json")]
 
 
 class UnknownEventType(LookupError):
@@ -150,8 +157,8 @@ class CredentialAdded(Event):
     public_pem: str | None = None
     certificate_pem: str | None = None
     subject_dn: str | None = None
-    not_before: AwareDatetime | None = None
-    expires_at: AwareDatetime | None = None
+    not_before: Time | None = None
+    expires_at: Time | None = None
     generated: bool = False  # the orchestrator made the key pair; its private part is in the keystore
 
 
@@ -169,7 +176,7 @@ class CredentialDisabled(Event):
 class CredentialExpired(Event):
     type_name = "credential.expired"
     credential_id: str
-    expired_at: AwareDatetime
+    expired_at: Time
 
 
 class CredentialDeleted(Event):
@@ -180,15 +187,15 @@ class CredentialDeleted(Event):
 class CredentialExpiryChanged(Event):
     type_name = "credential.expiry_changed"
     credential_id: str
-    expires_at: AwareDatetime
-    previous_expires_at: AwareDatetime | None = None
+    expires_at: Time
+    previous_expires_at: Time | None = None
 
 
 class SecretRotated(Event):
     type_name = "secret.rotated"
     version: int
     fingerprint: str
-    previous_valid_until: AwareDatetime | None = None
+    previous_valid_until: Time | None = None
 
 
 # --- rotations ---------------------------------------------------------------------------------
@@ -224,7 +231,7 @@ class RotationFailed(Event):
     step: str
     error: str
     attempt: int
-    next_attempt_at: AwareDatetime | None = None
+    next_attempt_at: Time | None = None
 
 
 class RotationParked(Event):

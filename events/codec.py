@@ -10,30 +10,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import Enum
 from typing import Any
 
 from events.catalog import Event
+from events.times import format_time, parse_time
 
 __all__ = ["dumps", "encode_payload", "format_time", "parse_time", "record_bytes"]
-
-
-def format_time(value: datetime) -> str:
-    """Fixed-width UTC text for an aware datetime (``isoformat`` is 3x faster than strftime)."""
-    if value.tzinfo is not UTC:
-        if value.utcoffset() is None:
-            raise ValueError("naive datetime: times must carry a UTC offset")
-        value = value.astimezone(UTC)
-    return value.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
-
-
-def parse_time(text: str) -> datetime:
-    """The aware UTC datetime of a ``format_time`` text (any ISO-8601 with an offset is read)."""
-    value = datetime.fromisoformat(text)
-    if value.utcoffset() is None:
-        raise ValueError(f"time without UTC offset: {text!r}")
-    return value.astimezone(UTC)
 
 
 def _plain(value: Any) -> Any:
@@ -54,8 +38,11 @@ def dumps(value: Any) -> str:
 
 
 def encode_payload(event: Event) -> str:
-    """Canonical JSON text of an event's payload."""
-    return dumps(event.model_dump(mode="python"))
+    """Canonical JSON text of an event's payload. pydantic's JSON-mode dump already gives plain
+    data (enums as values, times in the log's form through ``catalog.Time``), so only the
+    canonical JSON text is left to make."""
+    return json.dumps(event.model_dump(mode="json"), sort_keys=True, separators=(",", ":"),
+                      ensure_ascii=False)
 
 
 def record_bytes(

@@ -59,7 +59,8 @@ def _rotations(tmp: Path, usage: str, count: int) -> float:
     upgrade(engine)
     store = SQLEventStore(engine)
     keystore = FileKeystore(tmp / f"ks-{usage}", master_key=b"k" * 32)
-    service = Service(store, keystore, lambda: datetime.now(UTC), "bench")
+    # wired as the daemon wires it: the write path reads states from the in-memory fleet view
+    service = Service(store, keystore, lambda: datetime.now(UTC), "bench", fleet=FleetView(store))
     provider = LocalProvider(service.load, keystore)
     rotator = Rotator(service, provider, keystore, tmp / f"delivery-{usage}",
                       lambda: datetime.now(UTC))

@@ -42,4 +42,4 @@ def test_the_configured_json_logs_apply_the_redaction(capsys: object) -> None:
         assert line["secret"] == REDACTED and line["pem"] == REDACTED and line["app"] == "svc"
         assert "hunter2" not in err and "MIIEvQ" not in err
     finally:
-        configure(json_logs=True, level=logging.WARNING)
+        structlog.reset_defaults()  # never leave a logger bound to this test's captured stderr

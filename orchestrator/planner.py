@@ -30,20 +30,10 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from events.state import AppState, Credential, RotationStatus, Status
-from orchestrator.rotation import SECRET_USAGE, Params, Step, replaced_credential, resume
+from orchestrator.rotation import SECRET_USAGE, Params, Reason, Step, replaced_credential, resume
 from orchestrator.windows import Window
 
 __all__ = ["Action", "Kind", "Plan", "PlanPolicy", "Reason", "next_due", "plan"]
-
-
-class Reason(StrEnum):
-    PROVISION = "provision"
-    AGE = "age"
-    EXPIRING = "expiring"
-    EXPIRED = "expired"
-    OVERDUE_STEP = "overdue-step"
-    RETENTION = "retention"
-    POLICY_CHANGED = "policy-changed"
 
 
 class Kind(StrEnum):

@@ -58,6 +58,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from orchestrator.durations import DURATION_FORMS, format_duration, parse_duration
+from orchestrator.rotation import total_backoff
 from orchestrator.windows import Window, validate_cron, validate_timezone
 
 __all__ = [
@@ -233,11 +234,9 @@ class Retry(BaseModel):
 
     @property
     def budget(self) -> timedelta:
-        """Total wait between the attempts: backoff, doubling, at most maxBackoff each."""
-        total, wait = timedelta(0), self.backoff
-        for _ in range(self.attempts - 1):
-            total, wait = total + wait, min(wait * 2, self.max_backoff)
-        return total
+        """Total wait between the attempts: backoff, doubling, at most maxBackoff each (the
+        rotation process's own ``total_backoff``)."""
+        return total_backoff(self.attempts, self.backoff, self.max_backoff)
 
 
 class WindowSpec(BaseModel):

@@ -45,18 +45,23 @@ __all__ = [
     "resume",
     "retry_budget",
     "start",
+    "total_backoff",
 ]
 
 SECRET_USAGE = "client_secret"
 
 
 class Reason(StrEnum):
+    """Why a rotation starts, or (planner) why anything is done."""
+
     PROVISION = "provision"
     AGE = "age"
     EXPIRING = "expiring"
     EXPIRED = "expired"
     MANUAL = "manual"
     POLICY_CHANGED = "policy-changed"
+    OVERDUE_STEP = "overdue-step"  # the planner: an in-flight rotation has a step due
+    RETENTION = "retention"  # the planner: a disabled or expired credential to delete
 
 
 class Step(StrEnum):
@@ -173,10 +178,15 @@ def backoff(rotation_id: str, attempt: int, params: Params) -> timedelta:
     return base * fraction
 
 
+def total_backoff(attempts: int, first: timedelta, longest: timedelta) -> timedelta:
+    """The sum of the waits between ``attempts`` attempts: doubling from ``first``, each at most
+    ``longest`` (``backoff`` with its jitter at the top of its range)."""
+    return sum((min(first * 2 ** (k - 1), longest) for k in range(1, attempts)), timedelta(0))
+
+
 def retry_budget(params: Params) -> timedelta:
     """The longest a rotation can spend waiting between its attempts before it is parked."""
-    return sum((min(params.backoff * 2 ** (k - 1), params.max_backoff)
-                for k in range(1, params.attempts)), timedelta(0))
+    return total_backoff(params.attempts, params.backoff, params.max_backoff)
 
 
 def failure(rotation: Rotation, step: Step, error: str, params: Params,

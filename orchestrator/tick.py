@@ -23,7 +23,7 @@ from orchestrator import rules
 from orchestrator.errors import OrchestratorError
 from orchestrator.fleet import FleetView
 from orchestrator.planner import Action, Kind, Plan, PlanPolicy, next_due, plan
-from orchestrator.rotation import Params, Reason
+from orchestrator.rotation import Params
 from orchestrator.rotator import Rotator
 from orchestrator.service import Service
 
@@ -174,7 +174,7 @@ class Ticker:
         elif action.kind is Kind.START:
             assert action.usage is not None
             params = self.params_for(action.policy, action.usage, by_name)
-            rotation_id = self.rotator.start(app, action.usage, Reason(action.reason.value),
+            rotation_id = self.rotator.start(app, action.usage, action.reason,
                                              action.policy, actor=f"policy:{action.policy}")
             if rotation_id is not None:
                 self.rotator.advance(app, rotation_id, params)

@@ -264,8 +264,7 @@ class Service:
             apps = self.apps_with_expired(at)
         expired: list[tuple[str, str]] = []
         for app in apps:
-            _, records = self.execute(app, lambda s, app=app: rules.ExpireDue(app, at),
-                                      actor="scheduler" if self.actor == "scheduler" else None)
+            _, records = self.execute(app, lambda s, app=app: rules.ExpireDue(app, at))
             expired.extend((app, r.payload["credential_id"]) for r in records)
         return expired
 

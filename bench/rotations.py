@@ -39,16 +39,13 @@ from events import catalog as ev
 from events.sql import SQLEventStore, create_engine, upgrade
 from events.state import fold, stream_id
 from events.store import NewEvent
-from orchestrator import rules
-from orchestrator.fleet import FleetView
-from orchestrator.keystore import FileKeystore
-from orchestrator.logs import configure
-from orchestrator.planner import PlanPolicy, plan
-from orchestrator.providers.local import LocalProvider
-from orchestrator.rotation import Params, Reason
-from orchestrator.rotator import Rotator
-from orchestrator.service import Service
-from orchestrator.tick import Ticker
+from orchestrator.adapters.delivery import FileDelivery
+from orchestrator.adapters.keystore import FileKeystore
+from orchestrator.bootstrap import wire
+from orchestrator.domain import rules
+from orchestrator.domain.planner import PlanPolicy, plan
+from orchestrator.domain.rotation import Params, Reason
+from orchestrator.entrypoints.logs import configure
 
 DAY = timedelta(days=1)
 
@@ -60,10 +57,9 @@ def _rotations(tmp: Path, usage: str, count: int) -> float:
     store = SQLEventStore(engine)
     keystore = FileKeystore(tmp / f"ks-{usage}", master_key=b"k" * 32)
     # wired as the daemon wires it: the write path reads states from the in-memory fleet view
-    service = Service(store, keystore, lambda: datetime.now(UTC), "bench", fleet=FleetView(store))
-    provider = LocalProvider(service.load, keystore)
-    rotator = Rotator(service, provider, keystore, tmp / f"delivery-{usage}",
-                      lambda: datetime.now(UTC))
+    core = wire(store, keystore=keystore, clock=lambda: datetime.now(UTC), policies=lambda: (),
+                delivery=FileDelivery(tmp / f"delivery-{usage}"), actor="bench")
+    service, rotator = core.service, core.rotator
     params = Params(usage=usage, algorithm="RS256" if usage != "client_secret" else None,
                     overlap=timedelta(0), lifetime=90 * DAY)
     apps = [f"app-{n:04d}" for n in range(count)]
@@ -147,12 +143,10 @@ def part_b(tmp: Path, apps: int) -> dict[str, float]:
     for app, events in histories.items():
         store.append(stream_id(app), [NewEvent(e, at, "bench") for e, at in events], 0)
     keystore = FileKeystore(tmp / "ks-fleet", master_key=b"k" * 32)
-    fleet = FleetView(store)
-    service = Service(store, keystore, lambda: now[0], "bench", fleet=fleet)
-    rotator = Rotator(service, LocalProvider(service.load, keystore), keystore, None,
-                      lambda: now[0])
     policies = [policy]  # the same object each tick, as PolicySource gives while files are unchanged
-    ticker = Ticker(service, rotator, fleet, lambda: policies, lambda: now[0])
+    core = wire(store, keystore=keystore, clock=lambda: now[0], policies=lambda: policies,
+                actor="bench")
+    fleet, service, ticker = core.fleet, core.service, core.ticker
     began = time.perf_counter()
     fleet.refresh()
     load_s = time.perf_counter() - began

@@ -2,7 +2,7 @@
 
 The same ``evolve`` builds the state a command is decided on, the read-model tables, the
 point-in-time audit view (``state APP --at T``) and the simulator's state. It never rejects:
-rules that refuse belong in ``orchestrator.rules.decide``; an event is a fact already recorded.
+rules that refuse belong in ``orchestrator.domain.rules.decide``; an event is a fact already recorded.
 """
 
 from __future__ import annotations

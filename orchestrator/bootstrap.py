@@ -14,7 +14,7 @@ Settings come from the command line or the environment:
     ORCHESTRATOR_ACTOR       who is acting  (default cli:<login name>)
     ORCHESTRATOR_CRASH_AT    TEST-ONLY fault injection: "<point>:<n>" kills the process with
                              SIGKILL the n-th time the rotator reaches point, e.g.
-                             before_record:test:1 (see orchestrator.rotator.CrashAt); never set
+                             before_record:test:1 (see orchestrator.app.rotator.CrashAt); never set
                              it in production
 """
 
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import getpass
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,18 +33,24 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 from events.projector import Projector
 from events.sql import SQLEventStore, create_engine, current_revision, upgrade
 from events.state import AppState
-from orchestrator.errors import InputError, OrchestratorError
-from orchestrator.fleet import FleetView
-from orchestrator.keystore import FileKeystore, Keystore
-from orchestrator.policy_source import PolicySource
-from orchestrator.providers import Provider
-from orchestrator.providers.faulty import FaultyProvider
-from orchestrator.providers.local import LocalProvider
-from orchestrator.rotator import CrashAt, Rotator
-from orchestrator.service import Service
-from orchestrator.tick import Ticker
+from events.store import EventStore, InMemoryEventStore
+from orchestrator.adapters.crypto import Cryptography, PrimePairKeys
+from orchestrator.adapters.delivery import FileDelivery
+from orchestrator.adapters.keystore import FileKeystore, MemoryKeystore
+from orchestrator.adapters.lease import DatabaseLease
+from orchestrator.adapters.providers.faulty import FaultyProvider
+from orchestrator.adapters.providers.local import LocalProvider
+from orchestrator.app.fleet import FleetView
+from orchestrator.app.ports import Crypto, Delivery, Keystore, Lease, Provider
+from orchestrator.app.rotator import CrashAt, Rotator
+from orchestrator.app.service import Service
+from orchestrator.app.tick import Ticker
+from orchestrator.domain.errors import InputError, OrchestratorError
+from orchestrator.domain.planner import PlanPolicy
+from orchestrator.domain.rotation import Step
+from orchestrator.policies.source import PolicySource
 
-__all__ = ["DEFAULT_DB", "Settings", "System", "bootstrap", "utc_now"]
+__all__ = ["DEFAULT_DB", "Core", "Settings", "System", "bootstrap", "fast_keys", "in_memory", "utc_now", "wire"]
 
 DEFAULT_DB = "sqlite:///var/orchestrator.db"
 DEFAULT_KEYSTORE = "var/keystore"
@@ -91,22 +97,89 @@ class Settings:
 
 
 @dataclass
-class System:
-    settings: Settings
-    engine: Engine
-    store: SQLEventStore
+class Core:
+    """The service layer, wired: what the daemon, the CLI, the simulator, tests and benchmarks
+    drive. Built only by ``wire``."""
+
+    store: EventStore
     keystore: Keystore
-    projector: Projector
     service: Service
     clock: Callable[[], datetime]
     fleet: FleetView
     provider: Provider
     rotator: Rotator
-    policies: PolicySource
     ticker: Ticker
 
+
+@dataclass
+class System(Core):
+    """``Core`` on a database, with what only a database has."""
+
+    settings: Settings = field(default_factory=Settings)
+    engine: Engine | None = None
+    projector: Projector | None = None
+    policies: PolicySource | None = None
+    lease: Lease | None = None
+
     def close(self) -> None:
-        self.engine.dispose()
+        if self.engine is not None:
+            self.engine.dispose()
+
+
+def wire(
+    store: EventStore,
+    *,
+    keystore: Keystore,
+    clock: Callable[[], datetime],
+    policies: Callable[[], Sequence[PlanPolicy]],
+    provider: Callable[[Callable[[str], AppState], Keystore], Provider] | str = "local",
+    delivery: Delivery | None = None,
+    crypto: Crypto | None = None,
+    actor: str = "scheduler",
+    rotation_actor: str = "scheduler",
+    projector: Projector | None = None,
+    fleet_writes: bool = True,
+    should_stop: Callable[[], bool] = lambda: False,
+    on_step: Callable[[str, str, Step], None] | None = None,
+    crash_at: CrashAt | None = None,
+) -> Core:
+    """The one place the service layer is assembled, from real adapters or fakes.
+
+    ``provider`` is a spec (``local``, ``faulty:<rate>[:<seed>]``) or a factory given the
+    state reader and the keystore; ``fleet_writes`` lets the write path read states from the
+    in-memory fleet view (the daemon, the simulator) rather than from the store.
+    """
+    kit = crypto if crypto is not None else Cryptography()
+    fleet = FleetView(store)
+    service = Service(store, keystore, clock, actor, kit, projector,
+                      fleet=fleet if fleet_writes else None)
+    idp = (make_provider(provider, service.load, keystore) if isinstance(provider, str)
+           else provider(service.load, keystore))
+    rotator = Rotator(service, idp, keystore, kit, delivery, clock, actor=rotation_actor,
+                      on_step=on_step, crash_at=crash_at)
+    ticker = Ticker(service, rotator, fleet, policies, clock, should_stop)
+    return Core(store, keystore, service, clock, fleet, idp, rotator, ticker)
+
+
+def in_memory(
+    clock: Callable[[], datetime],
+    policies: Callable[[], Sequence[PlanPolicy]] = lambda: (),
+    *,
+    provider: Callable[[Callable[[str], AppState], Keystore], Provider] | str = "local",
+    delivery: Delivery | None = None,
+    crypto: Crypto | None = None,
+    actor: str = "scheduler",
+) -> Core:
+    """An in-memory log, keystore and local provider: the simulator's and the tests' system."""
+    return wire(InMemoryEventStore(clock), keystore=MemoryKeystore(), clock=clock,
+                policies=policies, provider=provider, delivery=delivery, crypto=crypto,
+                actor=actor, rotation_actor=actor)
+
+
+def fast_keys() -> Crypto:
+    """RSA keys from pooled primes: real keys, real signatures, unique, but weak. The simulator
+    (and tests that need thousands of keys) only; never for a credential that leaves memory."""
+    return Cryptography(PrimePairKeys())
 
 
 def open_engine(url: str) -> Engine:
@@ -148,24 +221,22 @@ def bootstrap(
     daemon: bool = False,
     should_stop: Callable[[], bool] = lambda: False,
 ) -> System:
-    """Wire everything. ``daemon=True`` keeps the fleet in memory for the write path too."""
+    """Wire everything on the configured database. ``daemon=True`` keeps the fleet in memory for
+    the write path too."""
     engine = open_engine(settings.db)
     if migrate:
         ensure_schema(engine, settings.db)
     store = SQLEventStore(engine, clock=clock)
     projector = Projector(engine, store)
     ks = keystore if keystore is not None else FileKeystore(settings.keystore)
-    fleet = FleetView(store)
-    service = Service(store, ks, clock, settings.actor, projector,
-                      fleet=fleet if daemon else None)
-    provider = make_provider(settings.provider, service.load, ks)
-    rotator = Rotator(service, provider, ks, settings.delivery, clock,
-                      actor="scheduler" if daemon else settings.actor,
-                      crash_at=_crash_at(settings.crash_at))
     policies = PolicySource(settings.policies, store, clock)
-    ticker = Ticker(service, rotator, fleet, policies.current, clock, should_stop)
-    return System(settings, engine, store, ks, projector, service, clock, fleet, provider,
-                  rotator, policies, ticker)
+    core = wire(store, keystore=ks, clock=clock, policies=policies.current,
+                provider=settings.provider, delivery=FileDelivery(settings.delivery),
+                actor=settings.actor, rotation_actor="scheduler" if daemon else settings.actor,
+                projector=projector, fleet_writes=daemon, should_stop=should_stop,
+                crash_at=_crash_at(settings.crash_at))
+    return System(**core.__dict__, settings=settings, engine=engine, projector=projector,
+                  policies=policies, lease=DatabaseLease(engine))
 
 
 def _crash_at(spec: str | None) -> CrashAt | None:

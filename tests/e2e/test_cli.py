@@ -20,8 +20,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from orchestrator import crypto
-from orchestrator.keystore import FileKeystore
+from orchestrator.adapters import crypto
+from orchestrator.adapters.keystore import FileKeystore
 from tests.helpers import (
     Cli,
     assert_refused,
@@ -450,7 +450,7 @@ def test_secret_rotate_switches_the_local_provider_to_the_new_secret(tmp_path: P
     """`secret rotate` makes the provider accept the new secret at once, and the previous one
     only for the grace period."""
     from orchestrator.bootstrap import Settings, bootstrap
-    from orchestrator.errors import ProviderError
+    from orchestrator.domain.errors import ProviderError
 
     env = {**os.environ, "ORCHESTRATOR_DB": f"sqlite:///{tmp_path / 'o.db'}",
            "ORCHESTRATOR_KEYSTORE": str(tmp_path / "ks")}

@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy.engine import make_url
 
-from orchestrator.keystore import FileKeystore
+from orchestrator.adapters.keystore import FileKeystore
 from tests.helpers import Cli, Result, dump_tables
 
 USAGES = ("private_key_jwt", "jar", "mtls")

@@ -57,12 +57,12 @@ from events.projector import Projector
 from events.sql import SQLEventStore, create_engine
 from events.state import STREAM_PREFIX, AppState, RotationStatus, evolve
 from events.store import ReadFilter, Recorded
+from orchestrator.adapters.keystore import FileKeystore
+from orchestrator.app.rotator import CRASH_POINTS
+from orchestrator.app.service import CredentialSource, secret_item_id
+from orchestrator.app.simulate import _always_usable, _at_most_two, _disabled_after_tested
 from orchestrator.bootstrap import Settings, System, bootstrap
-from orchestrator.keystore import FileKeystore
-from orchestrator.rotation import Reason, Step
-from orchestrator.rotator import CRASH_POINTS
-from orchestrator.service import CredentialSource, secret_item_id
-from orchestrator.simulate import _always_usable, _at_most_two, _disabled_after_tested
+from orchestrator.domain.rotation import Reason, Step
 from tests.helpers import ORCHESTRATOR
 
 T = TypeVar("T")

@@ -26,19 +26,19 @@ import pytest
 from events import catalog as ev
 from events.codec import format_time
 from events.state import AppState, Credential, RotationStatus, Status
-from events.store import InMemoryEventStore, ReadFilter, Recorded
-from orchestrator import crypto
-from orchestrator.errors import ProviderError
-from orchestrator.fleet import FleetView
-from orchestrator.keystore import MemoryKeystore
-from orchestrator.planner import Kind, PlanPolicy, plan
-from orchestrator.providers.faulty import FaultyProvider
-from orchestrator.providers.local import LocalProvider
-from orchestrator.rotation import Next, Params, Reason, Step, backoff, retry_budget
-from orchestrator.rotator import Rotator, StepOutcome
-from orchestrator.service import CredentialSource, Service, secret_item_id
-from orchestrator.simulate import PrimePairKeys
-from orchestrator.tick import Ticker
+from events.store import ReadFilter, Recorded
+from orchestrator.adapters import crypto
+from orchestrator.adapters.crypto import Cryptography, PrimePairKeys
+from orchestrator.adapters.delivery import FileDelivery
+from orchestrator.adapters.providers.faulty import FaultyProvider
+from orchestrator.adapters.providers.local import LocalProvider
+from orchestrator.app.rotator import StepOutcome
+from orchestrator.app.service import CredentialSource, secret_item_id
+from orchestrator.app.tick import Ticker
+from orchestrator.bootstrap import in_memory
+from orchestrator.domain.errors import ProviderError
+from orchestrator.domain.planner import Kind, PlanPolicy, plan
+from orchestrator.domain.rotation import Next, Params, Reason, Step, backoff, retry_budget
 
 APP = "pay"
 PKJWT, JAR, MTLS, SECRET = "private_key_jwt", "jar", "mtls", "client_secret"
@@ -70,14 +70,14 @@ class World:
 
     def __init__(self, delivery: Path, key_source: PrimePairKeys) -> None:
         self.now = START
-        self.store = InMemoryEventStore(self.clock)
-        self.keystore = MemoryKeystore()
-        self.fleet = FleetView(self.store)
-        self.service = Service(self.store, self.keystore, self.clock, "cli:test", fleet=self.fleet)
-        self.idp = LocalProvider(self.service.load, self.keystore)
-        self.provider = FaultyProvider(self.idp)
-        self.rotator = Rotator(self.service, self.provider, self.keystore, delivery, self.clock,
-                               key_source=key_source)
+        self.crypto = Cryptography(key_source)
+        core = in_memory(self.clock, provider=lambda load, ks: FaultyProvider(LocalProvider(load, ks)),
+                         delivery=FileDelivery(delivery), crypto=self.crypto, actor="cli:test")
+        self.store, self.keystore, self.fleet = core.store, core.keystore, core.fleet
+        self.service, self.rotator = core.service, core.rotator
+        self.provider = core.provider
+        assert isinstance(self.provider, FaultyProvider)
+        self.idp = self.provider.inner
 
     def clock(self) -> datetime:
         return self.now

@@ -1,4 +1,4 @@
-"""Real-key tests for orchestrator.crypto: parsing, fingerprints, generation, assertions."""
+"""Real-key tests for orchestrator.adapters.crypto: parsing, fingerprints, generation, assertions."""
 
 from __future__ import annotations
 
@@ -17,9 +17,9 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import NameOID
 from jwt.algorithms import RSAAlgorithm
 
-from orchestrator import crypto
-from orchestrator.errors import InputError, MaterialError, ProviderError
-from orchestrator.material import MaterialKind
+from orchestrator.adapters import crypto
+from orchestrator.domain.errors import InputError, MaterialError, ProviderError
+from orchestrator.domain.material import MaterialKind
 
 NOW = datetime(2024, 6, 1, 12, 0, 0, tzinfo=UTC)
 CLIENT = "Xq3hT0vY1cLxS8kWm2NpA7bRd5uZ9eFg"

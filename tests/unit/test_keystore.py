@@ -1,4 +1,4 @@
-"""Tests for orchestrator.keystore: encrypted file keystore, memory double, delivery."""
+"""Tests for orchestrator.adapters.keystore: encrypted file keystore, memory double, delivery."""
 
 from __future__ import annotations
 
@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from orchestrator.errors import InputError, KeystoreError
-from orchestrator.keystore import (
+from orchestrator.adapters.delivery import deliver
+from orchestrator.adapters.keystore import (
     ENV_MASTER_KEY,
     FileKeystore,
-    Keystore,
     MemoryKeystore,
-    deliver,
 )
+from orchestrator.app.ports import Keystore
+from orchestrator.domain.errors import InputError, KeystoreError
 
 SECRET = b"-----BEGIN PRIVATE KEY-----\nTOP-SECRET-PRIVATE-BYTES\n-----END PRIVATE KEY-----\n"
 KEY_A = bytes(range(32))

@@ -7,7 +7,7 @@ import logging
 
 import structlog
 
-from orchestrator.logs import REDACTED, configure, redact
+from orchestrator.entrypoints.logs import REDACTED, configure, redact
 
 PEM = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n-----END PRIVATE KEY-----\n"
 

@@ -17,9 +17,9 @@ import pytest
 
 from events import catalog as ev
 from events.state import AppState, fold
-from orchestrator.planner import Action, Kind, Plan, PlanPolicy, Reason, next_due, plan
-from orchestrator.rotation import Params
-from orchestrator.windows import Window
+from orchestrator.domain.planner import Action, Kind, Plan, PlanPolicy, Reason, next_due, plan
+from orchestrator.domain.rotation import Params
+from orchestrator.policies.windows import CronWindow
 from tests.conftest import NOW
 
 APP = "pay"
@@ -94,7 +94,7 @@ class Given:
 def policy(name: str = "keys", usage: str = PKJWT, *, every: timedelta = 90 * DAY,
            before_expiry: timedelta = 14 * DAY, retention: timedelta = 7 * DAY,
            overlap: timedelta = HOUR, alg: str | None = "RS256", size: int = 2048,
-           window: Window | None = None, max_per_tick: int = 50,
+           window: CronWindow | None = None, max_per_tick: int = 50,
            apps: tuple[str, ...] = ("*",), labels: dict[str, str] | None = None) -> PlanPolicy:
     params = Params(usage=usage, algorithm=alg, key_size=size, overlap=overlap,
                     lifetime=120 * DAY)
@@ -280,7 +280,7 @@ def test_an_action_names_its_policy_and_explains_itself() -> None:
 # --- maintenance windows -------------------------------------------------------------------------
 
 # NOW is Sunday 22 November 2026, 12:00 UTC; this window next opens Monday 02:00 UTC.
-NIGHTLY = Window("0 2 * * *", timedelta(hours=4), "UTC")
+NIGHTLY = CronWindow("0 2 * * *", timedelta(hours=4), "UTC")
 OPENS = datetime(2026, 11, 23, 2, tzinfo=UTC)
 CLOSES = OPENS + 4 * HOUR
 WINDOWED = policy(window=NIGHTLY)
@@ -388,7 +388,7 @@ DST = [
 @pytest.mark.parametrize(("cron", "now", "opening"), DST)
 def test_a_deferred_start_across_a_daylight_saving_change(cron: str, now: datetime,
                                                           opening: datetime) -> None:
-    berlin = policy("berlin", window=Window(cron, BERLIN_3H, "Europe/Berlin"))
+    berlin = policy("berlin", window=CronWindow(cron, BERLIN_3H, "Europe/Berlin"))
     given = Given().key("cred_a", added=now - 91 * DAY)
     the_plan = plan([berlin], [given.state()], now)
     assert the_plan.actions == ()

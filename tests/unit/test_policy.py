@@ -16,18 +16,17 @@ from typing import Any
 import pytest
 import yaml
 
-from orchestrator.durations import format_duration, parse_duration
-from orchestrator.errors import PolicyError
-from orchestrator.policy import (
-    Algorithm,
+from orchestrator.domain.durations import format_duration, parse_duration
+from orchestrator.domain.errors import PolicyError
+from orchestrator.policies.files import (
     LoadedPolicy,
     PolicyFileError,
-    Usage,
     find_conflicts,
     load_policies,
     load_policy_file,
     validate_paths,
 )
+from orchestrator.policies.models import Algorithm, Usage
 
 EXAMPLES = sorted((Path(__file__).parents[2] / "policies").glob("*.yaml"))
 DAY, HOUR = timedelta(days=1), timedelta(hours=1)

@@ -14,7 +14,7 @@ import pytest
 
 from events import catalog as ev
 from events.state import AppState, RotationStatus, evolve, fold
-from orchestrator.rotation import (
+from orchestrator.domain.rotation import (
     SECRET_USAGE,
     Next,
     Params,

@@ -16,16 +16,16 @@ import pytest
 
 from events import catalog as ev
 from events.state import AppState, Credential, Secret, Status, evolve, fold
-from orchestrator import crypto
-from orchestrator.errors import (
+from orchestrator.adapters import crypto
+from orchestrator.domain.errors import (
     ConflictError,
     InputError,
     NotFoundError,
     OrchestratorError,
     RefusedError,
 )
-from orchestrator.material import MaterialKind, PublicMaterial
-from orchestrator.rules import (
+from orchestrator.domain.material import MaterialKind, PublicMaterial
+from orchestrator.domain.rules import (
     ActivateCredential,
     AddCredential,
     ChangeExpiry,

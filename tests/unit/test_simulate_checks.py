@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from events import catalog as ev
 from events.state import fold
 from events.store import InMemoryEventStore, NewEvent
-from orchestrator.simulate import _always_usable, _at_most_two, _disabled_after_tested
+from orchestrator.app.simulate import _always_usable, _at_most_two, _disabled_after_tested
 
 T = datetime(2027, 1, 1, tzinfo=UTC)
 H = timedelta(hours=1)

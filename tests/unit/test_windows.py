@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from orchestrator.windows import Window, validate_cron, validate_timezone
+from orchestrator.policies.windows import CronWindow, validate_cron, validate_timezone
 
 H, M = timedelta(hours=1), timedelta(minutes=1)
 TICK = timedelta(microseconds=1)
@@ -95,18 +95,18 @@ OPENINGS = [
 @pytest.mark.parametrize(("cron", "zone", "start", "end", "expected"), OPENINGS)
 def test_openings(cron: str, zone: str, start: datetime, end: datetime,
                   expected: list[datetime]) -> None:
-    assert list(Window(cron, H, zone).openings(start, end)) == expected
+    assert list(CronWindow(cron, H, zone).openings(start, end)) == expected
 
 
 def test_openings_are_utc_and_strictly_ascending_over_a_year_of_clock_changes() -> None:
-    found = list(Window("*/20 1-3 * * *", H, BERLIN).openings(utc(2026, 1, 1), utc(2027, 1, 1)))
+    found = list(CronWindow("*/20 1-3 * * *", H, BERLIN).openings(utc(2026, 1, 1), utc(2027, 1, 1)))
     assert all(o.tzinfo is UTC for o in found)
     assert all(a < b for a, b in pairwise(found))
 
 
 # --- is_open -----------------------------------------------------------------------------------
 
-WEEKDAYS = Window("0 2 * * 1-5", 3 * H, BERLIN)  # Monday 5 January 2026: 01:00 to 04:00 UTC
+WEEKDAYS = CronWindow("0 2 * * 1-5", 3 * H, BERLIN)  # Monday 5 January 2026: 01:00 to 04:00 UTC
 
 IS_OPEN = [
     pytest.param(utc(2026, 1, 5, 1) - TICK, False, id="closed the instant before it opens"),
@@ -143,22 +143,22 @@ CURRENT_OR_NEXT = [
                  id="before a window it returns the next one"),
     pytest.param(WEEKDAYS, utc(2026, 1, 9, 4), (utc(2026, 1, 12, 1), utc(2026, 1, 12, 4)),
                  id="at Friday's close it returns Monday's window"),
-    pytest.param(Window("0 2-4 * * *", 90 * M), utc(2026, 1, 5, 2, 10),
+    pytest.param(CronWindow("0 2-4 * * *", 90 * M), utc(2026, 1, 5, 2, 10),
                  (utc(2026, 1, 5, 2), utc(2026, 1, 5, 5, 30)),
                  id="overlapping openings make one window that closes after the last of them"),
-    pytest.param(Window("0 2,3 * * *", H), utc(2026, 1, 5, 3, 30),
+    pytest.param(CronWindow("0 2,3 * * *", H), utc(2026, 1, 5, 3, 30),
                  (utc(2026, 1, 5, 3), utc(2026, 1, 5, 4)),
                  id="open is the earliest opening whose own interval contains the instant"),
-    pytest.param(Window("0 2,3 * * *", H), utc(2026, 1, 5, 2, 30),
+    pytest.param(CronWindow("0 2,3 * * *", H), utc(2026, 1, 5, 2, 30),
                  (utc(2026, 1, 5, 2), utc(2026, 1, 5, 4)),
                  id="touching openings make one window"),
-    pytest.param(Window("0 0 30 2 *", H), utc(2026, 1, 1), None,
+    pytest.param(CronWindow("0 0 30 2 *", H), utc(2026, 1, 1), None,
                  id="a window that never opens has no current or next window"),
 ]
 
 
 @pytest.mark.parametrize(("window", "at", "expected"), CURRENT_OR_NEXT)
-def test_current_or_next(window: Window, at: datetime,
+def test_current_or_next(window: CronWindow, at: datetime,
                          expected: tuple[datetime, datetime] | None) -> None:
     assert window.current_or_next(at) == expected
 
@@ -168,33 +168,33 @@ def test_current_or_next(window: Window, at: datetime,
 START = utc(2026, 1, 1)
 
 LONGEST_GAP = [
-    pytest.param(Window("0 2 * * 1-5", 3 * H), 2 * 24 * H + 21 * H,
+    pytest.param(CronWindow("0 2 * * 1-5", 3 * H), 2 * 24 * H + 21 * H,
                  id="weekdays 02:00-05:00 UTC: the weekend, Friday 05:00 to Monday 02:00"),
     pytest.param(WEEKDAYS, 2 * 24 * H + 22 * H,
                  id="weekdays in Berlin: the autumn weekend, one hour longer by the clock change"),
-    pytest.param(Window("0 2 * * *", 3 * H), 21 * H, id="a daily 3-hour window: 21 hours"),
-    pytest.param(Window("0 2 1 * *", 3 * H), 31 * 24 * H - 3 * H,
+    pytest.param(CronWindow("0 2 * * *", 3 * H), 21 * H, id="a daily 3-hour window: 21 hours"),
+    pytest.param(CronWindow("0 2 1 * *", 3 * H), 31 * 24 * H - 3 * H,
                  id="a monthly window: a 31-day month less the window"),
-    pytest.param(Window("0 * * * *", H), timedelta(0),
+    pytest.param(CronWindow("0 * * * *", H), timedelta(0),
                  id="touching hourly windows never close"),
-    pytest.param(Window("0 0 30 2 *", H), timedelta(days=400),
+    pytest.param(CronWindow("0 0 30 2 *", H), timedelta(days=400),
                  id="a window that never opens: the whole horizon"),
 ]
 
 
 @pytest.mark.parametrize(("window", "expected"), LONGEST_GAP)
-def test_longest_gap(window: Window, expected: timedelta) -> None:
+def test_longest_gap(window: CronWindow, expected: timedelta) -> None:
     assert window.longest_gap(START) == expected
 
 
 def test_longest_gap_counts_gaps_from_closes_within_the_horizon_even_if_they_end_beyond() -> None:
     # Thursday 1 January: closes at 05:00 on Thursday (then 21 h) and Friday (then 69 h)
-    assert Window("0 2 * * 1-5", 3 * H).longest_gap(START, timedelta(days=1)) == 21 * H
-    assert Window("0 2 * * 1-5", 3 * H).longest_gap(START, timedelta(days=2)) == 69 * H
+    assert CronWindow("0 2 * * 1-5", 3 * H).longest_gap(START, timedelta(days=1)) == 21 * H
+    assert CronWindow("0 2 * * 1-5", 3 * H).longest_gap(START, timedelta(days=2)) == 69 * H
 
 
 def test_longest_gap_counts_the_time_from_start_to_the_first_opening() -> None:
-    late_january = Window("0 0 20-31 1 *", timedelta(days=1))  # open 20 January to 1 February
+    late_january = CronWindow("0 0 20-31 1 *", timedelta(days=1))  # open 20 January to 1 February
     assert late_january.longest_gap(START, timedelta(days=30)) == timedelta(days=19)
 
 
@@ -225,7 +225,7 @@ def test_validate_cron_refuses(cron: str, zone: str, fragment: str) -> None:
     problem = validate_cron(cron, zone)
     assert problem is not None and fragment in problem and "\n" not in problem
     with pytest.raises(ValueError) as refused:
-        Window(cron, H, zone)
+        CronWindow(cron, H, zone)
     assert str(refused.value) == problem
 
 
@@ -241,4 +241,4 @@ def test_validate_timezone_accepts_iana_names() -> None:
 
 def test_a_window_must_last() -> None:
     with pytest.raises(ValueError, match="must be positive"):
-        Window("0 2 * * *", timedelta(0))
+        CronWindow("0 2 * * *", timedelta(0))

@@ -1,0 +1,138 @@
+"""The service layer's ports: what the use cases need from the world, as Protocols.
+
+Adapters (``orchestrator.adapters``) implement them and ``orchestrator.bootstrap`` wires them; the
+service layer never imports an adapter.
+
+``Provider``: where public credential material is registered; one module per implementation:
+
+* ``local``: the embedded default; the orchestrator's own log is the identity provider's
+  registry, and it verifies client assertions, mTLS certificates and client secrets the way the
+  identity provider does (../shared/reference/auth0-credentials.md section 5).
+* ``faulty``: wraps any provider and fails, times out, or succeeds late on command, for tests
+  and for rehearsing failures (``ORCHESTRATOR_PROVIDER=faulty:<rate>``).
+
+Every call is idempotent: a repeat after a crash or a timeout finds what the first one did.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from events.state import Credential
+from orchestrator.domain.material import GeneratedKey, PublicMaterial
+
+__all__ = ["Crypto", "Delivery", "Keystore", "Lease", "Provider"]
+
+
+@runtime_checkable
+class Provider(Protocol):
+    audience: str
+
+    def register(self, app: str, credential: Credential) -> None:
+        """Upload the public part of ``credential`` (found by its key id on a repeat)."""
+
+    def activate(self, app: str, credential_id: str) -> None:
+        """Let the credential authenticate (attach it)."""
+
+    def deactivate(self, app: str, credential_id: str) -> None:
+        """Stop the credential authenticating (detach it)."""
+
+    def remove(self, app: str, credential_id: str) -> None:
+        """Delete the credential; absent is fine."""
+
+    def set_secret(self, app: str, version: int, secret: str,
+                   previous_valid_until: datetime | None) -> None:
+        """Make ``secret`` the app's client secret; the previous one stays valid until then."""
+
+    def verify_assertion(self, app: str, assertion: str, at: datetime) -> str:
+        """The id of the credential that signed a valid client assertion, or ProviderError."""
+
+    def verify_certificate(self, app: str, certificate_pem: str, at: datetime) -> str:
+        """The id of the mTLS credential matching a client certificate, or ProviderError."""
+
+    def verify_secret(self, app: str, secret: str, at: datetime) -> int:
+        """The version of the client secret that matches, or ProviderError."""
+
+
+@runtime_checkable
+class Keystore(Protocol):
+    """Private bytes by item id."""
+
+    def put(self, item_id: str, data: bytes) -> None:
+        """Store ``data`` under ``item_id``, replacing any previous value."""
+
+    def get(self, item_id: str) -> bytes | None:
+        """The bytes stored under ``item_id``, or None."""
+
+    def delete(self, item_id: str) -> None:
+        """Forget ``item_id``; no error when it is absent."""
+
+    def ids(self) -> list[str]:
+        """Every stored item id, sorted."""
+
+
+@runtime_checkable
+class Delivery(Protocol):
+    """Where an application picks up its current credential files."""
+
+    def deliver(self, app: str, usage: str, files: Mapping[str, bytes]) -> Path:
+        """Replace the app's files for ``usage`` with ``files``; return where they are."""
+
+
+@runtime_checkable
+class Lease(Protocol):
+    """Exactly one leader per database."""
+
+    @property
+    def held(self) -> bool:
+        """Whether this process believes it holds the lease."""
+
+    def acquire(self) -> bool:
+        """Take the lease or confirm it is still held; False when another process has it."""
+
+    def release(self) -> None:
+        """Give the lease up; no error when it is not held."""
+
+
+class Crypto(Protocol):
+    """Keys, certificates, secrets and client assertions (``adapters.crypto.Cryptography``)."""
+
+    def new_credential_id(self) -> str:
+        """A fresh credential id."""
+
+    def parse_pem(self, data: bytes, source: str = "PEM") -> PublicMaterial:
+        """The public facts of a public key or certificate PEM; refuses private keys."""
+
+    def subject_dn_material(self, dn: str) -> PublicMaterial:
+        """The public facts of a CA-issued certificate known by its subject DN."""
+
+    def generate_rsa(self, key_size: int) -> GeneratedKey:
+        """A new RSA key pair."""
+
+    def generate_self_signed(self, key_size: int, subject_cn: str, not_before: datetime,
+                             not_after: datetime) -> GeneratedKey:
+        """A new RSA key and a self-signed certificate for it."""
+
+    def issue_certificate(self, ca_cert_pem: bytes, ca_key_pem: bytes, subject_dn: str,
+                          key_size: int, not_before: datetime, not_after: datetime) -> GeneratedKey:
+        """A new RSA key and a certificate for it issued by the given CA."""
+
+    def private_key_pem(self, private_key_der: bytes) -> bytes:
+        """PKCS#8 PEM of a stored private key, for delivery."""
+
+    def public_material_of_private_key(self, private_key_der: bytes) -> PublicMaterial:
+        """The public facts of a stored private key."""
+
+    def new_secret(self) -> str:
+        """A new client secret."""
+
+    def secret_fingerprint(self, secret: str) -> str:
+        """An identifier of a secret that does not reveal it."""
+
+    def sign_client_assertion(self, private_key_der: bytes, *, alg: str, kid: str | None,
+                              client_id: str, audience: str, now: datetime,
+                              lifetime_seconds: int = 60, jti: str | None = None) -> str:
+        """A client assertion (RFC 7523) signed with the stored key."""

@@ -1,0 +1,403 @@
+"""Carries out the rotation process decided by ``orchestrator.domain.rotation``: the only I/O of it.
+
+``advance`` runs the steps of one rotation until it has to wait (overlap, backoff), completes,
+or a step fails; each step first does its idempotent outside work (keystore, provider, delivery
+files), then records its event(s) with the rotation id as correlation id. A crash between the
+two repeats the work on resume, which finds it done (the keystore item under the new credential
+id, the provider's credential by id, the same files).
+
+Test-only fault injection: ``CrashAt`` (``ORCHESTRATOR_CRASH_AT``, parsed by the composition
+root) kills the process with SIGKILL at one step boundary, so that tests can prove the claim
+above on a real process (tests/integration/test_daemon_crash.py). Production never sets it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+import structlog
+
+from events import catalog as ev
+from events.codec import format_time
+from events.state import AppState, Rotation, RotationStatus
+from orchestrator.app.ports import Crypto, Delivery, Keystore, Provider
+from orchestrator.app.service import Service, secret_item_id
+from orchestrator.domain import rules
+from orchestrator.domain.errors import OrchestratorError
+from orchestrator.domain.material import GeneratedKey
+from orchestrator.domain.rotation import (
+    SECRET_USAGE,
+    Next,
+    Params,
+    Reason,
+    Step,
+    failure,
+    resume,
+    retry_budget,
+    start,
+)
+from orchestrator.domain.vocabulary import DEFAULT_ALGORITHM
+
+__all__ = ["CRASH_POINTS", "CrashAt", "Rotator", "StepOutcome"]
+
+log = structlog.get_logger("orchestrator.rotation")
+MAX_STEPS_PER_CALL = 20
+
+
+# --- TEST-ONLY fault injection ---------------------------------------------------------------------
+# The points at which a step's event is appended: every rotation step (``start`` is
+# rotation.started), "before_record" after the step's outside work, "after_record" right after
+# the append.
+CRASH_POINTS = tuple(f"{when}:{step}" for when in ("before_record", "after_record")
+                     for step in ("start", *(s.value for s in Step if s is not Step.WAIT)))
+
+
+@dataclass(slots=True)
+class CrashAt:
+    """TEST-ONLY: SIGKILL this process the ``occurrence``-th time (1-based) it reaches ``point``.
+
+    Built by the composition root from ``ORCHESTRATOR_CRASH_AT="<point>:<n>"``, e.g.
+    ``before_record:test:1``; the rotator itself never reads the environment. Unset (None) in
+    production: then ``Rotator._crash_point`` does nothing."""
+
+    point: str
+    occurrence: int = 1
+    seen: int = 0
+
+    @classmethod
+    def parse(cls, spec: str) -> CrashAt:
+        point, _, count = spec.strip().rpartition(":")
+        if point not in CRASH_POINTS or not count.isdigit() or int(count) < 1:
+            raise ValueError(f"ORCHESTRATOR_CRASH_AT={spec!r}: use <point>:<n>, n >= 1, point "
+                             f"one of {', '.join(CRASH_POINTS)}")
+        return cls(point, int(count))
+
+    def reached(self, point: str) -> None:
+        if point == self.point:
+            self.seen += 1
+            if self.seen == self.occurrence:
+                os.kill(os.getpid(), signal.SIGKILL)
+
+
+@dataclass(frozen=True, slots=True)
+class StepOutcome:
+    rotation_id: str
+    last: Next
+    steps_done: int
+    failed: bool = False
+
+
+class Rotator:
+    def __init__(
+        self,
+        service: Service,
+        provider: Provider,
+        keystore: Keystore,
+        crypto: Crypto,
+        delivery: Delivery | None,
+        clock: Callable[[], datetime],
+        actor: str = "scheduler",
+        on_step: Callable[[str, str, Step], None] | None = None,
+        crash_at: CrashAt | None = None,
+    ) -> None:
+        self.service = service
+        self.provider = provider
+        self.keystore = keystore
+        self.crypto = crypto
+        self.delivery = delivery
+        self.clock = clock
+        self.actor = actor
+        self.on_step = on_step  # test hook: called after each recorded step
+        self.crash_at = crash_at  # TEST-ONLY fault injection; None in production
+
+    # --- start ---------------------------------------------------------------------------------
+
+    def start(self, app: str, usage: str, reason: Reason, policy: str | None = None,
+              actor: str | None = None) -> str | None:
+        """Allocate a rotation id and record ``rotation.started``; None if one is running."""
+        rotation_id = f"rot_{uuid.uuid4().hex[:20]}"
+        new_id = self.crypto.new_credential_id() if usage != SECRET_USAGE else f"secret_{rotation_id}"
+        at = self.clock()
+        self._crash_point("before_record", "start")
+        _, records = self.service.append_decided(
+            app, lambda s: (start(s, usage, reason, rotation_id, new_id, at, policy), at),
+            correlation_id=rotation_id, actor=actor or self.actor,
+        )
+        self._crash_point("after_record", "start")
+        if not records:
+            return None
+        log.info("rotation_started", app=app, usage=usage, rotation_id=rotation_id,
+                 reason=reason.value, policy=policy)
+        return rotation_id
+
+    # --- advance -------------------------------------------------------------------------------
+
+    def advance(self, app: str, rotation_id: str, params: Params) -> StepOutcome:
+        """Run the steps of a rotation until it waits, completes or a step fails."""
+        done = 0
+        nxt = Next(Step.WAIT)
+        for _ in range(MAX_STEPS_PER_CALL):
+            state = self.service.load(app)
+            rotation = state.rotations.get(rotation_id)
+            if rotation is None or rotation.status is not RotationStatus.RUNNING:
+                return StepOutcome(rotation_id, Next(Step.COMPLETE), done)
+            at = self.clock()
+            nxt = resume(state, rotation, params, at)
+            if nxt.step is Step.WAIT:
+                return StepOutcome(rotation_id, nxt, done)
+            bound = log.bind(app=app, rotation_id=rotation_id, step=nxt.step.value,
+                             credential_id=nxt.credential_id)
+            try:
+                self._do(state, rotation, nxt, params, at)
+            except (OrchestratorError, OSError) as exc:
+                error = str(exc).splitlines()[0][:500] if str(exc) else type(exc).__name__
+                _, records = self.service.append_decided(
+                    app, lambda s, error=error, step=nxt.step: (
+                        failure(s.rotations[rotation_id], step, error, params, self.clock())
+                        if s.rotations[rotation_id].status is RotationStatus.RUNNING else [],
+                        self.clock()),
+                    correlation_id=rotation_id, actor=self.actor,
+                )
+                parked = any(r.type == ev.RotationParked.type_name for r in records)
+                (bound.error if parked else bound.warning)(
+                    "rotation_parked" if parked else "rotation_step_failed", error=error,
+                    attempt=records[0].payload.get("attempt") if records else None)
+                return StepOutcome(rotation_id, nxt, done, failed=True)
+            done += 1
+            bound.info("rotation_step_completed")
+            if self.on_step is not None:
+                self.on_step(app, rotation_id, nxt.step)
+            if nxt.step is Step.COMPLETE:
+                return StepOutcome(rotation_id, nxt, done)
+        return StepOutcome(rotation_id, nxt, done)
+
+    def _crash_point(self, when: str, step: str) -> None:
+        if self.crash_at is not None:  # TEST-ONLY fault injection
+            self.crash_at.reached(f"{when}:{step}")
+
+    def _record(self, app: str, rotation_id: str,
+                decide: Callable[[AppState], list[ev.Event]], at_step: Step) -> None:
+        at = self.clock()
+        self._crash_point("before_record", at_step)
+        self.service.append_decided(app, lambda s: (decide(s), at),
+                                    correlation_id=rotation_id, actor=self.actor)
+        self._crash_point("after_record", at_step)
+
+    def _execute(self, app: str, rotation_id: str, at_step: Step,
+                 command: Callable[[AppState], rules.Command]) -> None:
+        self._crash_point("before_record", at_step)
+        self.service.execute(app, command, correlation_id=rotation_id, actor=self.actor)
+        self._crash_point("after_record", at_step)
+
+    def _step_event(self, app: str, rotation_id: str, at_step: Step, step: str,
+                    detail: str | None = None) -> None:
+        def decide(s: AppState) -> list[ev.Event]:
+            rot = s.rotations.get(rotation_id)
+            if rot is None or rot.done(step):
+                return []
+            return [ev.RotationStepRecorded(rotation_id=rotation_id, step=step, detail=detail)]
+
+        self._record(app, rotation_id, decide, at_step)
+
+    def _do(self, state: AppState, rotation: Rotation, nxt: Next, params: Params,
+            at: datetime) -> None:
+        app, rid = state.app, rotation.id
+        match nxt.step:
+            case Step.FREE_SLOT:
+                assert nxt.credential_id is not None
+                self.provider.deactivate(app, nxt.credential_id)
+                self.provider.remove(app, nxt.credential_id)
+                # outside work first: a crash right after the record must not leave the
+                # deleted credential's private key in the keystore (an orphan)
+                self.service.forget_private(nxt.credential_id)
+                self._execute(app, rid, nxt.step, lambda s: rules.DeleteCredential(
+                    app, nxt.credential_id or "", self.clock()))
+            case Step.GENERATE if rotation.usage == SECRET_USAGE:
+                self._generate_secret(state, rotation, params, at)
+            case Step.GENERATE:
+                self._generate_key(state, rotation, params, at)
+            case Step.REGISTER if rotation.usage == SECRET_USAGE:
+                assert state.secret is not None
+                secret = self._secret(app, state.secret.version)
+                # The previous secret's grace runs from the switch, not from "generated": after
+                # retries (or a parked rotation retried by a human) the recorded instant may be
+                # past, and the provider would refuse the secret the app still holds.
+                # It also covers the retry budget: a failed test or delivery is retried within it
+                # while the app still holds the previous secret.
+                until = state.secret.previous_valid_until
+                if until is not None:
+                    until = max(until, at + params.overlap + retry_budget(params))
+                self.provider.set_secret(app, state.secret.version, secret, until)
+                self._step_event(app, rid, nxt.step, "registered", None if until is None else
+                                 f"previous secret valid until {format_time(until)}")
+            case Step.REGISTER:
+                self.provider.register(app, state.credentials[rotation.new_credential_id])
+                self._step_event(app, rid, nxt.step, "registered")
+            case Step.ACTIVATE:
+                self.provider.activate(app, rotation.new_credential_id)
+                self._execute(app, rid, nxt.step, lambda s: rules.ActivateCredential(
+                    app, rotation.new_credential_id, self.clock()))
+            case Step.TEST:
+                self._test(state, rotation, at)
+                self._step_event(app, rid, nxt.step, "tested")
+            case Step.DELIVER if rotation.usage == SECRET_USAGE and (
+                    state.secret is not None and state.secret.previous_valid_until is not None):
+                # The previous secret's grace must run from the moment the app can have the new
+                # one, not from the switch: if the daemon was down between register and deliver
+                # for longer than the overlap, the app would hold a refused secret. Re-register
+                # (idempotent) with the grace counted from now, then deliver.
+                until = at + params.overlap
+                self.provider.set_secret(app, state.secret.version,
+                                         self._secret(app, state.secret.version), until)
+                self._deliver(state, rotation)
+                self._step_event(app, rid, nxt.step, "delivered",
+                                 f"previous secret valid until {format_time(until)}")
+            case Step.DELIVER:
+                self._deliver(state, rotation)
+                self._step_event(app, rid, nxt.step, "delivered")
+            case Step.DISABLE_OLD:
+                assert nxt.credential_id is not None
+                self.provider.deactivate(app, nxt.credential_id)
+                self._execute(app, rid, nxt.step, lambda s: rules.DisableCredential(
+                    app, nxt.credential_id or "", self.clock()))
+            case Step.COMPLETE:
+                if rotation.usage == SECRET_USAGE and state.secret is not None:
+                    # before the record: a crash right after it must not leave them behind
+                    for old in range(1, state.secret.version - 1):
+                        self.keystore.delete(secret_item_id(app, old))
+                self._record(app, rid, lambda s: [] if not _running(s, rid) else [
+                    ev.RotationCompleted(rotation_id=rid,
+                                         new_credential_id=rotation.new_credential_id,
+                                         old_credential_id=rotation.old_credential_id)],
+                             nxt.step)
+            case Step.WAIT:
+                return
+
+    # --- steps with outside work ---------------------------------------------------------------
+
+    def _generate_key(self, state: AppState, rotation: Rotation, params: Params,
+                      at: datetime) -> None:
+        app, new_id = state.app, rotation.new_credential_id
+        lifetime = params.lifetime or timedelta(days=365)
+        private = self.keystore.get(new_id)
+        cert = self.keystore.get(f"{new_id}/certificate")
+        if private is None or (rotation.usage == ev.Usage.MTLS and cert is None):
+            generated = self._new_key(app, rotation.usage, params, at, at + lifetime)
+            if generated.material.certificate_pem is not None:
+                self.keystore.put(f"{new_id}/certificate",
+                                  generated.material.certificate_pem.encode())
+            self.keystore.put(new_id, generated.private_key_der)  # last: marks the key complete
+            material = generated.material
+        else:
+            material = (self.crypto.parse_pem(cert, "stored certificate") if cert is not None
+                        else self.crypto.public_material_of_private_key(private))
+        expires_at = None if material.not_after is not None else at + lifetime
+
+        def decide(s: AppState) -> list[ev.Event]:
+            if new_id in s.credentials:
+                return []
+            events = rules.decide(rules.AddCredential(
+                app=app, credential_id=new_id, usage=rotation.usage, material=material, at=at,
+                alg=params.algorithm if rotation.usage != ev.Usage.MTLS else None,
+                expires_at=expires_at, generated=True,
+            ), s)
+            return [*events, ev.RotationStepRecorded(rotation_id=rotation.id, step="generated")]
+
+        self._record(app, rotation.id, decide, Step.GENERATE)
+
+    def _new_key(self, app: str, usage: str, params: Params, not_before: datetime,
+                 not_after: datetime) -> GeneratedKey:
+        if usage != ev.Usage.MTLS:
+            return self.crypto.generate_rsa(params.key_size)
+        subject = (params.subject or "CN={app}").replace("{app}", app)
+        start_at = not_before - timedelta(minutes=5)
+        if params.issuer_cert is not None and params.issuer_key is not None:
+            return self.crypto.issue_certificate(params.issuer_cert, params.issuer_key, subject,
+                                            params.key_size, start_at, not_after)
+        cn = subject.split("CN=", 1)[-1].split(",", 1)[0] if "CN=" in subject else app
+        return self.crypto.generate_self_signed(params.key_size, cn, start_at, not_after)
+
+    def _generate_secret(self, state: AppState, rotation: Rotation, params: Params,
+                         at: datetime) -> None:
+        app = state.app
+        version = (state.secret.version + 1) if state.secret else 1
+        item = secret_item_id(app, version)
+        stored = self.keystore.get(item)
+        secret = stored.decode() if stored is not None else self.crypto.new_secret()
+        if stored is None:
+            self.keystore.put(item, secret.encode())
+
+        def decide(s: AppState) -> list[ev.Event]:
+            rot = s.rotations.get(rotation.id)
+            if rot is None or rot.done("generated"):
+                return []
+            current = s.secret.version if s.secret else 0
+            if current + 1 != version:
+                raise OrchestratorError(f"secret version moved to {current} during rotation")
+            valid_until = at + params.overlap if s.secret is not None else None
+            return [
+                ev.SecretRotated(version=version, fingerprint=self.crypto.secret_fingerprint(secret),
+                                 previous_valid_until=valid_until),
+                ev.RotationStepRecorded(rotation_id=rotation.id, step="generated"),
+            ]
+
+        self._record(app, rotation.id, decide, Step.GENERATE)
+
+    def _secret(self, app: str, version: int) -> str:
+        stored = self.keystore.get(secret_item_id(app, version))
+        if stored is None:
+            raise OrchestratorError(f"keystore has no client secret v{version} for {app!r}")
+        return stored.decode()
+
+    def _private(self, credential_id: str) -> bytes:
+        private = self.keystore.get(credential_id)
+        if private is None:
+            raise OrchestratorError(f"keystore has no private key for {credential_id}")
+        return private
+
+    def _test(self, state: AppState, rotation: Rotation, at: datetime) -> None:
+        app = state.app
+        if rotation.usage == SECRET_USAGE:
+            assert state.secret is not None
+            version = self.provider.verify_secret(app, self._secret(app, state.secret.version), at)
+            if version != state.secret.version:
+                raise OrchestratorError(f"provider accepted secret v{version}, not the new one")
+            return
+        new = state.credentials[rotation.new_credential_id]
+        if rotation.usage == ev.Usage.MTLS:
+            accepted = self.provider.verify_certificate(app, new.certificate_pem or "", at)
+        else:
+            token = self.crypto.sign_client_assertion(
+                self._private(new.id), alg=new.alg or DEFAULT_ALGORITHM, kid=new.kid, client_id=app,
+                audience=self.provider.audience, now=at)
+            accepted = self.provider.verify_assertion(app, token, at)
+        if accepted != new.id:
+            raise OrchestratorError(f"provider matched {accepted}, not the new credential {new.id}")
+
+    def _deliver(self, state: AppState, rotation: Rotation) -> None:
+        app = state.app
+        if self.delivery is None:  # the simulator, which delivers to nobody
+            return
+        if rotation.usage == SECRET_USAGE:
+            assert state.secret is not None
+            files = {"client_secret": self._secret(app, state.secret.version).encode(),
+                     "version": str(state.secret.version).encode()}
+        else:
+            new = state.credentials[rotation.new_credential_id]
+            files = {"private_key.pem": self.crypto.private_key_pem(self._private(new.id)),
+                     "kid": new.kid.encode(), "credential_id": new.id.encode()}
+            if new.alg:
+                files["alg"] = new.alg.encode()
+            if new.certificate_pem:
+                files["certificate.pem"] = new.certificate_pem.encode()
+        self.delivery.deliver(app, rotation.usage, files)
+
+
+def _running(state: AppState, rotation_id: str) -> bool:
+    rot = state.rotations.get(rotation_id)
+    return rot is not None and rot.status is RotationStatus.RUNNING

@@ -1,0 +1,180 @@
+"""One tick of the daemon: gather the world, plan, carry the plan out.
+
+    catch up projections -> reload policies -> plan(policies, fleet, now)
+    -> expire what is due -> advance in-flight rotations -> start due ones -> delete past retention
+
+Each action is carried out on its own; one that fails is logged and the tick goes on. A stop
+request (SIGTERM) is honoured between actions: the current step finishes, nothing is cut in half.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import structlog
+
+from events import catalog as ev
+from events.state import RotationStatus
+from orchestrator.app.fleet import FleetView
+from orchestrator.app.rotator import Rotator
+from orchestrator.app.service import Service
+from orchestrator.domain import rules
+from orchestrator.domain.errors import OrchestratorError
+from orchestrator.domain.planner import Action, Kind, Plan, PlanPolicy, next_due, plan
+from orchestrator.domain.rotation import Params
+
+__all__ = ["TickReport", "Ticker"]
+
+log = structlog.get_logger("orchestrator.tick")
+MIN_RECHECK = timedelta(seconds=1)  # something due now but not done (cap, failure): next tick
+
+
+@dataclass
+class TickReport:
+    at: datetime
+    planned: int = 0
+    deferred: int = 0
+    done: Counter[str] = field(default_factory=Counter)
+    failed: int = 0
+    problems: tuple[str, ...] = ()
+    planned_apps: int = 0
+
+
+class Ticker:
+    """Plans the applications that changed or fell due, not the whole fleet, each tick.
+
+    After planning an application it notes when it is next due by time alone
+    (``planner.next_due``, or a deferred start's not-before); a heap hands it back then. Any
+    change to an application (its stream moved) or to the policies plans it again at once.
+    """
+
+    def __init__(
+        self,
+        service: Service,
+        rotator: Rotator,
+        fleet: FleetView,
+        policies: Callable[[], Sequence[PlanPolicy]],
+        clock: Callable[[], datetime],
+        should_stop: Callable[[], bool] = lambda: False,
+    ) -> None:
+        self.service = service
+        self.rotator = rotator
+        self.fleet = fleet
+        self.policies = policies
+        self.clock = clock
+        self.should_stop = should_stop
+        self._due: dict[str, datetime] = {}
+        self._heap: list[tuple[datetime, str]] = []
+        self._last_policies: Sequence[PlanPolicy] | None = None
+
+    def plan(self, at: datetime | None = None) -> Plan:
+        """The whole fleet's plan at ``at`` (for ``orchestrator plan``)."""
+        return plan(self.policies(), self.fleet.all(), at or self.clock())
+
+    def _candidates(self, policies: Sequence[PlanPolicy], now: datetime) -> set[str]:
+        changed = self.fleet.take_changed()
+        if policies is not self._last_policies:
+            self._last_policies = policies
+            self._due.clear()
+            self._heap.clear()
+            return {s.app for s in self.fleet.all()}
+        while self._heap and self._heap[0][0] <= now:
+            due, app = heapq.heappop(self._heap)
+            if self._due.get(app) == due:
+                del self._due[app]
+                changed.add(app)
+        return changed
+
+    def _note_due(self, apps: set[str], the_plan: Plan, policies: Sequence[PlanPolicy],
+                  now: datetime) -> None:
+        waiting: dict[str, datetime] = {}
+        for action in the_plan.deferred:
+            at = action.not_before if action.not_before and action.not_before > now else now
+            waiting[action.app] = min(at, waiting.get(action.app, at))
+        for state in self.fleet.states(apps):
+            times = [t for t in (next_due(state, policies, now), waiting.get(state.app)) if t]
+            if not times:
+                self._due.pop(state.app, None)
+                continue
+            due = max(min(times), now + MIN_RECHECK) if min(times) <= now else min(times)
+            self._due[state.app] = due
+            heapq.heappush(self._heap, (due, state.app))
+
+    def tick(self) -> TickReport:
+        now = self.clock()
+        policies = self.policies()
+        apps = self._candidates(policies, now)
+        the_plan = plan(policies, self.fleet.states(apps), now)
+        report = TickReport(now, len(the_plan.actions), len(the_plan.deferred),
+                            problems=the_plan.problems, planned_apps=len(apps))
+        for problem in the_plan.problems:
+            log.warning("policy_conflict_found", problem=problem)
+        by_name = {p.name: p for p in policies}
+        for action in the_plan.actions:
+            if self.should_stop():
+                log.info("tick_interrupted", remaining=report.planned - sum(report.done.values()))
+                apps.update(a.app for a in the_plan.actions)
+                break
+            try:
+                self.carry_out(action, by_name)
+                report.done[action.kind.value] += 1
+            except OrchestratorError as exc:
+                report.failed += 1
+                log.warning("action_failed", app=action.app, kind=action.kind.value,
+                            reason=action.reason.value, error=str(exc))
+        self.fleet.refresh()
+        self._note_due(apps, the_plan, policies, now)
+        if report.planned or report.failed or report.problems:
+            log.info("tick_completed", planned=report.planned, deferred=report.deferred,
+                     failed=report.failed, apps=len(apps),
+                     **{k: v for k, v in report.done.items()})
+        return report
+
+    def params_for(self, policy_name: str | None, usage: str,
+                   by_name: dict[str, PlanPolicy]) -> Params:
+        policy = by_name.get(policy_name or "")
+        return policy.params if policy is not None else Params(usage=usage)
+
+    def carry_out(self, action: Action, by_name: dict[str, PlanPolicy]) -> None:
+        app = action.app
+        if action.kind is Kind.EXPIRE:
+            self.service.execute(app, lambda s: rules.ExpireDue(app, self.clock()),
+                                 actor="scheduler")
+            log.info("credential_expired", app=app, credential_id=action.credential_id)
+        elif action.kind is Kind.DELETE:
+            assert action.credential_id is not None
+            self.rotator.provider.remove(app, action.credential_id)
+            # before the record: a crash right after it must not leave the private key behind
+            self.service.forget_private(action.credential_id)
+            self.service.execute(app, lambda s: rules.DeleteCredential(
+                app, action.credential_id or "", self.clock()), actor="scheduler")
+            log.info("credential_deleted", app=app, credential_id=action.credential_id,
+                     reason=action.reason.value)
+        elif action.kind is Kind.RETRY:
+            assert action.rotation_id is not None
+            rid = action.rotation_id
+            self.service.append_decided(
+                app, lambda s: ([ev.RotationRetried(rotation_id=rid)]
+                                if s.rotations[rid].status is RotationStatus.PARKED else [],
+                                self.clock()),
+                correlation_id=rid, actor="scheduler")
+            log.warning("rotation_retried_before_expiry", app=app, rotation_id=rid,
+                        detail=action.message)
+            rot = self.service.load(app).rotations[rid]
+            self.rotator.advance(app, rid, self.params_for(rot.policy, rot.usage, by_name))
+        elif action.kind is Kind.RESUME:
+            assert action.rotation_id is not None
+            state = self.service.load(app)
+            rot = state.rotations[action.rotation_id]
+            self.rotator.advance(app, rot.id, self.params_for(rot.policy, rot.usage, by_name))
+        elif action.kind is Kind.START:
+            assert action.usage is not None
+            params = self.params_for(action.policy, action.usage, by_name)
+            rotation_id = self.rotator.start(app, action.usage, action.reason,
+                                             action.policy, actor=f"policy:{action.policy}")
+            if rotation_id is not None:
+                self.rotator.advance(app, rotation_id, params)

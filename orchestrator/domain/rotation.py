@@ -1,0 +1,194 @@
+"""The zero-downtime rotation process, pure: ``resume(state, rotation, params, now) -> Next``.
+
+A rotation is keyed by a rotation id allocated before its first step. Every step is recorded in
+the application's stream (with the rotation id as correlation id), so after a crash at any
+instant ``resume`` reads the state and names the one step to do next; every step is idempotent.
+
+Keys and certificates (private_key_jwt, jar, mtls)::
+
+    started -> [free_slot] -> generate (credential.added + "generated")
+            -> register ("registered") -> activate (credential.activated)
+            -> test ("tested": the provider accepted an assertion / certificate made with the
+               new key) -> deliver ("delivered": the app's files now hold the new credential)
+            -> wait for the overlap -> disable_old (credential.disabled) -> complete
+
+Client secrets::
+
+    started -> generate (secret.rotated + "generated") -> register ("registered")
+            -> test ("tested") -> deliver ("delivered") -> complete
+
+The old credential is never disabled before its successor passed the test. At capacity (two live
+credentials) a slot is freed first, never taking the last usable credential. A failed step is
+retried with exponential backoff and jitter (``failure``); after the retry budget the rotation is
+parked for a human with the old credential intact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from enum import StrEnum
+
+from events import catalog as ev
+from events.state import AppState, Credential, Rotation, Status
+from orchestrator.domain.vocabulary import DEFAULT_ALGORITHM, DEFAULT_KEY_SIZE, SECRET_USAGE, Step
+
+__all__ = [
+    "SECRET_USAGE",
+    "Next",
+    "Params",
+    "Reason",
+    "Step",
+    "backoff",
+    "failure",
+    "replaced_credential",
+    "resume",
+    "retry_budget",
+    "start",
+    "total_backoff",
+]
+
+class Reason(StrEnum):
+    """Why a rotation starts, or (planner) why anything is done."""
+
+    PROVISION = "provision"
+    AGE = "age"
+    EXPIRING = "expiring"
+    EXPIRED = "expired"
+    MANUAL = "manual"
+    POLICY_CHANGED = "policy-changed"
+    OVERDUE_STEP = "overdue-step"  # the planner: an in-flight rotation has a step due
+    RETENTION = "retention"  # the planner: a disabled or expired credential to delete
+
+
+@dataclass(frozen=True, slots=True)
+class Params:
+    """What a rotation needs to know of its policy."""
+
+    usage: str
+    algorithm: str | None = DEFAULT_ALGORITHM
+    key_size: int = DEFAULT_KEY_SIZE
+    overlap: timedelta = timedelta(hours=1)
+    lifetime: timedelta | None = None
+    subject: str | None = None  # mtls certificate subject, "{app}" replaced
+    issuer_cert: bytes | None = None  # mtls: the CA to issue from (PEM); None = self-signed
+    issuer_key: bytes | None = field(default=None, repr=False)
+    attempts: int = 5
+    backoff: timedelta = timedelta(minutes=1)
+    max_backoff: timedelta = timedelta(hours=1)
+
+
+@dataclass(frozen=True, slots=True)
+class Next:
+    step: Step
+    credential_id: str | None = None  # the credential the step acts on
+    not_before: datetime | None = None  # WAIT: nothing to do before this instant
+
+
+def replaced_credential(state: AppState, usage: str, at: datetime) -> Credential | None:
+    """The credential a new rotation replaces: the newest usable one of ``usage``."""
+    usable = state.usable(usage, at)
+    return max(usable, key=lambda c: (c.activated_at or c.added_at, c.id)) if usable else None
+
+
+def start(
+    state: AppState, usage: str, reason: Reason, rotation_id: str, new_credential_id: str,
+    at: datetime, policy: str | None = None,
+) -> list[ev.Event]:
+    """The events that start a rotation; none while one is in flight (or parked) for ``usage``."""
+    if state.running_rotation(usage) is not None:
+        return []
+    old = None if usage == SECRET_USAGE else replaced_credential(state, usage, at)
+    return [
+        ev.RotationStarted(
+            rotation_id=rotation_id, usage=usage, reason=reason.value, policy=policy,
+            old_credential_id=old.id if old else None, new_credential_id=new_credential_id,
+        )
+    ]
+
+
+def _slot_to_free(state: AppState, rotation: Rotation, at: datetime) -> Credential | None:
+    live = state.live(rotation.usage)
+    if len(live) < 2:
+        return None
+    unusable = [c for c in live if not c.usable(at)]
+    if unusable:
+        return min(unusable, key=lambda c: (c.added_at, c.id))
+    others = [c for c in live if c.id != rotation.old_credential_id]
+    return min(others, key=lambda c: (c.added_at, c.id)) if others else None
+
+
+def resume(state: AppState, rotation: Rotation, params: Params, at: datetime) -> Next:
+    """The next step of a running ``rotation`` on ``state`` at ``at``."""
+    if rotation.next_attempt_at is not None and at < rotation.next_attempt_at:
+        return Next(Step.WAIT, not_before=rotation.next_attempt_at)
+    if rotation.usage == SECRET_USAGE:
+        return _resume_secret(rotation)
+    new = state.credentials.get(rotation.new_credential_id)
+    if new is None:
+        victim = _slot_to_free(state, rotation, at)
+        if victim is not None:
+            return Next(Step.FREE_SLOT, victim.id)
+        return Next(Step.GENERATE, rotation.new_credential_id)
+    if not rotation.done("registered"):
+        return Next(Step.REGISTER, new.id)
+    if new.status is Status.ADDED:
+        return Next(Step.ACTIVATE, new.id)
+    if not rotation.done("tested"):
+        return Next(Step.TEST, new.id)
+    if not rotation.done("delivered"):
+        return Next(Step.DELIVER, new.id)
+    old = state.credentials.get(rotation.old_credential_id or "")
+    if old is not None and old.status is Status.ACTIVE:
+        until = (rotation.tested_at or at) + params.overlap
+        if at < until and not old.expired_by(at):
+            return Next(Step.WAIT, old.id, not_before=until)
+        return Next(Step.DISABLE_OLD, old.id)
+    return Next(Step.COMPLETE)
+
+
+def _resume_secret(rotation: Rotation) -> Next:
+    for step, recorded in ((Step.GENERATE, "generated"), (Step.REGISTER, "registered"),
+                           (Step.TEST, "tested"), (Step.DELIVER, "delivered")):
+        if not rotation.done(recorded):
+            return Next(step)
+    return Next(Step.COMPLETE)
+
+
+def backoff(rotation_id: str, attempt: int, params: Params) -> timedelta:
+    """Exponential backoff with deterministic jitter in [50%, 100%] of the step's delay."""
+    base = min(params.backoff * (2 ** max(attempt - 1, 0)), params.max_backoff)
+    digest = hashlib.sha256(f"{rotation_id}:{attempt}".encode()).digest()
+    fraction = 0.5 + (int.from_bytes(digest[:4], "big") / 2**32) / 2
+    return base * fraction
+
+
+def total_backoff(attempts: int, first: timedelta, longest: timedelta) -> timedelta:
+    """The sum of the waits between ``attempts`` attempts: doubling from ``first``, each at most
+    ``longest`` (``backoff`` with its jitter at the top of its range)."""
+    return sum((min(first * 2 ** (k - 1), longest) for k in range(1, attempts)), timedelta(0))
+
+
+def retry_budget(params: Params) -> timedelta:
+    """The longest a rotation can spend waiting between its attempts before it is parked."""
+    return total_backoff(params.attempts, params.backoff, params.max_backoff)
+
+
+def failure(rotation: Rotation, step: Step, error: str, params: Params,
+            at: datetime) -> list[ev.Event]:
+    """The events recording a failed step: a retry later, or parking after the budget."""
+    attempt = rotation.attempts + 1
+    if attempt >= params.attempts:
+        return [
+            ev.RotationFailed(rotation_id=rotation.id, step=step.value, error=error,
+                              attempt=attempt, next_attempt_at=None),
+            ev.RotationParked(rotation_id=rotation.id, step=step.value, error=error,
+                              attempts=attempt),
+        ]
+    return [
+        ev.RotationFailed(
+            rotation_id=rotation.id, step=step.value, error=error, attempt=attempt,
+            next_attempt_at=at + backoff(rotation.id, attempt, params),
+        )
+    ]

@@ -1,0 +1,24 @@
+"""The wired system a command works on, built once per invocation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from orchestrator import bootstrap as boot
+
+
+def system_of(ctx: click.Context, policies: Path | None = None, record_policies: bool = True,
+            **options: Any) -> boot.System:
+    obj = ctx.find_root().obj
+    if obj.get("system") is None:
+        settings = obj["settings"]
+        if policies is not None:
+            settings = boot.Settings(**{**settings.__dict__, "policies": policies})
+        obj["system"] = boot.bootstrap(settings, **options)
+        if not record_policies:
+            obj["system"].policies.store = None  # planning only reads the policies
+        ctx.find_root().call_on_close(obj["system"].close)
+    return obj["system"]

@@ -1,0 +1,49 @@
+"""``orchestrator daemon``: apply the policies until SIGTERM."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import click
+
+from orchestrator.domain.errors import OrchestratorError
+from orchestrator.entrypoints.cli.context import system_of
+
+
+@click.command()
+@click.option("--policies", "policies_dir", type=click.Path(path_type=Path),
+              help="Policies folder [env ORCHESTRATOR_POLICIES; default ./policies].")
+@click.option("--once", is_flag=True, help="Run one tick and exit.")
+@click.option("--interval", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
+              help="Seconds between ticks.")
+@click.option("--json-logs/--pretty-logs", default=None,
+              help="Log format (default: pretty on a terminal, JSON lines otherwise).")
+@click.pass_context
+def daemon(ctx: click.Context, policies_dir: Path | None, once: bool, interval: float,
+           json_logs: bool | None) -> None:
+    """Apply the rotation policies: rotate on schedule, enforce expiry, until SIGTERM."""
+
+    from orchestrator.entrypoints.daemon import Daemon
+    from orchestrator.entrypoints.logs import configure
+
+    configure(json_logs)
+    stop_flag: dict[str, Any] = {}
+    system = system_of(ctx, policies=policies_dir, daemon=True,
+                     should_stop=lambda: bool(stop_flag.get("daemon")
+                                              and stop_flag["daemon"].stopping.is_set()))
+
+    def tick() -> None:
+        system.projector.catch_up()
+        system.ticker.tick()
+
+    runner = Daemon(tick, system.projector.next_expiry, system.lease, system.clock,
+                    interval=timedelta(seconds=interval))
+    stop_flag["daemon"] = runner
+    if once:
+        if not runner.run_once():
+            raise OrchestratorError("another daemon holds the leader lease; nothing done")
+        runner.lease.release()
+        return
+    runner.run()

@@ -1,0 +1,55 @@
+"""Click parameter types shared by the commands."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import click
+
+from orchestrator.domain.vocabulary import CredentialUsage, Usage
+
+USAGES = tuple(u.value for u in CredentialUsage)  # what a credential is for
+ROTATED = tuple(u.value for u in Usage)  # ... and what a rotation may rotate
+
+
+class Instant(click.ParamType):
+    """An ISO-8601 time; without an offset it is taken as UTC."""
+
+    name = "TIME"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        try:
+            parsed = datetime.fromisoformat(value.strip())
+        except ValueError:
+            self.fail(f"{value!r} is not an ISO-8601 time (e.g. 2027-01-31T00:00:00Z)", param, ctx)
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+class Duration(click.ParamType):
+    name = "DURATION"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> timedelta:
+        if isinstance(value, timedelta):
+            return value
+        from orchestrator.domain.durations import parse_duration
+
+        try:
+            return parse_duration(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+class Label(click.ParamType):
+    name = "KEY=VALUE"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> tuple[str, str]:
+        key, sep, val = value.partition("=")
+        if not sep or not key:
+            self.fail(f"{value!r} is not KEY=VALUE", param, ctx)
+        return key, val
+
+
+TIME = Instant()

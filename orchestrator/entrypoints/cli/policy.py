@@ -1,0 +1,36 @@
+"""``orchestrator policy``: check resource files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from orchestrator.domain.errors import InputError
+
+
+@click.group()
+def policy() -> None:
+    """Check policy files."""
+
+
+@policy.command("validate")
+@click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+@click.pass_context
+def policy_validate(ctx: click.Context, paths: tuple[Path, ...]) -> None:
+    """Validate policy files or folders (default: the policies folder); for ops' own CI."""
+    from orchestrator.policies.files import load_policies
+
+    targets = list(paths) or [ctx.obj["settings"].policies]
+    missing = [p for p in targets if not p.exists()]
+    if missing:
+        raise InputError(f"{missing[0]}: no such file or folder")
+    result = load_policies(targets)
+    for loaded in result.policies:
+        click.echo(f"ok      {loaded.path}  {loaded.policy.metadata.name}  {loaded.content_hash[:19]}")
+    for error in result.errors:
+        click.echo(f"error   {error}", err=True)
+    if result.errors:
+        raise click.exceptions.Exit(1)
+    if not result.policies:
+        raise InputError(f"no policy files (*.yaml) in {', '.join(map(str, targets))}")

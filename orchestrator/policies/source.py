@@ -1,0 +1,182 @@
+"""Policies as the daemon sees them: loaded from files, reloaded on change, last good kept.
+
+``PolicySource.current()`` re-reads the policy files when any changed (by content hash). A file
+that no longer validates keeps its last good version in force; the error is logged and recorded
+once as ``policy.rejected``. Each accepted version is recorded once as ``policy.applied`` with
+its content hash (stream ``policy:<name>``), so the log says which policy was in force when.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import structlog
+
+from events import catalog as ev
+from events.store import ConcurrencyError, EventStore, NewEvent, ReadFilter
+from orchestrator.domain.errors import PolicyError
+from orchestrator.domain.planner import PlanPolicy
+from orchestrator.domain.rotation import Params
+from orchestrator.domain.vocabulary import DEFAULT_KEY_SIZE, SIGNING_USAGES
+from orchestrator.policies.windows import CronWindow
+
+if TYPE_CHECKING:
+    from orchestrator.policies.files import LoadedPolicy
+
+__all__ = ["PolicySource", "to_plan_policy"]
+
+log = structlog.get_logger("orchestrator.policies")
+POLICY_STREAM = "policy:"
+REJECTED_STREAM = "policies:rejected"
+
+
+def to_plan_policy(loaded: LoadedPolicy) -> PlanPolicy:
+    """What the planner and the rotation process need of a policy file."""
+    policy = loaded.policy
+    spec = policy.spec
+    cred = spec.credential
+    rot = spec.rotation
+    issuer_cert = issuer_key = None
+    subject = None
+    if cred.certificate is not None:
+        subject = cred.certificate.subject
+        if cred.certificate.issuer is not None:
+            base = loaded.path.parent
+            issuer_cert = (base / cred.certificate.issuer.certificate).read_bytes()
+            issuer_key = (base / cred.certificate.issuer.key).read_bytes()
+    window = None
+    if rot.window is not None:
+        window = CronWindow(rot.window.cron, rot.window.duration, rot.window.timezone)
+    params = Params(
+        usage=cred.usage,
+        algorithm=cred.algorithm if cred.usage in SIGNING_USAGES else None,
+        key_size=cred.key_size or DEFAULT_KEY_SIZE,
+        overlap=rot.overlap,
+        lifetime=spec.lifetime,
+        subject=subject,
+        issuer_cert=issuer_cert,
+        issuer_key=issuer_key,
+        attempts=rot.retry.attempts,
+        backoff=rot.retry.backoff,
+        max_backoff=rot.retry.max_backoff,
+    )
+    return PlanPolicy(
+        name=policy.metadata.name,
+        params=params,
+        every=rot.every,
+        before_expiry=rot.before_expiry,
+        retention=spec.retention,
+        apps=tuple(spec.selector.apps),
+        labels=dict(spec.selector.labels or {}),
+        window=window,
+        max_per_tick=rot.max_per_tick,
+        matches=policy.matches,
+    )
+
+
+class PolicySource:
+    def __init__(self, directory: Path, store: EventStore | None, clock: Callable[[], datetime],
+                 actor: str = "scheduler") -> None:
+        self.directory = directory
+        self.store = store
+        self.clock = clock
+        self.actor = actor
+        self._fingerprint: str | None = None
+        self._good: dict[Path, LoadedPolicy] = {}
+        self._current: tuple[PlanPolicy, ...] = ()
+        self._rejected: set[tuple[str, str]] = set()
+        self.errors: tuple[str, ...] = ()
+
+    def _scan(self) -> str:
+        digest = hashlib.sha256()
+        if self.directory.is_dir():
+            for path in sorted(self.directory.glob("*.y*ml")):
+                try:
+                    digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+                except OSError:
+                    continue
+        return digest.hexdigest()
+
+    def current(self) -> Sequence[PlanPolicy]:
+        fingerprint = self._scan()
+        if fingerprint == self._fingerprint:
+            return self._current
+        self._fingerprint = fingerprint
+        if not self.directory.is_dir():
+            self.errors = (f"{self.directory}: policies directory not found",)
+            log.warning("policies_not_found", directory=str(self.directory))
+            return self._current
+        from orchestrator.policies.files import load_policies
+
+        result = load_policies([self.directory])
+        loaded = {lp.path: lp for lp in result.policies}
+        errors = [str(e) for e in result.errors]
+        present = set(self.directory.glob("*.y*ml"))
+        for path, last_good in self._good.items():  # a broken file keeps its last good version
+            if path in present and path not in loaded:
+                loaded[path] = last_good
+        for error in result.errors:
+            self._reject(error)
+        converted: list[PlanPolicy] = []
+        for path in sorted(loaded):
+            try:
+                converted.append(to_plan_policy(loaded[path]))
+            except OSError as exc:
+                errors.append(f"{path}: spec.credential.certificate.issuer: cannot read "
+                              f"{exc.filename}: {exc.strerror}")
+                continue
+            self._applied(loaded[path])
+        self._good = loaded
+        self._current = tuple(converted)
+        self.errors = tuple(errors)
+        log.info("policies_loaded", count=len(self._current), errors=len(errors))
+        return self._current
+
+    def _append(self, stream: str, event: ev.Event) -> None:
+        if self.store is None:
+            return
+        for _ in range(5):
+            version = sum(1 for _ in self.store.read(ReadFilter(stream_id=stream)))
+            try:
+                self.store.append(stream, [NewEvent(event, self.clock(), self.actor)], version)
+                return
+            except ConcurrencyError:
+                continue
+
+    def _applied(self, loaded: LoadedPolicy) -> None:
+        stream = POLICY_STREAM + loaded.policy.metadata.name
+        if self.store is None:
+            return
+        last = None
+        for rec in self.store.read(ReadFilter(stream_id=stream)):
+            last = rec.payload.get("content_hash")
+        if last == loaded.content_hash:
+            return
+        self._append(stream, ev.PolicyApplied(name=loaded.policy.metadata.name,
+                                              content_hash=loaded.content_hash,
+                                              path=str(loaded.path)))
+        log.info("policy_applied", policy=loaded.policy.metadata.name,
+                 content_hash=loaded.content_hash)
+
+    def _reject(self, error: PolicyError) -> None:
+        message = str(error)
+        path = message.split(":", 1)[0]
+        try:
+            content = Path(path).read_bytes()
+        except OSError:
+            content = b""
+        content_hash = "sha256:" + hashlib.sha256(content).hexdigest()
+        log.error("policy_rejected", path=path, error=message)
+        key = (path, content_hash)
+        if not self._rejected and self.store is not None:  # what earlier runs recorded
+            self._rejected = {(r.payload["path"], r.payload["content_hash"])
+                              for r in self.store.read(ReadFilter(stream_id=REJECTED_STREAM))}
+        if key in self._rejected:
+            return
+        self._rejected.add(key)
+        self._append(REJECTED_STREAM, ev.PolicyRejected(path=path, content_hash=content_hash,
+                                                        error=message[:1000]))

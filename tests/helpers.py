@@ -1,8 +1,8 @@
 """Test helpers: real keys and certificates made with ``cryptography``, and the installed CLI.
 
 Nothing here is a double: certificates are built with ``x509.CertificateBuilder`` and signed,
-and ``Cli`` runs the ``orchestrator`` script installed next to the running interpreter, in a
-fresh process, as a user would.
+and ``Cli`` runs the installed ``orchestrator`` script (``ORCHESTRATOR``: ``ORCHESTRATOR_BIN``, or
+the one next to the running interpreter) in a fresh process, as a user would.
 """
 
 from __future__ import annotations
@@ -26,7 +26,20 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID
 
-ORCHESTRATOR = Path(sys.executable).parent / "orchestrator"
+
+def _installation() -> tuple[Path, Path]:
+    """The ``orchestrator`` script every end-to-end test runs, and the interpreter of the same
+    installation (for ``python -m orchestrator``): ``ORCHESTRATOR_BIN`` when set (.ci/run points
+    it at a virtual environment holding only the wheel and its declared runtime dependencies),
+    else the script next to the running interpreter (the development install)."""
+    configured = os.environ.get("ORCHESTRATOR_BIN")
+    if configured:
+        script = Path(configured).absolute()  # not resolve(): a venv's python is a symlink
+        return script, script.parent / "python"
+    return Path(sys.executable).parent / "orchestrator", Path(sys.executable)
+
+
+ORCHESTRATOR, ORCHESTRATOR_PYTHON = _installation()
 SPKI = serialization.PublicFormat.SubjectPublicKeyInfo
 PEM = serialization.Encoding.PEM
 DER = serialization.Encoding.DER

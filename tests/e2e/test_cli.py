@@ -12,7 +12,6 @@ import csv
 import io
 import os
 import subprocess
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -23,6 +22,8 @@ import pytest
 from orchestrator.adapters import crypto
 from orchestrator.adapters.keystore import FileKeystore
 from tests.helpers import (
+    ORCHESTRATOR,
+    ORCHESTRATOR_PYTHON,
     Cli,
     assert_refused,
     certificate,
@@ -98,8 +99,8 @@ def cli(db_url: str, tmp_path: Path) -> Cli:
 
 def test_python_dash_m_orchestrator_help_lists_the_commands(tmp_path: Path) -> None:
     """``python -m orchestrator --help`` works and lists every command group."""
-    done = subprocess.run([sys.executable, "-m", "orchestrator", "--help"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=60, check=False)
+    done = subprocess.run([str(ORCHESTRATOR_PYTHON), "-m", "orchestrator", "--help"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
     assert done.stderr == ""
     for command in ("init", "app", "credential", "secret", "expire", "audit", "state", "verify",
@@ -454,7 +455,7 @@ def test_secret_rotate_switches_the_local_provider_to_the_new_secret(tmp_path: P
 
     env = {**os.environ, "ORCHESTRATOR_DB": f"sqlite:///{tmp_path / 'o.db'}",
            "ORCHESTRATOR_KEYSTORE": str(tmp_path / "ks")}
-    run = [str(Path(sys.executable).parent / "orchestrator")]
+    run = [str(ORCHESTRATOR)]
     subprocess.run([*run, "app", "register", "svc"], env=env, check=True, capture_output=True)
     first = subprocess.run([*run, "secret", "rotate", "svc"], env=env, check=True,
                            capture_output=True, text=True).stdout.strip()

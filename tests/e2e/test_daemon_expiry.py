@@ -7,12 +7,13 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-ORCHESTRATOR = str(Path(sys.executable).parent / "orchestrator")
+from tests import helpers
+
+ORCHESTRATOR = str(helpers.ORCHESTRATOR)
 
 
 def _run(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

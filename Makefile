@@ -33,4 +33,4 @@ bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
 clean:
-	rm -rf $(VENV) var
+	rm -rf $(VENV) var .ci-user

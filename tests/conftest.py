@@ -4,11 +4,19 @@ PostgreSQL tests use the server named by ORCHESTRATOR_TEST_PG (default: the loca
 ``test`` database). Each test gets a fresh schema, selected through the URL's ``options``
 (``-csearch_path=...``), so the same URL works for the library and for the installed command
 line. Set ORCHESTRATOR_TEST_PG=skip to skip them on a machine without PostgreSQL; CI never does.
+
+``user_python`` is the interpreter of a user's installation: the wheel installed without extras
+into a virtual environment of its own (``.ci/user-install``). .ci/run builds it once and names
+it in ORCHESTRATOR_USER_PYTHON; without that variable the first test that needs it builds one
+for the whole run (every xdist worker shares it).
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -17,6 +25,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+ROOT = Path(__file__).resolve().parents[1]
 NOW = datetime(2026, 11, 22, 12, 0, 0, tzinfo=UTC)
 PG_BASE = os.environ.get(
     "ORCHESTRATOR_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -59,3 +68,34 @@ def db_url(request: pytest.FixtureRequest) -> str:
     """The same test on a real SQLite file and on a real PostgreSQL schema."""
     name = "sqlite_url" if request.param == "sqlite" else "pg_url"
     return request.getfixturevalue(name)
+
+
+@pytest.fixture(scope="session")
+def user_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``bin/python`` of a virtual environment holding the wheel and only its declared runtime
+    dependencies: ORCHESTRATOR_USER_PYTHON, or one built here once for the whole run."""
+    configured = os.environ.get("ORCHESTRATOR_USER_PYTHON")
+    if configured:
+        python = Path(configured).absolute()  # not resolve(): a venv's python is a symlink
+        assert python.is_file(), f"ORCHESTRATOR_USER_PYTHON={configured}: no such interpreter"
+        return python
+    # Under xdist each worker has its own basetemp below a shared one: build there, once.
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent
+    target = shared / "user-install"
+    python = target / "venv" / "bin" / "python"
+    done = target / "installed"
+    with open(shared / "user-install.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # the other workers wait here for the first one
+        if not done.exists():
+            built = subprocess.run(
+                ["bash", str(ROOT / ".ci" / "user-install"), str(target)],
+                env={**os.environ, "PYTHON": sys.executable}, capture_output=True, text=True,
+                timeout=600, check=False,
+            )
+            assert built.returncode == 0, (
+                f".ci/user-install failed (exit {built.returncode})\n--- stdout\n"
+                f"{built.stdout[-4000:]}--- stderr\n{built.stderr[-4000:]}")
+            done.touch()
+    return python

@@ -27,6 +27,7 @@ test: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check events orchestrator tests bench
 	$(BIN)/lint-imports
+	$(BIN)/mypy events orchestrator
 
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[bench]'

@@ -42,6 +42,7 @@ __all__ = [
     "decode",
     "event_types",
     "upcast",
+    "upcaster",
 ]
 
 

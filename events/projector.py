@@ -38,7 +38,15 @@ from events.state import (
 )
 from events.store import ReadFilter, Recorded
 
-__all__ = ["NAME", "ProjectionStatus", "Projector", "state_from_json", "state_to_json"]
+__all__ = [
+    "NAME",
+    "ProjectionStatus",
+    "Projector",
+    "app_of",
+    "apply_records",
+    "state_from_json",
+    "state_to_json",
+]
 
 NAME = "read_models"
 BATCH = 5000

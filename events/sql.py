@@ -35,7 +35,14 @@ from events.store import (
     build_records,
 )
 
-__all__ = ["ADVISORY_LOCK_KEY", "SQLEventStore", "create_engine", "is_postgres", "upgrade"]
+__all__ = [
+    "ADVISORY_LOCK_KEY",
+    "SQLEventStore",
+    "create_engine",
+    "current_revision",
+    "is_postgres",
+    "upgrade",
+]
 
 ADVISORY_LOCK_KEY = 0x6F72636865737472  # "orchestr": one lock for all appends in the database
 READ_PAGE = 2000
@@ -326,7 +333,8 @@ class SQLEventStore:
 
     def read(self, where: ReadFilter = ReadFilter()) -> Iterator[Recorded]:
         """Records in position order, matching ``where``, read in pages by position."""
-        conds, params = ["position > ?"], [where.after]
+        conds: list[str] = ["position > ?"]
+        params: list[int | str] = [where.after]
         # With a stream given, SQLite (no ANALYZE statistics) would rather drive the query from
         # events_type_occurred_at (type = ? AND a time range) than from the stream's index, and
         # then reads every event of that type in the window: ~170 ms for one app's audit query
@@ -358,7 +366,7 @@ class SQLEventStore:
         )
         raw = self.engine.raw_connection()
         try:
-            conn = raw.driver_connection
+            conn: Any = raw.driver_connection
             while remaining is None or remaining > 0:
                 page = READ_PAGE if remaining is None else min(READ_PAGE, remaining)
                 cur = conn.cursor()

@@ -214,8 +214,8 @@ def _apply(state: AppState, event: ev.Event, at: datetime) -> Changes:
             )
             return {"credentials": _with_credential(state, cred)}
         case ev.CredentialActivated(credential_id=cid):
-            cred = state.credentials.get(cid)
-            first = cred.activated_at if cred and cred.activated_at else at
+            known = state.credentials.get(cid)
+            first = known.activated_at if known and known.activated_at else at
             return _update(state, cid, at, status=Status.ACTIVE, activated_at=first)
         case ev.CredentialDisabled(credential_id=cid):
             return _update(state, cid, at, status=Status.DISABLED, disabled_at=at)
@@ -275,7 +275,8 @@ def _apply(state: AppState, event: ev.Event, at: datetime) -> Changes:
 def evolve(state: AppState, event: ev.Event, at: datetime) -> AppState:
     """The state after ``event``, which occurred at ``at``. Total: unknown facts change nothing
     but the version."""
-    return _copy(state, version=state.version + 1, **_apply(state, event, at))
+    after: AppState = _copy(state, version=state.version + 1, **_apply(state, event, at))
+    return after
 
 
 def fold(app: str, events: Iterable[tuple[ev.Event, datetime]]) -> AppState:

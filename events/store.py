@@ -28,6 +28,7 @@ __all__ = [
     "NewEvent",
     "ReadFilter",
     "Recorded",
+    "build_records",
 ]
 
 

@@ -50,7 +50,21 @@ from orchestrator.domain.planner import PlanPolicy
 from orchestrator.domain.rotation import Step
 from orchestrator.policies.source import PolicySource
 
-__all__ = ["DEFAULT_DB", "Core", "Settings", "System", "bootstrap", "fast_keys", "in_memory", "utc_now", "wire"]
+__all__ = [
+    "DEFAULT_DB",
+    "Core",
+    "Settings",
+    "System",
+    "bootstrap",
+    "ensure_schema",
+    "fast_keys",
+    "in_memory",
+    "make_provider",
+    "open_engine",
+    "redacted_url",
+    "utc_now",
+    "wire",
+]
 
 DEFAULT_DB = "sqlite:///var/orchestrator.db"
 DEFAULT_KEYSTORE = "var/keystore"
@@ -115,15 +129,14 @@ class Core:
 class System(Core):
     """``Core`` on a database, with what only a database has."""
 
-    settings: Settings = field(default_factory=Settings)
-    engine: Engine | None = None
-    projector: Projector | None = None
-    policies: PolicySource | None = None
-    lease: Lease | None = None
+    settings: Settings
+    engine: Engine
+    projector: Projector
+    policies: PolicySource
+    lease: Lease
 
     def close(self) -> None:
-        if self.engine is not None:
-            self.engine.dispose()
+        self.engine.dispose()
 
 
 def wire(
@@ -200,10 +213,10 @@ def ensure_schema(engine: Engine, url: str) -> bool:
         return True
     except (OperationalError, ProgrammingError) as exc:
         reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-        raise OrchestratorError(f"database {_safe(url)}: {reason}") from None
+        raise OrchestratorError(f"database {redacted_url(url)}: {reason}") from None
 
 
-def _safe(url: str) -> str:
+def redacted_url(url: str) -> str:
     from sqlalchemy.engine import make_url
 
     try:

@@ -31,6 +31,35 @@ from jwt.algorithms import RSAAlgorithm
 from orchestrator.domain.errors import InputError, MaterialError, ProviderError
 from orchestrator.domain.material import GeneratedKey, MaterialKind, PublicMaterial
 
+__all__ = [
+    "MAX_ASSERTION_BYTES",
+    "MAX_ASSERTION_LIFETIME",
+    "MAX_CLIENT_ID_LENGTH",
+    "MAX_JTI_LENGTH",
+    "_KEY_TYPES",
+    "AssertionInvalid",
+    "Cryptography",
+    "PrimePairKeys",
+    "check_secret",
+    "fingerprint_of_private_key",
+    "generate_rsa",
+    "generate_self_signed",
+    "hash_secret",
+    "issue_certificate",
+    "jwk_thumbprint",
+    "new_credential_id",
+    "new_secret",
+    "parse_dn",
+    "parse_pem",
+    "private_key_pem",
+    "public_material_of_private_key",
+    "secret_fingerprint",
+    "sign_client_assertion",
+    "spki_fingerprint",
+    "subject_dn_material",
+    "verify_client_assertion",
+]
+
 MAX_ASSERTION_BYTES = 2048
 MAX_ASSERTION_LIFETIME = 300
 MAX_JTI_LENGTH = 64

@@ -21,6 +21,17 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from orchestrator.domain.errors import KeystoreError
 
+__all__ = [
+    "ENV_MASTER_KEY",
+    "KEY_BYTES",
+    "MAGIC",
+    "MASTER_KEY_FILE",
+    "NONCE_BYTES",
+    "FileKeystore",
+    "MemoryKeystore",
+    "atomic_write",
+]
+
 ENV_MASTER_KEY = "ORCHESTRATOR_MASTER_KEY"
 MASTER_KEY_FILE = "master.key"
 MAGIC = b"OKS1"

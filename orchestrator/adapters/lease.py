@@ -39,7 +39,8 @@ class DatabaseLease:
             conn = self.engine.raw_connection()
             cur = conn.cursor()
             cur.execute("SELECT pg_try_advisory_lock(%s)", (LEASE_KEY,))
-            got = bool(cur.fetchone()[0])
+            row = cur.fetchone()
+            got = bool(row and row[0])
             conn.commit()
             if got:
                 self._conn = conn

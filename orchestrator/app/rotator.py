@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 
 import structlog
 
@@ -157,12 +158,8 @@ class Rotator:
             except (OrchestratorError, OSError) as exc:
                 error = str(exc).splitlines()[0][:500] if str(exc) else type(exc).__name__
                 _, records = self.service.append_decided(
-                    app, lambda s, error=error, step=nxt.step: (
-                        failure(s.rotations[rotation_id], step, error, params, self.clock())
-                        if s.rotations[rotation_id].status is RotationStatus.RUNNING else [],
-                        self.clock()),
-                    correlation_id=rotation_id, actor=self.actor,
-                )
+                    app, partial(_failed, rotation_id, nxt.step, error, params, self.clock()),
+                    correlation_id=rotation_id, actor=self.actor)
                 parked = any(r.type == ev.RotationParked.type_name for r in records)
                 (bound.error if parked else bound.warning)(
                     "rotation_parked" if parked else "rotation_step_failed", error=error,
@@ -396,6 +393,14 @@ class Rotator:
             if new.certificate_pem:
                 files["certificate.pem"] = new.certificate_pem.encode()
         self.delivery.deliver(app, rotation.usage, files)
+
+
+def _failed(rotation_id: str, step: Step, error: str, params: Params, now: datetime,
+            state: AppState) -> tuple[list[ev.Event], datetime]:
+    """The failure (or parking) of a step, unless the rotation stopped running meanwhile."""
+    rotation = state.rotations[rotation_id]
+    running = rotation.status is RotationStatus.RUNNING
+    return (failure(rotation, step, error, params, now) if running else []), now
 
 
 def _running(state: AppState, rotation_id: str) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 
 from events import catalog as ev
 from events.chain import Break, Verified, verify
@@ -268,7 +269,7 @@ class Service:
             apps = self.apps_with_expired(at)
         expired: list[tuple[str, str]] = []
         for app in apps:
-            _, records = self.execute(app, lambda s, app=app: rules.ExpireDue(app, at))
+            _, records = self.execute(app, partial(_expire_due, app, at))
             expired.extend((app, r.payload["credential_id"]) for r in records)
         return expired
 
@@ -310,3 +311,6 @@ def _duplicate_message(exc: DuplicateClaimError) -> str:
     return (f"key id {exc.value!r} is already used by application {owner!r}; choose another "
             "--kid")
 
+
+def _expire_due(app: str, at: datetime, state: AppState) -> rules.Command:
+    return rules.ExpireDue(app, at)

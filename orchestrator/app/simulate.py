@@ -37,7 +37,7 @@ from typing import Any, Protocol
 from events import catalog as ev
 from events.chain import Verified, verify
 from events.state import AppState
-from events.store import InMemoryEventStore, Recorded
+from events.store import EventStore, Recorded
 from orchestrator.app.fleet import FleetView
 from orchestrator.app.service import Service
 from orchestrator.app.tick import Ticker
@@ -111,7 +111,7 @@ def fleet_for(policies: Sequence[PlanPolicy], count: int) -> list[tuple[str, dic
 class Simulated(Protocol):
     """What the simulator drives: a system wired over an in-memory log (``bootstrap.in_memory``)."""
 
-    store: InMemoryEventStore
+    store: EventStore
     service: Service
     fleet: FleetView
     ticker: Ticker

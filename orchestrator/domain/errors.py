@@ -16,6 +16,18 @@ traceback for these. Anything else is a bug and is reported as one.
 
 from __future__ import annotations
 
+__all__ = [
+    "ConflictError",
+    "InputError",
+    "KeystoreError",
+    "MaterialError",
+    "NotFoundError",
+    "OrchestratorError",
+    "PolicyError",
+    "ProviderError",
+    "RefusedError",
+]
+
 
 class OrchestratorError(Exception):
     """Base of every error meant for the user. ``str(error)`` is the one line they see."""

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
+__all__ = ["GeneratedKey", "MaterialKind", "PublicMaterial"]
+
 
 class MaterialKind(StrEnum):
     PUBLIC_KEY = "public_key"  # a bare public key (SPKI or PKCS#1 PEM)

@@ -161,7 +161,8 @@ def backoff(rotation_id: str, attempt: int, params: Params) -> timedelta:
     base = min(params.backoff * (2 ** max(attempt - 1, 0)), params.max_backoff)
     digest = hashlib.sha256(f"{rotation_id}:{attempt}".encode()).digest()
     fraction = 0.5 + (int.from_bytes(digest[:4], "big") / 2**32) / 2
-    return base * fraction
+    delay: timedelta = base * fraction
+    return delay
 
 
 def total_backoff(attempts: int, first: timedelta, longest: timedelta) -> timedelta:

@@ -22,6 +22,16 @@ from pydantic import BaseModel, ValidationError
 from orchestrator.domain.errors import PolicyError
 from orchestrator.policies.models import ONE_POLICY, Policy, Usage
 
+__all__ = [
+    "LoadedPolicy",
+    "PolicyFileError",
+    "PolicySet",
+    "find_conflicts",
+    "load_policies",
+    "load_policy_file",
+    "validate_paths",
+]
+
 # -- loading ---------------------------------------------------------------------------------
 
 

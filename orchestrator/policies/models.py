@@ -71,8 +71,17 @@ __all__ = [
     "ONE_POLICY",
     "WINDOW_REFERENCE",
     "Algorithm",
+    "Certificate",
+    "Credential",
+    "Issuer",
+    "Metadata",
     "Policy",
+    "Retry",
+    "Rotation",
+    "Selector",
+    "Spec",
     "Usage",
+    "WindowSpec",
 ]
 
 WINDOW_REFERENCE = datetime(2026, 1, 1, tzinfo=UTC)  # where window gaps are measured from

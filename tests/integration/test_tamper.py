@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from events.chain import Break, Verified, link, verify
 from events.sql import SQLEventStore, create_engine, is_postgres, upgrade
 from events.state import stream_id
 from events.store import NewEvent, Recorded
+from tests.helpers import ORCHESTRATOR
 
 NOW = datetime(2026, 11, 22, 12, 0, 0, tzinfo=UTC)  # the fixed instant of tests/conftest.py
 SIZE = 50
@@ -245,7 +245,7 @@ def test_only_the_first_break_is_named(log: Log) -> None:
 
 def test_cli_verify_reports_the_break(log: Log, db_url: str, tmp_path: Path) -> None:
     """``orchestrator verify`` on an edited log exits non-zero with one stderr line naming it."""
-    cli = Path(sys.executable).with_name("orchestrator")
+    cli = ORCHESTRATOR
     env = {**os.environ, "ORCHESTRATOR_KEYSTORE": str(tmp_path / "keystore")}
 
     def run() -> subprocess.CompletedProcess[str]:

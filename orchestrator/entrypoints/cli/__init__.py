@@ -19,7 +19,7 @@ import click
 
 from orchestrator.domain.errors import OrchestratorError
 
-__all__ = ["COMMANDS", "cli", "main"]
+__all__ = ["COMMANDS", "LazyGroup", "cli", "main"]
 
 _PKG = "orchestrator.entrypoints.cli"
 COMMANDS = {  # command name -> "module:attribute", imported on first use

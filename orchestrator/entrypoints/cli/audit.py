@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -73,7 +74,7 @@ def _audit_row(rec: Recorded) -> dict[str, Any]:
 
 
 def _print_records(records: Iterable[Recorded], fmt: str) -> None:
-    out = click.get_text_stream("stdout")
+    out = sys.stdout
     if fmt == "json":
         for rec in records:
             out.write(json.dumps(_audit_row(rec), sort_keys=True) + "\n")

@@ -9,6 +9,8 @@ import click
 
 from orchestrator import bootstrap as boot
 
+__all__ = ["system_of"]
+
 
 def system_of(ctx: click.Context, policies: Path | None = None, record_policies: bool = True,
             **options: Any) -> boot.System:
@@ -21,4 +23,5 @@ def system_of(ctx: click.Context, policies: Path | None = None, record_policies:
         if not record_policies:
             obj["system"].policies.store = None  # planning only reads the policies
         ctx.find_root().call_on_close(obj["system"].close)
-    return obj["system"]
+    system: boot.System = obj["system"]
+    return system

@@ -20,7 +20,7 @@ def init(ctx: click.Context) -> None:
         changed = boot.ensure_schema(engine, settings.db)
     finally:
         engine.dispose()
-    click.echo(f"database {boot._safe(settings.db)} is at schema {boot.HEAD_REVISION}"
+    click.echo(f"database {boot.redacted_url(settings.db)} is at schema {boot.HEAD_REVISION}"
                f"{' (created)' if changed else ''}")
 
 

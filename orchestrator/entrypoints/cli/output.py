@@ -6,8 +6,9 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
+from rich import box
 from rich.console import Console
-from rich.table import Table, box
+from rich.table import Table
 
 from events.codec import format_time
 from events.state import AppState, Credential

@@ -9,11 +9,13 @@ import click
 
 from orchestrator.domain.vocabulary import CredentialUsage, Usage
 
+__all__ = ["ROTATED", "TIME", "USAGES", "Duration", "Instant", "Label"]
+
 USAGES = tuple(u.value for u in CredentialUsage)  # what a credential is for
 ROTATED = tuple(u.value for u in Usage)  # ... and what a rotation may rotate
 
 
-class Instant(click.ParamType):
+class Instant(click.ParamType):  # type: ignore[type-arg]
     """An ISO-8601 time; without an offset it is taken as UTC."""
 
     name = "TIME"
@@ -28,7 +30,7 @@ class Instant(click.ParamType):
         return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
-class Duration(click.ParamType):
+class Duration(click.ParamType):  # type: ignore[type-arg]
     name = "DURATION"
 
     def convert(self, value: Any, param: Any, ctx: Any) -> timedelta:
@@ -42,7 +44,7 @@ class Duration(click.ParamType):
             self.fail(str(exc), param, ctx)
 
 
-class Label(click.ParamType):
+class Label(click.ParamType):  # type: ignore[type-arg]
     name = "KEY=VALUE"
 
     def convert(self, value: Any, param: Any, ctx: Any) -> tuple[str, str]:

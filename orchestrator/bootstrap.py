@@ -10,7 +10,8 @@ Settings come from the command line or the environment:
     ORCHESTRATOR_PROVIDER    local (default), or faulty:<failure rate>[:<seed>] to rehearse
                              provider failures
     ORCHESTRATOR_MASTER_KEY  keystore master key, base64url of 32 bytes (default: a 0600 file
-                             master.key inside the keystore, created on first use)
+                             master.key inside the keystore, created on first use; the
+                             keystore's key-check file refuses any other key afterwards)
     ORCHESTRATOR_ACTOR       who is acting  (default cli:<login name>)
     ORCHESTRATOR_CRASH_AT    TEST-ONLY fault injection: "<point>:<n>" kills the process with
                              SIGKILL the n-th time the rotator reaches point, e.g.

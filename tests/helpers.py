@@ -8,19 +8,22 @@ the one next to the running interpreter) in a fresh process, as a user would.
 from __future__ import annotations
 
 import base64
+import contextlib
+import errno
 import hashlib
 import json
 import os
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -244,3 +247,38 @@ def dump_tables(db_url: str) -> dict[str, list[tuple[Any, ...]]]:
             }
     finally:
         engine.dispose()
+
+
+# --- real file-system faults ---------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def tiny_filesystem(path: Path, size: str = "64k") -> Iterator[Path]:
+    """A real tmpfs of ``size`` mounted at ``path`` for the test, unmounted after it. Mounting
+    needs root (CAP_SYS_ADMIN); elsewhere the test is skipped, never faked."""
+    path.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs",
+                           str(path)], capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip()})")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True, check=False)
+
+
+def fill_filesystem(path: Path) -> None:
+    """Write a filler file into ``path`` until its file system says ENOSPC."""
+    fd = os.open(path / ".filler", os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        while True:
+            os.write(fd, b"\0" * 4096)
+    except OSError as exc:
+        assert exc.errno == errno.ENOSPC, exc
+    finally:
+        os.close(fd)
+
+
+def make_read_only(path: Path) -> None:
+    """Remount the tmpfs at ``path`` read-only (EROFS for every write, even root's)."""
+    subprocess.run(["mount", "-o", "remount,ro", str(path)], check=True, capture_output=True)

@@ -4,6 +4,16 @@
 the item id is the associated data, so a file renamed to another id does not decrypt. The
 master key comes from the caller, else ``ORCHESTRATOR_MASTER_KEY`` (base64url of 32 bytes),
 else ``<directory>/master.key`` (created on first write, mode 0600).
+
+A keystore knows its key: the first write stores a key check value,
+``<directory>/key-check`` = HMAC-SHA256(key, "orchestrator-keystore-kcv") (it reveals nothing of
+the key), and every later use compares the key it is given with it. A different key is refused,
+and so is a missing ``master.key`` once the keystore holds anything: minting a new key would
+leave items under two keys. A keystore made before check values gets one on its next write,
+once the key has decrypted one of its items.
+
+Every failure to read or write (ENOSPC, EACCES, EROFS...) is a ``KeystoreError`` of one line:
+what, where, what to do.
 """
 
 from __future__ import annotations
@@ -11,9 +21,11 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import hashlib
+import hmac
 import os
 import secrets
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from cryptography.exceptions import InvalidTag
@@ -24,16 +36,20 @@ from orchestrator.domain.errors import KeystoreError
 __all__ = [
     "ENV_MASTER_KEY",
     "KEY_BYTES",
+    "KEY_CHECK_FILE",
     "MAGIC",
     "MASTER_KEY_FILE",
     "NONCE_BYTES",
     "FileKeystore",
     "MemoryKeystore",
     "atomic_write",
+    "key_check_value",
 ]
 
 ENV_MASTER_KEY = "ORCHESTRATOR_MASTER_KEY"
 MASTER_KEY_FILE = "master.key"
+KEY_CHECK_FILE = "key-check"
+_KCV_LABEL = b"orchestrator-keystore-kcv"
 MAGIC = b"OKS1"
 NONCE_BYTES = 12
 KEY_BYTES = 32
@@ -78,7 +94,8 @@ class FileKeystore:
     ) -> None:
         self.directory = Path(directory)
         self.items_dir = self.directory / "items"
-        self._key: bytes | None = None
+        self._key: bytes | None = None  # checked against the keystore's check value
+        self._given: tuple[bytes, str] | None = None  # (key, where it came from)
         env = os.environ if environ is None else environ
         if master_key is not None:
             if len(master_key) != KEY_BYTES:
@@ -86,9 +103,9 @@ class FileKeystore:
                     f"keystore {self.directory}: master key must be {KEY_BYTES} bytes, "
                     f"got {len(master_key)}"
                 )
-            self._key = bytes(master_key)
+            self._given = bytes(master_key), "given"
         elif ENV_MASTER_KEY in env:
-            self._key = _decode_env_key(env[ENV_MASTER_KEY])
+            self._given = _decode_env_key(env[ENV_MASTER_KEY]), f"in {ENV_MASTER_KEY}"
 
     def put(self, item_id: str, data: bytes) -> None:
         """Encrypt and store ``data`` under ``item_id`` (atomic replace)."""
@@ -97,8 +114,9 @@ class FileKeystore:
         sealed = AESGCM(self._master_key(create=True)).encrypt(
             nonce, bytes(data), item_id.encode("utf-8")
         )
-        _make_dir(self.items_dir)
-        atomic_write(path, MAGIC + nonce + sealed)
+        with self._writing(f"write item {item_id}", self.items_dir):
+            _make_dir(self.items_dir)
+            atomic_write(path, MAGIC + nonce + sealed)
 
     def get(self, item_id: str) -> bytes | None:
         """Decrypt the item, or None when absent; KeystoreError when it cannot be decrypted."""
@@ -126,7 +144,8 @@ class FileKeystore:
 
     def delete(self, item_id: str) -> None:
         """Remove the item's file; no error when it is absent."""
-        with contextlib.suppress(FileNotFoundError):
+        with self._writing(f"remove item {item_id}", self.items_dir), \
+                contextlib.suppress(FileNotFoundError):
             self._path(item_id).unlink()
             _fsync_dir(self.items_dir)
 
@@ -152,21 +171,45 @@ class FileKeystore:
             )
         return self.items_dir / f"{name}.bin"
 
+    @contextlib.contextmanager
+    def _writing(self, what: str, where: Path) -> Iterator[None]:
+        """Turn an OS error (ENOSPC, EACCES, EROFS...) into one KeystoreError line."""
+        try:
+            yield
+        except OSError as error:
+            raise KeystoreError(
+                f"keystore {self.directory}: cannot {what} in {where} "
+                f"({error.strerror or type(error).__name__}); free space or fix the "
+                "permissions there, then try again"
+            ) from None
+
     def _master_key(self, *, create: bool) -> bytes:
         if self._key is None:
-            self._key = self._load_key_file(create)
+            key, source = self._given or self._load_key_file(create)
+            self._check(key, source, create)
+            self._key = key
         return self._key
 
-    def _load_key_file(self, create: bool) -> bytes:
+    def _holds_items(self) -> bool:
+        return bool(self.ids()) or (self.directory / KEY_CHECK_FILE).exists()
+
+    def _load_key_file(self, create: bool) -> tuple[bytes, str]:
         path = self.directory / MASTER_KEY_FILE
         if not path.exists():
+            if self._holds_items():
+                raise KeystoreError(
+                    f"keystore {self.directory}: {MASTER_KEY_FILE} is missing but the keystore "
+                    f"holds items encrypted with it; restore {path} from backup or set "
+                    f"{ENV_MASTER_KEY} to that key (a new key would not open them)"
+                )
             if not create:
                 raise KeystoreError(
                     f"keystore {self.directory}: {MASTER_KEY_FILE} is missing; restore it "
                     f"or set {ENV_MASTER_KEY}"
                 )
-            _make_dir(self.directory)
-            _create_key_file(path)
+            with self._writing(f"create {MASTER_KEY_FILE}", self.directory):
+                _make_dir(self.directory)
+                _create_once(path, secrets.token_bytes(KEY_BYTES))
         try:
             key = path.read_bytes()
         except OSError as error:
@@ -175,7 +218,58 @@ class FileKeystore:
             raise KeystoreError(
                 f"keystore {path}: must hold exactly {KEY_BYTES} bytes; restore it from backup"
             )
-        return key
+        return key, f"in {path}"
+
+    def _check(self, key: bytes, source: str, create: bool) -> None:
+        """Refuse a key that is not this keystore's; record the check value on first write."""
+        path = self.directory / KEY_CHECK_FILE
+        expected = key_check_value(key)
+        try:
+            stored: str | None = path.read_text(encoding="ascii").strip()
+        except FileNotFoundError:
+            stored = None
+        except (OSError, UnicodeDecodeError) as error:
+            raise KeystoreError(f"keystore {path}: cannot read the key check value "
+                                f"({getattr(error, 'strerror', None) or error})") from None
+        if stored is None:
+            if not self._opens_an_item(key):
+                stored = "(an item it cannot decrypt)"
+            elif not create:
+                return
+            else:
+                with self._writing(f"write {KEY_CHECK_FILE}", self.directory):
+                    _make_dir(self.directory)
+                    _create_once(path, expected.encode("ascii"))
+                stored = path.read_text(encoding="ascii").strip()  # another process may have won
+        if not hmac.compare_digest(stored, expected):
+            raise KeystoreError(
+                f"keystore {self.directory}: the master key {source} is not the key this "
+                f"keystore was created with (see {path}); use that key "
+                f"({ENV_MASTER_KEY} or {self.directory / MASTER_KEY_FILE}), or another keystore "
+                "directory"
+            )
+
+    def _opens_an_item(self, key: bytes) -> bool:
+        """A keystore made before check values: the key must decrypt one of its items."""
+        for item_id in self.ids()[:1]:
+            try:
+                blob = self._path(item_id).read_bytes()
+            except OSError as error:
+                raise KeystoreError(f"keystore {self.directory}: cannot read item {item_id} "
+                                    f"({error.strerror})") from None
+            nonce = blob[len(MAGIC) : len(MAGIC) + NONCE_BYTES]
+            try:
+                AESGCM(key).decrypt(nonce, blob[len(MAGIC) + NONCE_BYTES :],
+                                    item_id.encode("utf-8"))
+            except (InvalidTag, ValueError):
+                return False
+        return True
+
+
+def key_check_value(key: bytes) -> str:
+    """What ``key-check`` holds: an HMAC of a fixed label under the key (reveals nothing)."""
+    digest = hmac.new(key, _KCV_LABEL, hashlib.sha256).digest()
+    return "hmac-sha256:" + base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
 def _decode_env_key(value: str) -> bytes:
@@ -190,16 +284,16 @@ def _decode_env_key(value: str) -> bytes:
     return key
 
 
-def _create_key_file(path: Path) -> None:
-    """Write a new random master key; atomic, never overwrites one another process made."""
+def _create_once(path: Path, data: bytes) -> None:
+    """Write a new 0600 file atomically; never overwrites one another process made first."""
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(secrets.token_bytes(KEY_BYTES))
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        with contextlib.suppress(FileExistsError):  # lost a race: keep the other key
+        with contextlib.suppress(FileExistsError):  # lost a race: keep the other one
             os.link(tmp, path)
         _fsync_dir(path.parent)
     finally:

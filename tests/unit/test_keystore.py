@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import errno
 import os
 import stat
 from pathlib import Path
@@ -14,6 +15,7 @@ from orchestrator.adapters.keystore import (
     ENV_MASTER_KEY,
     FileKeystore,
     MemoryKeystore,
+    key_check_value,
 )
 from orchestrator.app.ports import Keystore
 from orchestrator.domain.errors import InputError, KeystoreError
@@ -81,7 +83,8 @@ def test_same_plaintext_encrypts_differently(tmp_path):
 
 
 def test_master_key_file_created_private(tmp_path):
-    """Without a given key, master.key (32 bytes, 0600) is created in a 0700 directory."""
+    """Without a given key, master.key (32 bytes, 0600) and its check value are created in a
+    0700 directory."""
     directory = tmp_path / "ks"
     ks = FileKeystore(directory, environ={})
     assert not directory.exists()  # nothing written until the first put
@@ -89,17 +92,19 @@ def test_master_key_file_created_private(tmp_path):
     key_file = directory / "master.key"
     assert _mode(key_file) == 0o600 and len(key_file.read_bytes()) == 32
     assert _mode(directory) == 0o700 and _mode(directory / "items") == 0o700
-    assert sorted(p.name for p in directory.iterdir()) == ["items", "master.key"]
+    assert sorted(p.name for p in directory.iterdir()) == ["items", "key-check", "master.key"]
+    assert _mode(directory / "key-check") == 0o600
 
 
 def test_reopen_with_same_key_reads_other_key_fails(tmp_path):
-    """A reopened keystore reads with the same master key; another key raises KeystoreError."""
+    """A reopened keystore reads with the same master key; another key is refused by the
+    key check value before anything is decrypted."""
     directory = tmp_path / "ks"
     FileKeystore(directory, environ={}).put("cred_1", SECRET)
     assert FileKeystore(directory, environ={}).get("cred_1") == SECRET
     raw = (directory / "master.key").read_bytes()
     assert FileKeystore(directory, master_key=raw).get("cred_1") == SECRET
-    with pytest.raises(KeystoreError, match="cannot decrypt item cred_1") as info:
+    with pytest.raises(KeystoreError, match="not the key this keystore was created with") as info:
         FileKeystore(directory, master_key=KEY_B).get("cred_1")
     assert "ORCHESTRATOR_MASTER_KEY" in str(info.value) and "\n" not in str(info.value)
 
@@ -212,3 +217,36 @@ def test_deliver_refuses_path_escapes(tmp_path, app, usage, name):
         deliver(tmp_path / "out", app, usage, {name: b"x"})
     assert not (tmp_path / "out").exists()
     assert not (tmp_path / "x").exists()
+
+
+def test_a_keystore_without_check_value_gets_one_once_its_key_opens_an_item(tmp_path):
+    """A keystore made before key check values: a key that cannot decrypt its items is refused
+    (nothing written); its own key writes the check value on the next put."""
+    directory = tmp_path / "ks"
+    FileKeystore(directory, master_key=KEY_A).put("a", SECRET)
+    (directory / "key-check").unlink()
+    with pytest.raises(KeystoreError, match="not the key this keystore was created with"):
+        FileKeystore(directory, master_key=KEY_B).put("b", SECRET)
+    assert not (directory / "key-check").exists()
+    assert FileKeystore(directory, master_key=KEY_B).ids() == ["a"]
+    FileKeystore(directory, master_key=KEY_A).put("b", SECRET)
+    assert (directory / "key-check").read_text() == key_check_value(KEY_A)
+    assert key_check_value(KEY_A) != key_check_value(KEY_B)
+    assert _b64url(KEY_A) not in key_check_value(KEY_A)
+
+
+def test_a_write_that_fails_is_one_keystore_error_line(tmp_path, monkeypatch):
+    """An OS error while writing an item (here EACCES, injected: the suite may run as root,
+    which no permission bit stops) is a KeystoreError of one line, and no file is left."""
+    ks = FileKeystore(tmp_path / "ks", master_key=KEY_A)
+    ks.put("a", SECRET)
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+
+    monkeypatch.setattr(os, "replace", refuse)
+    with pytest.raises(KeystoreError) as info:
+        ks.put("b", SECRET)
+    assert "cannot write item b" in str(info.value) and "Permission denied" in str(info.value)
+    assert "\n" not in str(info.value)
+    assert [p.name for p in (tmp_path / "ks" / "items").iterdir()] == [f"{_b64url(b'a')}.bin"]

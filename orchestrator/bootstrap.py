@@ -26,30 +26,27 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from sqlalchemy.engine import Engine
-from sqlalchemy.exc import OperationalError, ProgrammingError
-
-from events.projector import Projector
-from events.sql import SQLEventStore, create_engine, current_revision, upgrade
-from events.state import AppState
-from events.store import EventStore, InMemoryEventStore
-from orchestrator.adapters.crypto import Cryptography, PrimePairKeys
-from orchestrator.adapters.delivery import FileDelivery
-from orchestrator.adapters.keystore import FileKeystore, MemoryKeystore
-from orchestrator.adapters.lease import DatabaseLease
-from orchestrator.adapters.providers.faulty import FaultyProvider
-from orchestrator.adapters.providers.local import LocalProvider
-from orchestrator.app.fleet import FleetView
-from orchestrator.app.ports import Crypto, Delivery, Keystore, Lease, Provider
-from orchestrator.app.rotator import CrashAt, Rotator
-from orchestrator.app.service import Service
-from orchestrator.app.tick import Ticker
 from orchestrator.domain.errors import InputError, OrchestratorError
-from orchestrator.domain.planner import PlanPolicy
-from orchestrator.domain.rotation import Step
-from orchestrator.policies.source import PolicySource
+
+if TYPE_CHECKING:  # the parts are imported where they are built, so a command loads only its own
+    from sqlalchemy.engine import Engine
+
+    from events.projector import Projector
+    from events.sql import SQLEventStore
+    from events.state import AppState
+    from events.store import EventStore
+    from orchestrator.app.fleet import FleetView
+    from orchestrator.app.ports import Crypto, Delivery, Keystore, Lease, Provider
+    from orchestrator.app.rotator import CrashAt, Rotator
+    from orchestrator.app.service import Service
+    from orchestrator.app.tick import Ticker
+    from orchestrator.domain.planner import PlanPolicy
+    from orchestrator.domain.rotation import Step
+    from orchestrator.policies.source import PolicySource
 
 __all__ = [
     "DEFAULT_DB",
@@ -126,15 +123,88 @@ class Core:
     ticker: Ticker
 
 
-@dataclass
-class System(Core):
-    """``Core`` on a database, with what only a database has."""
+class System:
+    """Everything on the configured database. Each part is built on first use, so a command
+    pays only for what it touches: ``app list`` reads the projections and never loads the
+    keystore, cryptography, the policies or the scheduler."""
 
-    settings: Settings
-    engine: Engine
-    projector: Projector
-    policies: PolicySource
-    lease: Lease
+    def __init__(self, settings: Settings, engine: Engine, clock: Callable[[], datetime], *,
+                 keystore: Keystore | None = None, daemon: bool = False,
+                 should_stop: Callable[[], bool] = lambda: False,
+                 before_logging: Callable[[], None] = lambda: None) -> None:
+        self.settings = settings
+        self._before_logging = before_logging  # the parts below log: set the logs up first
+        self.engine = engine
+        self.clock = clock
+        self._keystore = keystore
+        self._daemon = daemon
+        self._should_stop = should_stop
+
+    @cached_property
+    def store(self) -> SQLEventStore:
+        from events.sql import SQLEventStore
+
+        return SQLEventStore(self.engine, clock=self.clock)
+
+    @cached_property
+    def projector(self) -> Projector:
+        from events.projector import Projector
+
+        return Projector(self.engine, self.store)
+
+    @cached_property
+    def keystore(self) -> Keystore:
+        if self._keystore is not None:
+            return self._keystore
+        from orchestrator.adapters.keystore import FileKeystore
+
+        return FileKeystore(self.settings.keystore)
+
+    @cached_property
+    def policies(self) -> PolicySource:
+        from orchestrator.policies.source import PolicySource
+
+        self._before_logging()
+        return PolicySource(self.settings.policies, self.store, self.clock)
+
+    @cached_property
+    def lease(self) -> Lease:
+        from orchestrator.adapters.lease import DatabaseLease
+
+        return DatabaseLease(self.engine)
+
+    @cached_property
+    def core(self) -> Core:
+        from orchestrator.adapters.delivery import FileDelivery
+
+        self._before_logging()
+        settings = self.settings
+        return wire(self.store, keystore=self.keystore, clock=self.clock,
+                    policies=self.policies.current, provider=settings.provider,
+                    delivery=FileDelivery(settings.delivery), actor=settings.actor,
+                    rotation_actor="scheduler" if self._daemon else settings.actor,
+                    projector=self.projector, fleet_writes=self._daemon,
+                    should_stop=self._should_stop, crash_at=_crash_at(settings.crash_at))
+
+    @property
+    def service(self) -> Service:
+        return self.core.service
+
+    @property
+    def fleet(self) -> FleetView:
+        return self.core.fleet
+
+    @property
+    def provider(self) -> Provider:
+        return self.core.provider
+
+    @property
+    def rotator(self) -> Rotator:
+        return self.core.rotator
+
+    @property
+    def ticker(self) -> Ticker:
+        return self.core.ticker
 
     def close(self) -> None:
         self.engine.dispose()
@@ -163,6 +233,12 @@ def wire(
     state reader and the keystore; ``fleet_writes`` lets the write path read states from the
     in-memory fleet view (the daemon, the simulator) rather than from the store.
     """
+    from orchestrator.adapters.crypto import Cryptography
+    from orchestrator.app.fleet import FleetView
+    from orchestrator.app.rotator import Rotator
+    from orchestrator.app.service import Service
+    from orchestrator.app.tick import Ticker
+
     kit = crypto if crypto is not None else Cryptography()
     fleet = FleetView(store)
     service = Service(store, keystore, clock, actor, kit, projector,
@@ -185,6 +261,9 @@ def in_memory(
     actor: str = "scheduler",
 ) -> Core:
     """An in-memory log, keystore and local provider: the simulator's and the tests' system."""
+    from events.store import InMemoryEventStore
+    from orchestrator.adapters.keystore import MemoryKeystore
+
     return wire(InMemoryEventStore(clock), keystore=MemoryKeystore(), clock=clock,
                 policies=policies, provider=provider, delivery=delivery, crypto=crypto,
                 actor=actor, rotation_actor=actor)
@@ -193,10 +272,14 @@ def in_memory(
 def fast_keys() -> Crypto:
     """RSA keys from pooled primes: real keys, real signatures, unique, but weak. The simulator
     (and tests that need thousands of keys) only; never for a credential that leaves memory."""
+    from orchestrator.adapters.crypto import Cryptography, PrimePairKeys
+
     return Cryptography(PrimePairKeys())
 
 
 def open_engine(url: str) -> Engine:
+    from events.sql import create_engine
+
     try:
         return create_engine(url)
     except ValueError as exc:
@@ -207,6 +290,10 @@ def open_engine(url: str) -> Engine:
 
 def ensure_schema(engine: Engine, url: str) -> bool:
     """Bring the schema to head; True when it had to be created or upgraded."""
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    from events.sql import current_revision, upgrade
+
     try:
         if current_revision(engine) == HEAD_REVISION:
             return False
@@ -234,29 +321,23 @@ def bootstrap(
     migrate: bool = True,
     daemon: bool = False,
     should_stop: Callable[[], bool] = lambda: False,
+    before_logging: Callable[[], None] = lambda: None,
 ) -> System:
     """Wire everything on the configured database. ``daemon=True`` keeps the fleet in memory for
     the write path too."""
     engine = open_engine(settings.db)
     if migrate:
         ensure_schema(engine, settings.db)
-    store = SQLEventStore(engine, clock=clock)
-    projector = Projector(engine, store)
-    ks = keystore if keystore is not None else FileKeystore(settings.keystore)
-    policies = PolicySource(settings.policies, store, clock)
-    core = wire(store, keystore=ks, clock=clock, policies=policies.current,
-                provider=settings.provider, delivery=FileDelivery(settings.delivery),
-                actor=settings.actor, rotation_actor="scheduler" if daemon else settings.actor,
-                projector=projector, fleet_writes=daemon, should_stop=should_stop,
-                crash_at=_crash_at(settings.crash_at))
-    return System(**core.__dict__, settings=settings, engine=engine, projector=projector,
-                  policies=policies, lease=DatabaseLease(engine))
+    return System(settings, engine, clock, keystore=keystore, daemon=daemon,
+                  should_stop=should_stop, before_logging=before_logging)
 
 
 def _crash_at(spec: str | None) -> CrashAt | None:
     """TEST-ONLY fault injection from ORCHESTRATOR_CRASH_AT; None (the default) in production."""
     if spec is None:
         return None
+    from orchestrator.app.rotator import CrashAt
+
     try:
         return CrashAt.parse(spec)
     except ValueError as exc:
@@ -265,6 +346,9 @@ def _crash_at(spec: str | None) -> CrashAt | None:
 
 def make_provider(spec: str, state_of: Callable[[str], AppState], keystore: Keystore) -> Provider:
     """``local`` or ``faulty:<rate>[:<seed>]`` (the local provider failing that share of calls)."""
+    from orchestrator.adapters.providers.faulty import FaultyProvider
+    from orchestrator.adapters.providers.local import LocalProvider
+
     local = LocalProvider(state_of, keystore)
     if spec == "local":
         return local

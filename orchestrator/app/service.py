@@ -8,7 +8,7 @@ the keystore lacks.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
@@ -146,6 +146,28 @@ class Service:
         return self.execute(
             app, lambda s: rules.RegisterApplication(app=app, at=self.clock(), labels=labels)
         )[0]
+
+    def register_apps(self, apps: Sequence[tuple[str, Mapping[str, str]]],
+                      exist_ok: bool = False) -> list[tuple[str, bool]]:
+        """Register many applications: every one is checked by the rules first, so a refused
+        name or label writes nothing; then each is appended. Returns ``(name, registered)``,
+        False for one already registered (with ``exist_ok``; otherwise that is a refusal too)."""
+        at = self.clock()
+        seen: set[str] = set()
+        todo: list[tuple[str, dict[str, str]]] = []
+        for app, labels in apps:
+            if app in seen:
+                raise InputError(f"application {app!r} is given twice")
+            seen.add(app)
+            state = self.load(app)
+            if state.registered and exist_ok:
+                continue
+            rules.decide(rules.RegisterApplication(app=app, at=at, labels=dict(labels)), state)
+            todo.append((app, dict(labels)))
+        done = {app for app, _ in todo}
+        for app, labels in todo:
+            self.register_app(app, labels)
+        return [(app, app in done) for app, _ in apps]
 
     def add_credential(
         self,

@@ -16,7 +16,7 @@ from typing import Any
 
 import structlog
 
-__all__ = ["configure", "redact"]
+__all__ = ["configure", "is_configured", "redact"]
 
 REDACTED = "[redacted]"
 _SECRET_KEYS = re.compile(r"(secret|private|password|passphrase|token|assertion|master_key)",
@@ -46,8 +46,18 @@ def redact(_logger: Any, _name: str, event_dict: MutableMapping[str, Any]) -> Mu
     return event_dict
 
 
+_configured = False
+
+
+def is_configured() -> bool:
+    """Whether ``configure`` ran in this process."""
+    return _configured
+
+
 def configure(json_logs: bool | None = None, level: int = logging.INFO) -> None:
     """JSON lines on stderr, or a pretty console when stderr is a terminal."""
+    global _configured
+    _configured = True
     if json_logs is None:
         json_logs = not sys.stderr.isatty()
     renderer: Any = (structlog.processors.JSONRenderer(sort_keys=True) if json_logs

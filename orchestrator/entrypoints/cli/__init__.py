@@ -67,11 +67,6 @@ class LazyGroup(click.Group):
 @click.pass_context
 def cli(ctx: click.Context, db: str | None, keystore: Path | None) -> None:
     """Keep OAuth application credentials rotated, expiry enforced, and every change provable."""
-    import logging
-
-    from orchestrator.entrypoints.logs import configure
-
-    configure(level=logging.WARNING)  # commands print results; logs (stderr) only for trouble
     from orchestrator.bootstrap import Settings
 
     ctx.obj = {"settings": Settings.from_env(db=db, keystore=keystore), "system": None}

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from typing import TextIO
 
 import click
 
+from orchestrator.domain.errors import InputError
 from orchestrator.entrypoints.cli.context import system_of
 from orchestrator.entrypoints.cli.output import print_table, state_json
-from orchestrator.entrypoints.cli.params import Label
+from orchestrator.entrypoints.cli.params import Label, label_map
 
 
 @click.group()
@@ -18,19 +20,43 @@ def app() -> None:
 
 
 @app.command("register")
-@click.argument("name")
-@click.option("--label", "labels", multiple=True, type=Label(), help="KEY=VALUE, repeatable.")
-@click.option("--exist-ok", is_flag=True, help="Succeed without change if already registered.")
+@click.argument("names", nargs=-1, metavar="[NAME]...")
+@click.option("--from-file", "from_file", type=click.File("r", encoding="utf-8"),
+              help="Also register the applications of FILE ('-': stdin): one a line, "
+                   "NAME [KEY=VALUE ...]; blank lines and # comments are skipped.")
+@click.option("--label", "labels", multiple=True, type=Label(),
+              help="KEY=VALUE for every application, repeatable.")
+@click.option("--exist-ok", is_flag=True, help="Succeed without change for those already registered.")
 @click.pass_context
-def app_register(ctx: click.Context, name: str, labels: Sequence[tuple[str, str]],
-                 exist_ok: bool) -> None:
-    """Register application NAME."""
-    service = system_of(ctx).service
-    if exist_ok and service.load(name).registered:
-        click.echo(f"{name} is already registered")
-        return
-    state = service.register_app(name, dict(labels))
-    click.echo(f"registered {state.app}")
+def app_register(ctx: click.Context, names: Sequence[str], from_file: TextIO | None,
+                 labels: Sequence[tuple[str, str]], exist_ok: bool) -> None:
+    """Register one or many applications (NAME arguments and/or --from-file).
+
+    Every name and label is checked before anything is written: one refusal writes nothing."""
+    common = label_map(labels, "--label")
+    apps = [(name, common) for name in names]
+    if from_file is not None:
+        apps += [(name, {**common, **own}) for name, own in _read_apps(from_file)]
+    if not apps:
+        raise click.UsageError("give at least one NAME or --from-file FILE")
+    for name, registered in system_of(ctx).service.register_apps(apps, exist_ok=exist_ok):
+        click.echo(f"registered {name}" if registered else f"{name} is already registered")
+
+
+def _read_apps(handle: TextIO) -> list[tuple[str, dict[str, str]]]:
+    where = getattr(handle, "name", "FILE")
+    apps = []
+    for number, line in enumerate(handle, start=1):
+        fields = line.split("#", 1)[0].split()
+        if not fields:
+            continue
+        name, *pairs = fields
+        try:
+            labels = label_map([Label().parse_pair(p) for p in pairs], f"{where}:{number}")
+        except ValueError as exc:
+            raise InputError(f"{where}:{number}: {exc}") from None
+        apps.append((name, labels))
+    return apps
 
 
 @app.command("list")

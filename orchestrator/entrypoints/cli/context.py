@@ -19,9 +19,21 @@ def system_of(ctx: click.Context, policies: Path | None = None, record_policies:
         settings = obj["settings"]
         if policies is not None:
             settings = boot.Settings(**{**settings.__dict__, "policies": policies})
-        obj["system"] = boot.bootstrap(settings, **options)
+        obj["system"] = boot.bootstrap(settings, before_logging=_quiet_logs, **options)
         if not record_policies:
             obj["system"].policies.store = None  # planning only reads the policies
         ctx.find_root().call_on_close(obj["system"].close)
     system: boot.System = obj["system"]
     return system
+
+
+def _quiet_logs() -> None:
+    """Commands print their results; logs (stderr, WARNING and up) only say what went wrong.
+    Set up only when a part that logs is built, so read-only commands never load structlog; a
+    command that set up its own logs (the daemon) keeps them."""
+    import logging
+
+    from orchestrator.entrypoints.logs import configure, is_configured
+
+    if not is_configured():
+        configure(level=logging.WARNING)

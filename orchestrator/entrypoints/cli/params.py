@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import click
 
+from orchestrator.domain.errors import InputError
 from orchestrator.domain.vocabulary import CredentialUsage, Usage
 
-__all__ = ["ROTATED", "TIME", "USAGES", "Duration", "Instant", "Label"]
+__all__ = ["ROTATED", "TIME", "USAGES", "Duration", "Instant", "Label", "label_map"]
 
 USAGES = tuple(u.value for u in CredentialUsage)  # what a credential is for
 ROTATED = tuple(u.value for u in Usage)  # ... and what a rotation may rotate
@@ -48,10 +50,27 @@ class Label(click.ParamType):  # type: ignore[type-arg]
     name = "KEY=VALUE"
 
     def convert(self, value: Any, param: Any, ctx: Any) -> tuple[str, str]:
+        try:
+            return self.parse_pair(value)
+        except ValueError as exc:
+            self.fail(str(exc), param, ctx)
+
+    @staticmethod
+    def parse_pair(value: str) -> tuple[str, str]:
         key, sep, val = value.partition("=")
         if not sep or not key:
-            self.fail(f"{value!r} is not KEY=VALUE", param, ctx)
+            raise ValueError(f"{value!r} is not KEY=VALUE")
         return key, val
+
+
+def label_map(pairs: Sequence[tuple[str, str]], where: str) -> dict[str, str]:
+    """KEY=VALUE pairs as a mapping; a key given twice is refused, not silently overwritten."""
+    labels: dict[str, str] = {}
+    for key, value in pairs:
+        if key in labels:
+            raise InputError(f"{where}: label {key!r} is given twice; give each key once")
+        labels[key] = value
+    return labels
 
 
 TIME = Instant()

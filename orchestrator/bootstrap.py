@@ -181,7 +181,7 @@ class System:
         settings = self.settings
         return wire(self.store, keystore=self.keystore, clock=self.clock,
                     policies=self.policies.current, provider=settings.provider,
-                    delivery=FileDelivery(settings.delivery), actor=settings.actor,
+                    delivery=FileDelivery(settings.delivery, self.clock), actor=settings.actor,
                     rotation_actor="scheduler" if self._daemon else settings.actor,
                     projector=self.projector, fleet_writes=self._daemon,
                     should_stop=self._should_stop, crash_at=_crash_at(settings.crash_at))

@@ -146,6 +146,47 @@ def private_der(key: PrivateKey) -> bytes:
     return key.private_bytes(DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
 
 
+# --- delivered files ---------------------------------------------------------------------------
+
+
+def read_delivered(folder: Path) -> dict[str, bytes]:
+    """One version of a delivery folder's files, read as a reader that needs consistency does:
+    through ``<folder>/..data``, opened once (orchestrator/adapters/delivery.py)."""
+    fd = os.open(folder / "..data", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        found = {}
+        for entry in os.listdir(fd):
+            file_fd = os.open(entry, os.O_RDONLY, dir_fd=fd)
+            with os.fdopen(file_fd, "rb") as handle:
+                found[entry] = handle.read()
+        return found
+    finally:
+        os.close(fd)
+
+
+def assert_key_belongs(files: dict[str, bytes], registered: str | bytes | None = None, *,
+                       kid_is_thumbprint: bool = False) -> None:
+    """The delivered private key belongs to what was delivered and registered with it: its
+    public half is certificate.pem's (when delivered) and the registered public key or
+    certificate's (when given); with ``kid_is_thumbprint`` the kid is its RFC 7638 thumbprint.
+    Everything is computed here, from the bytes, independently of the code under test."""
+    key = serialization.load_pem_private_key(files["private_key.pem"], password=None)
+    assert isinstance(key, rsa.RSAPrivateKey), type(key)
+    own = key.public_key().public_bytes(DER, SPKI)
+    if "certificate.pem" in files:
+        certificate = x509.load_pem_x509_certificate(files["certificate.pem"])
+        assert certificate.public_key().public_bytes(DER, SPKI) == own, (
+            "the delivered private key is not the delivered certificate's")
+    if registered is not None:
+        data = registered.encode() if isinstance(registered, str) else registered
+        public = (x509.load_pem_x509_certificate(data).public_key() if b"CERTIFICATE" in data
+                  else serialization.load_pem_public_key(data))
+        assert public.public_bytes(DER, SPKI) == own, (
+            "the delivered private key is not the registered credential's")
+    if kid_is_thumbprint:
+        assert files["kid"].decode() == rfc7638_thumbprint(key), "the kid is another key's"
+
+
 # --- the installed command line ----------------------------------------------------------------
 
 

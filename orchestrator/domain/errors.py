@@ -7,7 +7,8 @@
     ├── InputError               bad input: a file, a PEM, a DN, a time, an option; exit status 2
     │   ├── MaterialError        key or certificate that cannot be used
     │   └── PolicyError          a policy file that cannot be accepted (names file and field)
-    ├── KeystoreError            the keystore cannot be opened or decrypted
+    ├── KeystoreError            the keystore cannot be opened, decrypted or written
+    ├── DeliveryError            an application's delivery folder cannot be written safely
     └── ProviderError            the identity provider refused or failed
 
 The command line prints ``error: <message>`` on stderr and exits non-zero; it never shows a
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 __all__ = [
     "ConflictError",
+    "DeliveryError",
     "InputError",
     "KeystoreError",
     "MaterialError",
@@ -63,6 +65,10 @@ class PolicyError(InputError):
 
 class KeystoreError(OrchestratorError):
     """The keystore cannot be opened, read or written."""
+
+
+class DeliveryError(OrchestratorError):
+    """An application's delivery folder cannot be written, or holds a link it must not follow."""
 
 
 class ProviderError(OrchestratorError):

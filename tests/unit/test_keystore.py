@@ -184,19 +184,23 @@ def test_no_temporary_files_left(tmp_path):
     assert all(p.suffix == ".bin" for p in (tmp_path / "ks" / "items").iterdir())
 
 
-def test_deliver_writes_private_files_atomically(tmp_path):
-    """deliver writes <dir>/<app>/<usage>/ files with mode 0600, replacing earlier ones."""
+def test_deliver_replaces_the_whole_set_through_one_data_link(tmp_path):
+    """deliver writes <dir>/<app>/<usage>/ as symlinks into ..data, a 0700 version folder of
+    0600 files; the next set replaces the whole set (a name it lacks is gone)."""
     files = {"private_key.pem": SECRET, "kid": b"abc123"}
     folder = deliver(tmp_path / "out", "billing", "private_key_jwt", files)
     assert folder == tmp_path / "out" / "billing" / "private_key_jwt"
-    assert {p.name for p in folder.iterdir()} == set(files)
-    assert all(_mode(folder / name) == 0o600 for name in files)
+    first = os.readlink(folder / "..data")
+    assert {p.name for p in folder.iterdir()} == {*files, "..data", first}
+    assert all(os.readlink(folder / name) == f"..data/{name}" for name in files)
+    assert _mode(folder / first) == 0o700
+    assert all(_mode(folder / first / name) == 0o600 for name in files)
     assert (folder / "private_key.pem").read_bytes() == SECRET
-    old_inode = os.stat(folder / "kid").st_ino
     deliver(tmp_path / "out", "billing", "private_key_jwt", {"kid": b"new"})
+    second = os.readlink(folder / "..data")
+    assert second != first
     assert (folder / "kid").read_bytes() == b"new"
-    assert os.stat(folder / "kid").st_ino != old_inode  # replaced, not rewritten in place
-    assert {p.name for p in folder.iterdir()} == set(files)
+    assert {p.name for p in folder.iterdir()} == {"kid", "..data", second}
 
 
 @pytest.mark.parametrize(

@@ -10,11 +10,11 @@ Payloads hold public material and fingerprints only, never private keys or secre
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from enum import StrEnum
 from typing import Annotated, Any, ClassVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, PlainSerializer
 
+from events.kinds import CredentialKind, Usage
 from events.times import format_time
 
 __all__ = [
@@ -44,18 +44,6 @@ __all__ = [
     "upcast",
     "upcaster",
 ]
-
-
-class Usage(StrEnum):
-    PRIVATE_KEY_JWT = "private_key_jwt"
-    JAR = "jar"
-    MTLS = "mtls"
-
-
-class CredentialKind(StrEnum):
-    PUBLIC_KEY = "public_key"  # private_key_jwt and jar
-    X509_CERT = "x509_cert"  # self-signed mTLS certificate
-    CERT_SUBJECT_DN = "cert_subject_dn"  # CA-issued mTLS certificate, matched by subject DN
 
 
 # A time in an event: aware (UTC offset required), written in the log's fixed-width UTC form

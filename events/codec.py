@@ -12,9 +12,11 @@ import json
 from collections.abc import Mapping
 from datetime import datetime
 from enum import Enum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from events.catalog import Event
+if TYPE_CHECKING:
+    from events.catalog import Event
+
 from events.times import format_time, parse_time
 
 __all__ = ["dumps", "encode_payload", "format_time", "parse_time", "record_bytes"]

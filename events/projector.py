@@ -24,8 +24,8 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from events import catalog as ev
 from events.codec import dumps, format_time, parse_time
+from events.kinds import CredentialKind, Usage
 from events.state import (
     STREAM_PREFIX,
     AppState,
@@ -130,7 +130,7 @@ def state_from_json(text: str) -> AppState:
     for cid, c in data["credentials"].items():
         _times(c, "added_at", "updated_at", "not_before", "expires_at", "activated_at",
                "disabled_at", "expired_at", "deleted_at")
-        c.update(usage=ev.Usage(c["usage"]), kind=ev.CredentialKind(c["kind"]),
+        c.update(usage=Usage(c["usage"]), kind=CredentialKind(c["kind"]),
                  status=Status(c["status"]))
         creds[cid] = Credential(**c)
     rotations = {}

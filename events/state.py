@@ -11,9 +11,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from events import catalog as ev
+from events.kinds import CredentialKind, Usage
+
+if TYPE_CHECKING:  # the fold loads the catalog (pydantic) on first use; reading states does not
+    from events import catalog as ev
 
 __all__ = [
     "AppState",
@@ -46,8 +49,8 @@ class Status(StrEnum):
 @dataclass(frozen=True)
 class Credential:
     id: str
-    usage: ev.Usage
-    kind: ev.CredentialKind
+    usage: Usage
+    kind: CredentialKind
     kid: str
     fingerprint: str
     status: Status
@@ -138,10 +141,10 @@ class AppState:
     def registered(self) -> bool:
         return self.registered_at is not None
 
-    def live(self, usage: ev.Usage | str) -> list[Credential]:
+    def live(self, usage: Usage | str) -> list[Credential]:
         return [c for c in self.credentials.values() if c.usage == usage and c.live]
 
-    def usable(self, usage: ev.Usage | str, at: datetime) -> list[Credential]:
+    def usable(self, usage: Usage | str, at: datetime) -> list[Credential]:
         return [c for c in self.credentials.values() if c.usage == usage and c.usable(at)]
 
     def running_rotation(self, usage: str) -> Rotation | None:
@@ -188,7 +191,19 @@ def _rotation(state: AppState, rotation_id: str, at: datetime, **changes: Any) -
     return {"rotations": rotations}
 
 
+_CATALOG: Any = None  # events.catalog, loaded by the first fold
+
+
+def _load_catalog() -> Any:
+    global _CATALOG
+    from events import catalog
+
+    _CATALOG = catalog
+    return catalog
+
+
 def _apply(state: AppState, event: ev.Event, at: datetime) -> Changes:
+    ev = _CATALOG or _load_catalog()
     match event:
         case ev.ApplicationRegistered(labels=labels):
             return {"registered_at": at, "labels": dict(labels)}

@@ -15,10 +15,13 @@ import uuid
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
-from events import catalog, codec
+from events import codec
 from events.chain import GENESIS, link
+
+if TYPE_CHECKING:  # the catalog (pydantic) loads when an event is first decoded
+    from events import catalog
 
 __all__ = [
     "ConcurrencyError",
@@ -89,6 +92,8 @@ class Recorded(NamedTuple):
 
     @property
     def event(self) -> catalog.Event:
+        from events import catalog
+
         return catalog.decode(self.type, self.schema_version, self.payload)
 
     def record_bytes(self) -> bytes:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Literal, get_args
 
-from events.catalog import Usage as CredentialUsage
+from events.kinds import Usage as CredentialUsage
 
 __all__ = [
     "DEFAULT_ALGORITHM",

@@ -6,10 +6,6 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
-from rich import box
-from rich.console import Console
-from rich.table import Table
-
 from events.codec import format_time
 from events.state import AppState, Credential
 
@@ -71,6 +67,11 @@ def state_json(state: AppState, at: datetime, include_deleted: bool = False) -> 
 
 
 def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], empty: str) -> None:
+    """A plain table on stdout (Rich, loaded here: JSON output never pays for it)."""
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+
     console = Console(soft_wrap=True, highlight=False, width=10_000)
     if not rows:
         console.print(empty, markup=False)

@@ -34,7 +34,6 @@ from orchestrator.adapters.providers.faulty import FaultyProvider
 from orchestrator.adapters.providers.local import LocalProvider
 from orchestrator.app.rotator import StepOutcome
 from orchestrator.app.service import CredentialSource, secret_item_id
-from orchestrator.app.tick import Ticker
 from orchestrator.bootstrap import in_memory
 from orchestrator.domain.errors import ProviderError
 from orchestrator.domain.planner import Kind, PlanPolicy, plan
@@ -71,10 +70,12 @@ class World:
     def __init__(self, delivery: Path, key_source: PrimePairKeys) -> None:
         self.now = START
         self.crypto = Cryptography(key_source)
-        core = in_memory(self.clock, provider=lambda load, ks: FaultyProvider(LocalProvider(load, ks)),
+        self.policies: list[PlanPolicy] = []  # what the ticker plans with
+        core = in_memory(self.clock, lambda: self.policies,
+                         provider=lambda load, ks: FaultyProvider(LocalProvider(load, ks)),
                          delivery=FileDelivery(delivery), crypto=self.crypto, actor="cli:test")
         self.store, self.keystore, self.fleet = core.store, core.keystore, core.fleet
-        self.service, self.rotator = core.service, core.rotator
+        self.service, self.rotator, self.ticker = core.service, core.rotator, core.ticker
         self.provider = core.provider
         assert isinstance(self.provider, FaultyProvider)
         self.idp = self.provider.inner
@@ -490,7 +491,8 @@ def test_the_ticker_provisions_rotates_by_age_and_deletes_after_retention(
     secrets = PlanPolicy(name="secrets", params=PARAMS[SECRET], every=30 * DAY,
                          before_expiry=7 * DAY, retention=7 * DAY)
     policies = [keys, secrets]
-    ticker = Ticker(world.service, world.rotator, world.fleet, lambda: policies, world.clock)
+    world.policies[:] = policies
+    ticker = world.ticker
     apps = [APP, "shop", "legacy"]
     world.service.register_app("shop", {})
     world.service.register_app("legacy", {})

@@ -1,19 +1,24 @@
 """The leader lease: exactly one acting daemon per database.
 
-PostgreSQL: a session advisory lock on a dedicated connection. SQLite: an exclusive ``flock`` on a
-file beside the database.
+PostgreSQL: a session advisory lock on a dedicated connection. SQLite: an exclusive ``flock`` on
+the database file itself. The lock belongs to the open file, that is to the file's identity
+(device and inode), not to the path string: the same database reached through a symlink, a hard
+link, a relative path or any other spelling meets the same lock (a lock file named after the
+path let a second leader in through a symlink). ``flock`` and SQLite's own POSIX locks do not
+interact on a local file system; over NFS ``flock`` is emulated with POSIX locks, and SQLite
+itself must not be used there. An in-memory database belongs to one process: its lease is held.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import Engine, make_url
 
 from events.sql import is_postgres
+from orchestrator.domain.errors import OrchestratorError
 
 __all__ = ["DatabaseLease"]
 
@@ -27,10 +32,11 @@ class DatabaseLease:
         self.engine = engine
         self._conn: Any = None
         self._fd: int | None = None
+        self._private = False  # an in-memory database: no other process can reach it
 
     @property
     def held(self) -> bool:
-        return self._conn is not None or self._fd is not None
+        return self._conn is not None or self._fd is not None or self._private
 
     def acquire(self) -> bool:
         if self.held:
@@ -47,8 +53,20 @@ class DatabaseLease:
             else:
                 conn.close()
             return got
-        path = Path(make_url(str(self.engine.url)).database or "orchestrator.db")
-        fd = os.open(f"{path}.lease", os.O_RDWR | os.O_CREAT, 0o600)
+        return self._lock_file()
+
+    def _lock_file(self) -> bool:
+        database = make_url(str(self.engine.url)).database
+        if not database or database == ":memory:" or database.startswith("file::memory:"):
+            self._private = True
+            return True
+        try:
+            fd = os.open(database, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise OrchestratorError(
+                f"lease: cannot open the database file {database} ({exc.strerror}); initialise "
+                "it with: orchestrator init"
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -78,3 +96,4 @@ class DatabaseLease:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
+        self._private = False

@@ -4,7 +4,8 @@ APScheduler 3.x with its in-memory job store (the event log is the only durable 
 ``tick`` every interval with ``max_instances=1, coalesce=True``, plus an exact date job at the
 next credential expiry instant, so expiry is enforced within a second of it. Several daemons may
 run against one database: a lease makes exactly one the leader (PostgreSQL: a session advisory
-lock on a dedicated connection; SQLite: an exclusive ``flock`` on a file beside the database);
+lock on a dedicated connection; SQLite: an exclusive ``flock`` on the database file itself,
+whatever path reaches it);
 the others keep trying each interval. SIGTERM and Ctrl-C finish the current step and exit 0.
 """
 

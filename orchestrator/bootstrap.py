@@ -13,10 +13,11 @@ Settings come from the command line or the environment:
                              master.key inside the keystore, created on first use; the
                              keystore's key-check file refuses any other key afterwards)
     ORCHESTRATOR_ACTOR       who is acting  (default cli:<login name>)
-    ORCHESTRATOR_CRASH_AT    TEST-ONLY fault injection: "<point>:<n>" kills the process with
-                             SIGKILL the n-th time the rotator reaches point, e.g.
-                             before_record:test:1 (see orchestrator.app.rotator.CrashAt); never set
-                             it in production
+
+Nothing else is read from the environment: a test's virtual clock or fault injection is passed
+in as an argument (``bootstrap(clock=..., wrap_store=...)``, reached from
+``orchestrator.entrypoints.cli.main``) by a launcher that lives under tests/, never by a setting
+an operator could trip.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ if TYPE_CHECKING:  # the parts are imported where they are built, so a command l
     from events.store import EventStore
     from orchestrator.app.fleet import FleetView
     from orchestrator.app.ports import Crypto, Delivery, Keystore, Lease, Provider
-    from orchestrator.app.rotator import CrashAt, Rotator
+    from orchestrator.app.rotator import Rotator
     from orchestrator.app.service import Service
     from orchestrator.app.tick import Ticker
     from orchestrator.domain.planner import PlanPolicy
@@ -90,7 +91,6 @@ class Settings:
     delivery: Path = Path(DEFAULT_DELIVERY)
     provider: str = "local"
     actor: str = field(default_factory=_default_actor)
-    crash_at: str | None = None  # TEST-ONLY fault injection (ORCHESTRATOR_CRASH_AT)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -102,7 +102,6 @@ class Settings:
             "delivery": Path(env.get("ORCHESTRATOR_DELIVERY") or DEFAULT_DELIVERY),
             "provider": env.get("ORCHESTRATOR_PROVIDER") or "local",
             "actor": env.get("ORCHESTRATOR_ACTOR") or _default_actor(),
-            "crash_at": env.get("ORCHESTRATOR_CRASH_AT") or None,
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
@@ -131,7 +130,8 @@ class System:
     def __init__(self, settings: Settings, engine: Engine, clock: Callable[[], datetime], *,
                  keystore: Keystore | None = None, daemon: bool = False,
                  should_stop: Callable[[], bool] = lambda: False,
-                 before_logging: Callable[[], None] = lambda: None) -> None:
+                 before_logging: Callable[[], None] = lambda: None,
+                 wrap_store: Callable[[EventStore], EventStore] | None = None) -> None:
         self.settings = settings
         self._before_logging = before_logging  # the parts below log: set the logs up first
         self.engine = engine
@@ -139,18 +139,26 @@ class System:
         self._keystore = keystore
         self._daemon = daemon
         self._should_stop = should_stop
+        self._wrap_store = wrap_store
 
     @cached_property
-    def store(self) -> SQLEventStore:
+    def sql_store(self) -> SQLEventStore:
         from events.sql import SQLEventStore
 
         return SQLEventStore(self.engine, clock=self.clock)
 
     @cached_property
+    def store(self) -> EventStore:
+        """The store the write path appends through: ``sql_store``, or ``wrap_store(sql_store)``
+        (a decorator; tests inject faults around an append with it)."""
+        wrap = self._wrap_store
+        return self.sql_store if wrap is None else wrap(self.sql_store)
+
+    @cached_property
     def projector(self) -> Projector:
         from events.projector import Projector
 
-        return Projector(self.engine, self.store)
+        return Projector(self.engine, self.sql_store)
 
     @cached_property
     def keystore(self) -> Keystore:
@@ -184,7 +192,7 @@ class System:
                     delivery=FileDelivery(settings.delivery, self.clock), actor=settings.actor,
                     rotation_actor="scheduler" if self._daemon else settings.actor,
                     projector=self.projector, fleet_writes=self._daemon,
-                    should_stop=self._should_stop, crash_at=_crash_at(settings.crash_at))
+                    should_stop=self._should_stop)
 
     @property
     def service(self) -> Service:
@@ -225,7 +233,6 @@ def wire(
     fleet_writes: bool = True,
     should_stop: Callable[[], bool] = lambda: False,
     on_step: Callable[[str, str, Step], None] | None = None,
-    crash_at: CrashAt | None = None,
 ) -> Core:
     """The one place the service layer is assembled, from real adapters or fakes.
 
@@ -246,7 +253,7 @@ def wire(
     idp = (make_provider(provider, service.load, keystore) if isinstance(provider, str)
            else provider(service.load, keystore))
     rotator = Rotator(service, idp, keystore, kit, delivery, clock, actor=rotation_actor,
-                      on_step=on_step, crash_at=crash_at)
+                      on_step=on_step)
     ticker = Ticker(service, rotator, fleet, policies, clock, should_stop)
     return Core(store, keystore, service, clock, fleet, idp, rotator, ticker)
 
@@ -322,26 +329,15 @@ def bootstrap(
     daemon: bool = False,
     should_stop: Callable[[], bool] = lambda: False,
     before_logging: Callable[[], None] = lambda: None,
+    wrap_store: Callable[[EventStore], EventStore] | None = None,
 ) -> System:
     """Wire everything on the configured database. ``daemon=True`` keeps the fleet in memory for
-    the write path too."""
+    the write path too; ``wrap_store`` decorates the store the write path appends through."""
     engine = open_engine(settings.db)
     if migrate:
         ensure_schema(engine, settings.db)
     return System(settings, engine, clock, keystore=keystore, daemon=daemon,
-                  should_stop=should_stop, before_logging=before_logging)
-
-
-def _crash_at(spec: str | None) -> CrashAt | None:
-    """TEST-ONLY fault injection from ORCHESTRATOR_CRASH_AT; None (the default) in production."""
-    if spec is None:
-        return None
-    from orchestrator.app.rotator import CrashAt
-
-    try:
-        return CrashAt.parse(spec)
-    except ValueError as exc:
-        raise InputError(str(exc)) from None
+                  should_stop=should_stop, before_logging=before_logging, wrap_store=wrap_store)
 
 
 def make_provider(spec: str, state_of: Callable[[str], AppState], keystore: Keystore) -> Provider:

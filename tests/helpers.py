@@ -19,7 +19,7 @@ import time
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,9 @@ def _installation() -> tuple[Path, Path]:
 
 
 ORCHESTRATOR, ORCHESTRATOR_PYTHON = _installation()
+# the test-only launcher: the same installation's orchestrator, under a virtual clock or set to
+# crash (tests/support/launch.py)
+LAUNCHER = (str(ORCHESTRATOR_PYTHON), str(Path(__file__).parent / "support" / "launch.py"))
 SPKI = serialization.PublicFormat.SubjectPublicKeyInfo
 PEM = serialization.Encoding.PEM
 DER = serialization.Encoding.DER
@@ -190,6 +193,33 @@ def assert_key_belongs(files: dict[str, bytes], registered: str | bytes | None =
 # --- the installed command line ----------------------------------------------------------------
 
 
+class VirtualClock:
+    """The time every process started through ``LAUNCHER`` with ``env`` reads: a file holding an
+    instant. It stands still until the test moves it; nothing depends on the machine's speed."""
+
+    def __init__(self, path: Path, start: datetime) -> None:
+        self.path = path
+        self.set(start)
+
+    @property
+    def env(self) -> dict[str, str]:
+        return {"ORCHESTRATOR_TEST_CLOCK": str(self.path)}
+
+    def now(self) -> datetime:
+        return datetime.fromisoformat(self.path.read_text())
+
+    def set(self, at: datetime) -> datetime:
+        assert at.tzinfo is not None
+        scratch = self.path.with_name(self.path.name + ".new")
+        scratch.write_text(at.isoformat())
+        os.replace(scratch, self.path)  # a reader sees the old instant or the new, whole
+        return at
+
+    def advance(self, delta: timedelta) -> datetime:
+        return self.set(self.now() + delta)
+
+
+
 @dataclass(frozen=True)
 class Result:
     argv: tuple[str, ...]
@@ -212,21 +242,24 @@ class Result:
 class Cli:
     """Runs the installed ``orchestrator`` against one database and one keystore directory."""
 
-    def __init__(self, db_url: str, keystore: Path, cwd: Path, actor: str = "cli:alice") -> None:
+    def __init__(self, db_url: str, keystore: Path, cwd: Path, actor: str = "cli:alice",
+                 clock: VirtualClock | None = None) -> None:
         self.db_url = db_url
         self.keystore = keystore
         self.cwd = cwd
+        self.clock = clock  # when given, every command runs through LAUNCHER at its instant
         env = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRATOR_")}
         env.update(ORCHESTRATOR_DB=db_url, ORCHESTRATOR_KEYSTORE=str(keystore),
-                   ORCHESTRATOR_ACTOR=actor)
+                   ORCHESTRATOR_ACTOR=actor, **(clock.env if clock else {}))
         self.env = env
         self.history: list[Result] = []
 
     def run(self, *args: str | Path) -> Result:
         argv = tuple(str(a) for a in args)
         started = time.monotonic()
+        program = list(LAUNCHER) if self.clock is not None else [str(ORCHESTRATOR)]
         done = subprocess.run(
-            [str(ORCHESTRATOR), *argv], env=self.env, cwd=self.cwd, capture_output=True,
+            [*program, *argv], env=self.env, cwd=self.cwd, capture_output=True,
             text=True, timeout=120, check=False,
         )
         result = Result(argv, done.returncode, done.stdout, done.stderr,
@@ -244,12 +277,6 @@ class Cli:
         """Run independent commands concurrently (each still its own process); in order."""
         with ThreadPoolExecutor(max_workers=4) as pool:
             return list(pool.map(lambda argv: self.run(*argv), commands))
-
-    def margin(self, minimum: float = 3.0) -> float:
-        """Seconds that safely cover one command on this machine now (for expiries that must
-        still be in the future when the command is decided): 4x the slowest recent command."""
-        recent = [r.seconds for r in self.history[-5:]]
-        return max([minimum, *(4 * s for s in recent)])
 
     def item_files(self) -> dict[str, bytes]:
         """The keystore's item files on disk: name -> bytes."""

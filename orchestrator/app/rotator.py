@@ -5,16 +5,10 @@ or a step fails; each step first does its idempotent outside work (keystore, pro
 files), then records its event(s) with the rotation id as correlation id. A crash between the
 two repeats the work on resume, which finds it done (the keystore item under the new credential
 id, the provider's credential by id, the same files).
-
-Test-only fault injection: ``CrashAt`` (``ORCHESTRATOR_CRASH_AT``, parsed by the composition
-root) kills the process with SIGKILL at one step boundary, so that tests can prove the claim
-above on a real process (tests/integration/test_daemon_crash.py). Production never sets it.
 """
 
 from __future__ import annotations
 
-import os
-import signal
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,45 +38,10 @@ from orchestrator.domain.rotation import (
 )
 from orchestrator.domain.vocabulary import DEFAULT_ALGORITHM
 
-__all__ = ["CRASH_POINTS", "CrashAt", "Rotator", "StepOutcome"]
+__all__ = ["Rotator", "StepOutcome"]
 
 log = structlog.get_logger("orchestrator.rotation")
 MAX_STEPS_PER_CALL = 20
-
-
-# --- TEST-ONLY fault injection ---------------------------------------------------------------------
-# The points at which a step's event is appended: every rotation step (``start`` is
-# rotation.started), "before_record" after the step's outside work, "after_record" right after
-# the append.
-CRASH_POINTS = tuple(f"{when}:{step}" for when in ("before_record", "after_record")
-                     for step in ("start", *(s.value for s in Step if s is not Step.WAIT)))
-
-
-@dataclass(slots=True)
-class CrashAt:
-    """TEST-ONLY: SIGKILL this process the ``occurrence``-th time (1-based) it reaches ``point``.
-
-    Built by the composition root from ``ORCHESTRATOR_CRASH_AT="<point>:<n>"``, e.g.
-    ``before_record:test:1``; the rotator itself never reads the environment. Unset (None) in
-    production: then ``Rotator._crash_point`` does nothing."""
-
-    point: str
-    occurrence: int = 1
-    seen: int = 0
-
-    @classmethod
-    def parse(cls, spec: str) -> CrashAt:
-        point, _, count = spec.strip().rpartition(":")
-        if point not in CRASH_POINTS or not count.isdigit() or int(count) < 1:
-            raise ValueError(f"ORCHESTRATOR_CRASH_AT={spec!r}: use <point>:<n>, n >= 1, point "
-                             f"one of {', '.join(CRASH_POINTS)}")
-        return cls(point, int(count))
-
-    def reached(self, point: str) -> None:
-        if point == self.point:
-            self.seen += 1
-            if self.seen == self.occurrence:
-                os.kill(os.getpid(), signal.SIGKILL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +63,6 @@ class Rotator:
         clock: Callable[[], datetime],
         actor: str = "scheduler",
         on_step: Callable[[str, str, Step], None] | None = None,
-        crash_at: CrashAt | None = None,
     ) -> None:
         self.service = service
         self.provider = provider
@@ -114,7 +72,6 @@ class Rotator:
         self.clock = clock
         self.actor = actor
         self.on_step = on_step  # test hook: called after each recorded step
-        self.crash_at = crash_at  # TEST-ONLY fault injection; None in production
 
     # --- start ---------------------------------------------------------------------------------
 
@@ -124,12 +81,10 @@ class Rotator:
         rotation_id = f"rot_{uuid.uuid4().hex[:20]}"
         new_id = self.crypto.new_credential_id() if usage != SECRET_USAGE else f"secret_{rotation_id}"
         at = self.clock()
-        self._crash_point("before_record", "start")
         _, records = self.service.append_decided(
             app, lambda s: (start(s, usage, reason, rotation_id, new_id, at, policy), at),
             correlation_id=rotation_id, actor=actor or self.actor,
         )
-        self._crash_point("after_record", "start")
         if not records:
             return None
         log.info("rotation_started", app=app, usage=usage, rotation_id=rotation_id,
@@ -173,25 +128,17 @@ class Rotator:
                 return StepOutcome(rotation_id, nxt, done)
         return StepOutcome(rotation_id, nxt, done)
 
-    def _crash_point(self, when: str, step: str) -> None:
-        if self.crash_at is not None:  # TEST-ONLY fault injection
-            self.crash_at.reached(f"{when}:{step}")
-
     def _record(self, app: str, rotation_id: str,
-                decide: Callable[[AppState], list[ev.Event]], at_step: Step) -> None:
+                decide: Callable[[AppState], list[ev.Event]]) -> None:
         at = self.clock()
-        self._crash_point("before_record", at_step)
         self.service.append_decided(app, lambda s: (decide(s), at),
                                     correlation_id=rotation_id, actor=self.actor)
-        self._crash_point("after_record", at_step)
 
-    def _execute(self, app: str, rotation_id: str, at_step: Step,
+    def _execute(self, app: str, rotation_id: str,
                  command: Callable[[AppState], rules.Command]) -> None:
-        self._crash_point("before_record", at_step)
         self.service.execute(app, command, correlation_id=rotation_id, actor=self.actor)
-        self._crash_point("after_record", at_step)
 
-    def _step_event(self, app: str, rotation_id: str, at_step: Step, step: str,
+    def _step_event(self, app: str, rotation_id: str, step: str,
                     detail: str | None = None) -> None:
         def decide(s: AppState) -> list[ev.Event]:
             rot = s.rotations.get(rotation_id)
@@ -199,7 +146,7 @@ class Rotator:
                 return []
             return [ev.RotationStepRecorded(rotation_id=rotation_id, step=step, detail=detail)]
 
-        self._record(app, rotation_id, decide, at_step)
+        self._record(app, rotation_id, decide)
 
     def _do(self, state: AppState, rotation: Rotation, nxt: Next, params: Params,
             at: datetime) -> None:
@@ -212,7 +159,7 @@ class Rotator:
                 # outside work first: a crash right after the record must not leave the
                 # deleted credential's private key in the keystore (an orphan)
                 self.service.forget_private(nxt.credential_id)
-                self._execute(app, rid, nxt.step, lambda s: rules.DeleteCredential(
+                self._execute(app, rid, lambda s: rules.DeleteCredential(
                     app, nxt.credential_id or "", self.clock()))
             case Step.GENERATE if rotation.usage == SECRET_USAGE:
                 self._generate_secret(state, rotation, params, at)
@@ -230,18 +177,18 @@ class Rotator:
                 if until is not None:
                     until = max(until, at + params.overlap + retry_budget(params))
                 self.provider.set_secret(app, state.secret.version, secret, until)
-                self._step_event(app, rid, nxt.step, "registered", None if until is None else
+                self._step_event(app, rid, "registered", None if until is None else
                                  f"previous secret valid until {format_time(until)}")
             case Step.REGISTER:
                 self.provider.register(app, state.credentials[rotation.new_credential_id])
-                self._step_event(app, rid, nxt.step, "registered")
+                self._step_event(app, rid, "registered")
             case Step.ACTIVATE:
                 self.provider.activate(app, rotation.new_credential_id)
-                self._execute(app, rid, nxt.step, lambda s: rules.ActivateCredential(
+                self._execute(app, rid, lambda s: rules.ActivateCredential(
                     app, rotation.new_credential_id, self.clock()))
             case Step.TEST:
                 self._test(state, rotation, at)
-                self._step_event(app, rid, nxt.step, "tested")
+                self._step_event(app, rid, "tested")
             case Step.DELIVER if rotation.usage == SECRET_USAGE and (
                     state.secret is not None and state.secret.previous_valid_until is not None):
                 # The previous secret's grace must run from the moment the app can have the new
@@ -252,15 +199,15 @@ class Rotator:
                 self.provider.set_secret(app, state.secret.version,
                                          self._secret(app, state.secret.version), until)
                 self._deliver(state, rotation)
-                self._step_event(app, rid, nxt.step, "delivered",
+                self._step_event(app, rid, "delivered",
                                  f"previous secret valid until {format_time(until)}")
             case Step.DELIVER:
                 self._deliver(state, rotation)
-                self._step_event(app, rid, nxt.step, "delivered")
+                self._step_event(app, rid, "delivered")
             case Step.DISABLE_OLD:
                 assert nxt.credential_id is not None
                 self.provider.deactivate(app, nxt.credential_id)
-                self._execute(app, rid, nxt.step, lambda s: rules.DisableCredential(
+                self._execute(app, rid, lambda s: rules.DisableCredential(
                     app, nxt.credential_id or "", self.clock()))
             case Step.COMPLETE:
                 if rotation.usage == SECRET_USAGE and state.secret is not None:
@@ -270,8 +217,7 @@ class Rotator:
                 self._record(app, rid, lambda s: [] if not _running(s, rid) else [
                     ev.RotationCompleted(rotation_id=rid,
                                          new_credential_id=rotation.new_credential_id,
-                                         old_credential_id=rotation.old_credential_id)],
-                             nxt.step)
+                                         old_credential_id=rotation.old_credential_id)])
             case Step.WAIT:
                 return
 
@@ -305,7 +251,7 @@ class Rotator:
             ), s)
             return [*events, ev.RotationStepRecorded(rotation_id=rotation.id, step="generated")]
 
-        self._record(app, rotation.id, decide, Step.GENERATE)
+        self._record(app, rotation.id, decide)
 
     def _new_key(self, app: str, usage: str, params: Params, not_before: datetime,
                  not_after: datetime) -> GeneratedKey:
@@ -343,7 +289,7 @@ class Rotator:
                 ev.RotationStepRecorded(rotation_id=rotation.id, step="generated"),
             ]
 
-        self._record(app, rotation.id, decide, Step.GENERATE)
+        self._record(app, rotation.id, decide)
 
     def _secret(self, app: str, version: int) -> str:
         stored = self.keystore.get(secret_item_id(app, version))

@@ -71,6 +71,10 @@ class Ticker:
         self._heap: list[tuple[datetime, str]] = []
         self._last_policies: Sequence[PlanPolicy] | None = None
 
+    def next_due(self) -> datetime | None:
+        """The earliest instant an application planned so far falls due by time alone."""
+        return min(self._due.values(), default=None)
+
     def plan(self, at: datetime | None = None) -> Plan:
         """The whole fleet's plan at ``at`` (for ``orchestrator plan``)."""
         return plan(self.policies(), self.fleet.all(), at or self.clock())

@@ -12,7 +12,6 @@ import csv
 import io
 import os
 import subprocess
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
@@ -25,6 +24,7 @@ from tests.helpers import (
     ORCHESTRATOR,
     ORCHESTRATOR_PYTHON,
     Cli,
+    VirtualClock,
     assert_refused,
     certificate,
     dump_tables,
@@ -92,6 +92,15 @@ def pems(tmp_path: Path, keys: SimpleNamespace) -> SimpleNamespace:
 @pytest.fixture
 def cli(db_url: str, tmp_path: Path) -> Cli:
     return Cli(db_url, tmp_path / "keystore", cwd=tmp_path)
+
+
+@pytest.fixture
+def timed(db_url: str, tmp_path: Path) -> Cli:
+    """The same command under a virtual clock that stands still until the test moves it
+    (through tests/support/launch.py): an expiry is reached by moving the clock, not by sleeping,
+    so nothing depends on how fast this machine runs a command."""
+    clock = VirtualClock(tmp_path / "now", utcnow().replace(microsecond=0))
+    return Cli(db_url, tmp_path / "keystore", cwd=tmp_path, clock=clock)
 
 
 # --- the command itself ------------------------------------------------------------------------
@@ -199,9 +208,11 @@ def test_init_then_credentials_from_pem_files_subject_dns_and_generated_keys(
 
 
 def test_lifecycle_expiry_and_the_history_of_an_application(
-        cli: Cli, pems: SimpleNamespace, keys: SimpleNamespace) -> None:
+        timed: Cli, pems: SimpleNamespace, keys: SimpleNamespace) -> None:
     """activate, disable (and --force), activate again, set-expiry, expire, delete (which frees
     the slot); then list, state --at, audit in every format, verify and projections."""
+    cli, clock = timed, timed.clock
+    assert clock is not None
     def add(*args: str | Path) -> dict:
         return cli("credential", "add", "billing", *args, "--json").json()
 
@@ -210,21 +221,22 @@ def test_lifecycle_expiry_and_the_history_of_an_application(
 
     cli("app", "register", "billing", "--label", "env=prod")
     a = add("--usage", "private_key_jwt", "--pem", pems.a, "--alg", "RS384",
-            "--expires-at", iso(utcnow() + timedelta(days=1)))["id"]
+            "--expires-at", iso(clock.now() + timedelta(days=1)))["id"]
     assert lifecycle("activate", a) == f"billing {a}: active\n"
     b = add("--usage", "private_key_jwt", "--pem", pems.b)["id"]
     assert lifecycle("activate", b) == f"billing {b}: active\n"
     assert lifecycle("disable", b) == f"billing {b}: disabled\n"  # a is still active
-    due = utcnow() + timedelta(seconds=cli.margin())  # a expires a few commands from now
+    due = clock.now() + timedelta(minutes=5)  # a expires when the clock is moved
     moved = cli("credential", "set-expiry", "billing", a, "--expires-at", iso(due))
     assert moved.stdout == f"billing {a}: expires at {iso(due)}\n"
 
     c = add("--usage", "jar", "--generate")["id"]
     assert lifecycle("activate", c) == f"billing {c}: active\n"
+    clock.advance(timedelta(seconds=1))
     assert lifecycle("disable", c, "--force") == f"billing {c}: disabled\n"  # the last active jar
     assert lifecycle("activate", c) == f"billing {c}: active\n"  # disabled -> active again
     d = add("--usage", "mtls", "--pem", pems.self_signed)["id"]
-    time.sleep(max(0.0, (due - utcnow()).total_seconds()) + 0.2)
+    clock.set(due + timedelta(seconds=1))
 
     listed = {x["id"]: x for x in cli("credential", "list", "billing", "--json").json()}
     assert {cid: (x["status"], x["recorded_status"]) for cid, x in listed.items()} == {
@@ -235,10 +247,10 @@ def test_lifecycle_expiry_and_the_history_of_an_application(
     assert listed[c]["activated_at"] < listed[c]["updated_at"]  # the first activation is kept
 
     assert cli("expire").stdout == f"billing {a}: expired\n1 credential(s) expired\n"
-    before_delete = utcnow()
-    time.sleep(0.01)
+    before_delete = clock.advance(timedelta(seconds=1))
+    clock.advance(timedelta(seconds=1))
     assert lifecycle("delete", a) == f"billing {a}: deleted\n"
-    after_delete = utcnow()
+    after_delete = clock.advance(timedelta(seconds=1))
     f = add("--usage", "private_key_jwt", "--pem", pems.f)["id"]  # the deleted one freed a slot
 
     (then, now_state, history, disabled_csv, table, window, verified, status) = cli.many([
@@ -342,21 +354,23 @@ def _snapshot(cli: Cli) -> tuple[list[dict], dict[str, list], dict[str, bytes]]:
 
 
 def test_every_refusal_exits_non_zero_with_one_error_line_and_writes_nothing(
-        cli: Cli, pems: SimpleNamespace, keys: SimpleNamespace) -> None:
+        timed: Cli, pems: SimpleNamespace, keys: SimpleNamespace) -> None:
     """Given payments with an active and a generated private_key_jwt key and an expired jar key,
     every bad input is refused with exactly one ``error:`` line on stderr, no traceback, and no
     event, no table row and no keystore file changes. (The refusals run side by side to save
     time; the log is append-only, so any one of them writing would show in the comparison.)"""
+    cli, clock = timed, timed.clock
+    assert clock is not None
     cli("app", "register", "payments")
     cli("app", "register", "other")
-    due = utcnow() + timedelta(seconds=cli.margin())
+    due = clock.now() + timedelta(minutes=5)
     expiring = cli("credential", "add", "payments", "--usage", "jar", "--pem", pems.b,
                    "--expires-at", iso(due), "--json").json()["id"]
     active = cli("credential", "add", "payments", "--usage", "private_key_jwt", "--pem", pems.a,
                  "--activate", "--json").json()["id"]
     generated = cli("credential", "add", "payments", "--usage", "private_key_jwt", "--generate",
                     "--json").json()
-    time.sleep(max(0.0, (due - utcnow()).total_seconds()) + 0.2)
+    clock.set(due + timedelta(seconds=1))
 
     before = _snapshot(cli)
     assert len(before[0]) == 6 and len(before[2]) == 1  # the events and the one generated key

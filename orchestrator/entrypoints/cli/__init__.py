@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import importlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 import click
 
 from orchestrator.domain.errors import OrchestratorError
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from events.store import EventStore
 
 __all__ = ["COMMANDS", "LazyGroup", "cli", "main"]
 
@@ -69,7 +74,9 @@ def cli(ctx: click.Context, db: str | None, keystore: Path | None) -> None:
     """Keep OAuth application credentials rotated, expiry enforced, and every change provable."""
     from orchestrator.bootstrap import Settings
 
-    ctx.obj = {"settings": Settings.from_env(db=db, keystore=keystore), "system": None}
+    overrides = (ctx.obj or {}).get("overrides", {})  # main()'s clock= and wrap_store=
+    ctx.obj = {"settings": Settings.from_env(db=db, keystore=keystore), "system": None,
+               "overrides": overrides}
 
 
 # --- entry point -------------------------------------------------------------------------------
@@ -86,9 +93,19 @@ def _fail(message: str, code: int) -> NoReturn:
     sys.exit(code)
 
 
-def main(argv: Sequence[str] | None = None) -> None:
+def main(
+    argv: Sequence[str] | None = None,
+    *,
+    clock: Callable[[], datetime] | None = None,
+    wrap_store: Callable[[EventStore], EventStore] | None = None,
+) -> None:
+    """The console script. ``clock`` and ``wrap_store`` go to ``bootstrap`` for every command:
+    only a caller in Python can pass them (the test launcher under tests/), no option or
+    environment variable reaches them."""
+    overrides = {k: v for k, v in (("clock", clock), ("wrap_store", wrap_store)) if v is not None}
     try:
-        code = cli.main(args=argv, prog_name="orchestrator", standalone_mode=False)
+        code = cli.main(args=argv, prog_name="orchestrator", standalone_mode=False,
+                        obj={"overrides": overrides})
         if isinstance(code, int) and code != 0:  # standalone_mode=False returns Exit(n)'s n
             sys.exit(code)
     except click.exceptions.Exit as exc:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,12 +34,19 @@ def daemon(ctx: click.Context, policies_dir: Path | None, once: bool, interval: 
                      should_stop=lambda: bool(stop_flag.get("daemon")
                                               and stop_flag["daemon"].stopping.is_set()))
 
+    projector, lease = system.projector, system.lease
+    assert projector is not None and lease is not None  # bootstrap() always sets both
+
     def tick() -> None:
-        system.projector.catch_up()
+        projector.catch_up()
         system.ticker.tick()
 
-    runner = Daemon(tick, system.projector.next_expiry, system.lease, system.clock,
-                    interval=timedelta(seconds=interval))
+    def describe(now: datetime) -> dict[str, Any]:
+        return {"next_expiry": projector.next_expiry(now),
+                "next_rotation_due": system.ticker.next_due()}
+
+    runner = Daemon(tick, projector.next_expiry, lease, system.clock,
+                    interval=timedelta(seconds=interval), describe=describe)
     stop_flag["daemon"] = runner
     if once:
         if not runner.run_once():

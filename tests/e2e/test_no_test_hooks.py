@@ -1,0 +1,34 @@
+"""Test hooks do not ship: the installed program has no switch that kills it or moves its clock.
+
+Fault injection and the virtual clock live in tests/support/launch.py, which passes them to
+``orchestrator.entrypoints.cli.main`` as arguments; the installed ``orchestrator`` command reads
+no environment variable for either."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orchestrator
+from tests.helpers import Cli
+
+
+def test_the_installed_command_ignores_the_old_crash_switch(tmp_path: Path) -> None:
+    """ORCHESTRATOR_CRASH_AT used to make the installed program SIGKILL itself when a rotation
+    reached a step: an operator (or an attacker who can set the environment) could trip it.
+    Now the rotation runs to the end."""
+    cli = Cli(f"sqlite:///{tmp_path / 'o.db'}", tmp_path / "ks", tmp_path)
+    cli.env.update(ORCHESTRATOR_DELIVERY=str(tmp_path / "delivery"),
+                   ORCHESTRATOR_POLICIES=str(tmp_path / "policies"))
+    cli("app", "register", "svc")
+    cli.env["ORCHESTRATOR_CRASH_AT"] = "before_record:start:1"
+    rotated = cli.run("rotate", "svc", "--usage", "client_secret")
+    assert rotated.returncode == 0, str(rotated)
+    assert cli("audit", "--type", "rotation.completed", "--format", "json").json_lines()
+
+
+def test_no_module_of_the_package_can_kill_its_own_process() -> None:
+    package = Path(orchestrator.__file__).parent
+    for module in package.rglob("*.py"):
+        text = module.read_text()
+        for needle in ("SIGKILL", "os.kill", "CRASH_AT", "ORCHESTRATOR_TEST_"):
+            assert needle not in text, f"{module.relative_to(package)} holds {needle!r}"

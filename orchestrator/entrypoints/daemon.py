@@ -8,9 +8,9 @@ that moves a virtual clock sees the daemon act at the virtual instant. The event
 durable state. Several daemons may run against one database: a lease makes exactly one the
 leader (PostgreSQL: a session advisory lock on a dedicated connection; SQLite: an exclusive
 ``flock`` on the database file itself, whatever path reaches it); the others keep trying each
-interval. SIGTERM and
-Ctrl-C finish the current step and exit 0. A ``daemon_heartbeat`` line (role, ticks, the next
-expiry and the next rotation due) is logged after the first tick and then every minute.
+interval. SIGTERM and Ctrl-C finish the current step and exit 0. A ``daemon_heartbeat`` line
+(role, ticks, the next expiry and the next rotation due) is logged after the first tick and then
+every minute.
 """
 
 from __future__ import annotations

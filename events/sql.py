@@ -41,6 +41,7 @@ __all__ = [
     "create_engine",
     "current_revision",
     "is_postgres",
+    "known_revisions",
     "upgrade",
 ]
 
@@ -111,6 +112,13 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     with engine.begin() as conn:
         config.attributes["connection"] = conn
         command.upgrade(config, revision)
+
+
+def known_revisions() -> tuple[str, ...]:
+    """The schema revisions this code has migrations for, oldest first (from the file names of
+    ``migrations/versions``, ``<revision>_<what>.py``; cheap: imports no Alembic)."""
+    names = (p.name for p in (_MIGRATIONS / "versions").glob("*.py"))
+    return tuple(sorted(n.split("_", 1)[0] for n in names if "_" in n and n[0].isdigit()))
 
 
 def current_revision(engine: Engine) -> str | None:

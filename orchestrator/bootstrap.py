@@ -61,6 +61,7 @@ __all__ = [
     "make_provider",
     "open_engine",
     "redacted_url",
+    "require_schema",
     "utc_now",
     "wire",
 ]
@@ -296,19 +297,71 @@ def open_engine(url: str) -> Engine:
 
 
 def ensure_schema(engine: Engine, url: str) -> bool:
-    """Bring the schema to head; True when it had to be created or upgraded."""
+    """Create the schema or bring it to head (``orchestrator init`` only); True when it had to
+    be created or upgraded. A schema newer than this code is refused, never touched."""
     from sqlalchemy.exc import OperationalError, ProgrammingError
 
-    from events.sql import current_revision, upgrade
+    from events.sql import current_revision, known_revisions, upgrade
 
     try:
-        if current_revision(engine) == HEAD_REVISION:
+        revision = current_revision(engine)
+        if revision == HEAD_REVISION:
             return False
+        if revision is not None and revision not in known_revisions():
+            raise OrchestratorError(_newer(url, revision))
         upgrade(engine)
         return True
     except (OperationalError, ProgrammingError) as exc:
-        reason = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-        raise OrchestratorError(f"database {redacted_url(url)}: {reason}") from None
+        raise OrchestratorError(f"database {redacted_url(url)}: {_reason(exc)}") from None
+
+
+def require_schema(engine: Engine, url: str) -> None:
+    """Refuse a database whose schema is not this code's (absent, older or newer); reads only,
+    so a mistyped URL leaves nothing behind. Every command but ``init`` goes through here."""
+    from sqlalchemy.exc import OperationalError, ProgrammingError
+
+    from events.sql import current_revision, known_revisions
+
+    try:
+        revision = current_revision(engine)
+    except (OperationalError, ProgrammingError) as exc:
+        raise OrchestratorError(f"database {redacted_url(url)}: {_reason(exc)}") from None
+    if revision == HEAD_REVISION:
+        return
+    if revision is None:
+        raise OrchestratorError(_not_initialised(url))
+    if revision not in known_revisions():
+        raise OrchestratorError(_newer(url, revision))
+    raise OrchestratorError(f"database {redacted_url(url)} is at schema {revision}, older than "
+                            f"this orchestrator ({HEAD_REVISION}): run orchestrator init to "
+                            "upgrade it")
+
+
+def _not_initialised(url: str) -> str:
+    return f"database {redacted_url(url)} is not initialised: run orchestrator init"
+
+
+def _newer(url: str, revision: str) -> str:
+    return (f"database {redacted_url(url)} is at schema {revision}, newer than this orchestrator "
+            f"({HEAD_REVISION}): upgrade the orchestrator")
+
+
+def _reason(exc: Exception) -> str:
+    orig = getattr(exc, "orig", None)
+    return str(orig).strip().splitlines()[0] if orig else str(exc)
+
+
+def _missing_sqlite_file(url: str) -> bool:
+    """A SQLite URL naming a file that does not exist (connecting would create it)."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception:  # open_engine reports a malformed URL
+        return False
+    database = parsed.database or ""
+    return (parsed.get_backend_name() == "sqlite" and database not in ("", ":memory:")
+            and not database.startswith("file:") and not Path(database).exists())
 
 
 def redacted_url(url: str) -> str:
@@ -332,10 +385,21 @@ def bootstrap(
     wrap_store: Callable[[EventStore], EventStore] | None = None,
 ) -> System:
     """Wire everything on the configured database. ``daemon=True`` keeps the fleet in memory for
-    the write path too; ``wrap_store`` decorates the store the write path appends through."""
+    the write path too; ``wrap_store`` decorates the store the write path appends through.
+    ``migrate=True`` (tests, benchmarks) creates or upgrades the schema; the command line
+    passes False, so only ``orchestrator init`` does, and every other command refuses a
+    database that is not initialised (creating nothing, not even a SQLite file)."""
+    if not migrate and _missing_sqlite_file(settings.db):
+        raise OrchestratorError(_not_initialised(settings.db))
     engine = open_engine(settings.db)
     if migrate:
         ensure_schema(engine, settings.db)
+    else:
+        try:
+            require_schema(engine, settings.db)
+        except OrchestratorError:
+            engine.dispose()
+            raise
     return System(settings, engine, clock, keystore=keystore, daemon=daemon,
                   should_stop=should_stop, before_logging=before_logging, wrap_store=wrap_store)
 

@@ -240,10 +240,13 @@ class Result:
 
 
 class Cli:
-    """Runs the installed ``orchestrator`` against one database and one keystore directory."""
+    """Runs the installed ``orchestrator`` against one database and one keystore directory.
+
+    Only ``orchestrator init`` creates a schema, so by default the database is initialised
+    here, as a user's first command would; ``init=False`` leaves it untouched."""
 
     def __init__(self, db_url: str, keystore: Path, cwd: Path, actor: str = "cli:alice",
-                 clock: VirtualClock | None = None) -> None:
+                 clock: VirtualClock | None = None, *, init: bool = True) -> None:
         self.db_url = db_url
         self.keystore = keystore
         self.cwd = cwd
@@ -253,6 +256,8 @@ class Cli:
                    ORCHESTRATOR_ACTOR=actor, **(clock.env if clock else {}))
         self.env = env
         self.history: list[Result] = []
+        if init:
+            self("init")
 
     def run(self, *args: str | Path) -> Result:
         argv = tuple(str(a) for a in args)

@@ -30,6 +30,7 @@ from orchestrator.app.ports import Crypto, Keystore
 from orchestrator.domain import rules
 from orchestrator.domain.errors import ConflictError, InputError, NotFoundError
 from orchestrator.domain.material import GeneratedKey
+from orchestrator.domain.timemath import later
 from orchestrator.domain.vocabulary import DEFAULT_KEY_SIZE, MAX_RSA_BITS, MIN_RSA_BITS
 
 __all__ = ["CredentialSource", "Service", "secret_item_id"]
@@ -321,7 +322,7 @@ class Service:
 
 
 def _after(at: datetime | None) -> datetime | None:
-    return at + timedelta(microseconds=1) if at is not None else None
+    return later(at, timedelta(microseconds=1)) if at is not None else None
 
 
 def _duplicate_message(exc: DuplicateClaimError) -> str:

@@ -3,7 +3,9 @@
 Accepted: whole numbers with a unit, the units in decreasing order and each at most once
 (``45s``, ``30m``, ``24h``, ``90d``, ``2w``, ``1d12h``, ``1h30m``), or ISO 8601 durations made
 of weeks, days, hours, minutes and seconds (``P90D``, ``PT24H``, ``P1DT12H``, ``P2W``). Years
-and months are refused: their length varies, and a policy must mean one thing.
+and months are refused: their length varies, and a policy must mean one thing. Nothing longer
+than ``MAX_DURATION`` (36500d, about 100 years) is accepted: every duration is added to
+instants, and a longer one means "never", which a policy or a grace period should say otherwise.
 """
 
 from __future__ import annotations
@@ -11,12 +13,13 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
-__all__ = ["DURATION_FORMS", "format_duration", "parse_duration"]
+__all__ = ["DURATION_FORMS", "MAX_DURATION", "format_duration", "parse_duration"]
 
 DURATION_FORMS = (
     "a whole number with a unit (45s, 30m, 24h, 90d, 2w), units combined largest first "
     "(1d12h), or ISO 8601 (PT24H, P90D)"
 )
+MAX_DURATION = timedelta(days=36_500)
 _UNITS = ("w", "d", "h", "m", "s")
 _SECONDS = {"w": 604_800, "d": 86_400, "h": 3_600, "m": 60, "s": 1}
 _COMPACT = re.compile(r"(?:(\d+)w)?(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?")
@@ -29,7 +32,13 @@ def parse_duration(text: str) -> timedelta:
     match = _COMPACT.fullmatch(stripped) or _ISO.fullmatch(stripped.upper())
     if not stripped or match is None or stripped.upper() == "P" or not any(match.groups()):
         raise ValueError(f"{text!r} is not a duration; write {DURATION_FORMS}")
-    return timedelta(seconds=sum(int(n) * _SECONDS[u] for n, u in zip(match.groups(), _UNITS, strict=True) if n))
+    counts = [(n, u) for n, u in zip(match.groups(), _UNITS, strict=True) if n]
+    too_long = any(len(n) > 12 for n, _ in counts)  # never int() thousands of digits
+    seconds = 0 if too_long else sum(int(n) * _SECONDS[u] for n, u in counts)
+    if too_long or seconds > MAX_DURATION.total_seconds():
+        raise ValueError(f"{text!r} is longer than {format_duration(MAX_DURATION)} (about 100 "
+                         "years), the longest duration accepted; give a shorter one")
+    return timedelta(seconds=seconds)
 
 
 def format_duration(duration: timedelta) -> str:

@@ -38,6 +38,7 @@ from orchestrator.domain.rotation import (
     replaced_credential,
     resume,
 )
+from orchestrator.domain.timemath import earlier, later
 from orchestrator.domain.window import Window
 
 __all__ = ["Action", "Kind", "Plan", "PlanPolicy", "Reason", "next_due", "plan"]
@@ -336,26 +337,26 @@ def next_due(state: AppState, policies: Sequence[PlanPolicy], now: datetime) -> 
         if rot is not None:
             old = state.credentials.get(rot.old_credential_id or "")
             if rot.status is RotationStatus.PARKED and old is not None and old.expires_at:
-                times.append(old.expires_at - policy.before_expiry)
+                times.append(earlier(old.expires_at, policy.before_expiry))
             if rot.status is RotationStatus.RUNNING:
                 times.append(rot.next_attempt_at or now)
                 if rot.tested_at is not None:
-                    times.append(rot.tested_at + policy.params.overlap)
+                    times.append(later(rot.tested_at, policy.params.overlap))
             continue
         if policy.usage == SECRET_USAGE:
             if state.secret is not None:
-                times.append(state.secret.rotated_at + policy.every)
+                times.append(later(state.secret.rotated_at, policy.every))
         else:
             newest = replaced_credential(state, policy.usage, now)
             if newest is not None:
                 if newest.expires_at is not None:
-                    times.append(newest.expires_at - policy.before_expiry)
-                times.append((newest.activated_at or newest.added_at) + policy.every)
+                    times.append(earlier(newest.expires_at, policy.before_expiry))
+                times.append(later(newest.activated_at or newest.added_at, policy.every))
         for cred in state.live(policy.usage):
             if cred.status is Status.DISABLED and cred.disabled_at is not None:
-                times.append(cred.disabled_at + policy.retention)
+                times.append(later(cred.disabled_at, policy.retention))
             elif cred.expires_at is not None:
-                times.append(cred.expires_at + policy.retention)
+                times.append(later(cred.expires_at, policy.retention))
     future = [t for t in times if t is not None and t > now]
     return min(future) if future else None
 

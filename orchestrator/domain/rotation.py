@@ -32,6 +32,7 @@ from enum import StrEnum
 
 from events import catalog as ev
 from events.state import AppState, Credential, Rotation, Status
+from orchestrator.domain.timemath import doubled
 from orchestrator.domain.vocabulary import DEFAULT_ALGORITHM, DEFAULT_KEY_SIZE, SECRET_USAGE, Step
 
 __all__ = [
@@ -158,7 +159,7 @@ def _resume_secret(rotation: Rotation) -> Next:
 
 def backoff(rotation_id: str, attempt: int, params: Params) -> timedelta:
     """Exponential backoff with deterministic jitter in [50%, 100%] of the step's delay."""
-    base = min(params.backoff * (2 ** max(attempt - 1, 0)), params.max_backoff)
+    base = doubled(params.backoff, max(attempt - 1, 0), params.max_backoff)
     digest = hashlib.sha256(f"{rotation_id}:{attempt}".encode()).digest()
     fraction = 0.5 + (int.from_bytes(digest[:4], "big") / 2**32) / 2
     delay: timedelta = base * fraction
@@ -168,7 +169,7 @@ def backoff(rotation_id: str, attempt: int, params: Params) -> timedelta:
 def total_backoff(attempts: int, first: timedelta, longest: timedelta) -> timedelta:
     """The sum of the waits between ``attempts`` attempts: doubling from ``first``, each at most
     ``longest`` (``backoff`` with its jitter at the top of its range)."""
-    return sum((min(first * 2 ** (k - 1), longest) for k in range(1, attempts)), timedelta(0))
+    return sum((doubled(first, k - 1, longest) for k in range(1, attempts)), timedelta(0))
 
 
 def retry_budget(params: Params) -> timedelta:

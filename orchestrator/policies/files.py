@@ -248,6 +248,8 @@ def _describe(error: Any, loc: Sequence[int | str]) -> str:
         return f"expected a whole number, got {value!r}; write e.g. 5"
     if kind == "greater_than_equal":
         return f"{value!r} is too small; use {ctx['ge']} or more"
+    if kind == "less_than_equal":
+        return f"{value!r} is too large; use {ctx['le']} or fewer"
     return f"{error['msg']}; fix this value"
 
 

@@ -86,6 +86,7 @@ __all__ = [
 
 WINDOW_REFERENCE = datetime(2026, 1, 1, tzinfo=UTC)  # where window gaps are measured from
 _WINDOW_HORIZON = timedelta(days=400)
+MAX_ATTEMPTS = 100  # more is a rotation that never parks for a human
 _NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 _MODEL = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 ONE_POLICY = "narrow one selector (apps or labels) so each application has one policy per usage"
@@ -214,7 +215,7 @@ class Credential(BaseModel):
 
 class Retry(BaseModel):
     model_config = _MODEL
-    attempts: int = Field(5, ge=1)
+    attempts: int = Field(5, ge=1, le=MAX_ATTEMPTS)
     backoff: PositiveDuration = timedelta(minutes=1)
     max_backoff: PositiveDuration = Field(timedelta(hours=1), alias="maxBackoff")
 

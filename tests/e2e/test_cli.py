@@ -122,10 +122,11 @@ def test_python_dash_m_orchestrator_help_lists_the_commands(tmp_path: Path) -> N
 
 def test_init_then_credentials_from_pem_files_subject_dns_and_generated_keys(
         cli: Cli, pems: SimpleNamespace, keys: SimpleNamespace) -> None:
-    """init creates the schema once; apps register with labels; credentials are added from
-    SPKI and PKCS#1 keys, self-signed and CA-issued certificates, a subject DN, and generated
-    for every usage; --json shows each credential's public facts; the lists show them all."""
-    assert "is at schema 0002 (created)" in cli("init").stdout
+    """init creates the schema once (the fixture ran it); apps register with labels;
+    credentials are added from SPKI and PKCS#1 keys, self-signed and CA-issued certificates, a
+    subject DN, and generated for every usage; --json shows each credential's public facts;
+    the lists show them all."""
+    assert "is at schema 0002 (created)" in cli.history[0].stdout
     again = cli("init")
     assert "is at schema 0002" in again.stdout and "(created)" not in again.stdout
     assert cli("app", "register", "payments", "--label", "env=prod", "--label",
@@ -470,6 +471,7 @@ def test_secret_rotate_switches_the_local_provider_to_the_new_secret(tmp_path: P
     env = {**os.environ, "ORCHESTRATOR_DB": f"sqlite:///{tmp_path / 'o.db'}",
            "ORCHESTRATOR_KEYSTORE": str(tmp_path / "ks")}
     run = [str(ORCHESTRATOR)]
+    subprocess.run([*run, "init"], env=env, check=True, capture_output=True)
     subprocess.run([*run, "app", "register", "svc"], env=env, check=True, capture_output=True)
     first = subprocess.run([*run, "secret", "rotate", "svc"], env=env, check=True,
                            capture_output=True, text=True).stdout.strip()

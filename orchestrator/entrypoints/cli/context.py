@@ -19,7 +19,7 @@ def system_of(ctx: click.Context, policies: Path | None = None, record_policies:
         settings = obj["settings"]
         if policies is not None:
             settings = boot.Settings(**{**settings.__dict__, "policies": policies})
-        obj["system"] = boot.bootstrap(settings, before_logging=_quiet_logs,
+        obj["system"] = boot.bootstrap(settings, migrate=False, before_logging=_quiet_logs,
                                        **{**obj.get("overrides", {}), **options})
         if not record_policies:
             obj["system"].policies.store = None  # planning only reads the policies

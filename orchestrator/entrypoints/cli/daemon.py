@@ -10,14 +10,15 @@ import click
 
 from orchestrator.domain.errors import OrchestratorError
 from orchestrator.entrypoints.cli.context import system_of
+from orchestrator.entrypoints.cli.params import Seconds
 
 
 @click.command()
 @click.option("--policies", "policies_dir", type=click.Path(path_type=Path),
               help="Policies folder [env ORCHESTRATOR_POLICIES; default ./policies].")
 @click.option("--once", is_flag=True, help="Run one tick and exit.")
-@click.option("--interval", type=click.FloatRange(min=0.1), default=30.0, show_default=True,
-              help="Seconds between ticks.")
+@click.option("--interval", type=Seconds(0.1, 86_400), default=30.0, show_default=True,
+              help="Seconds between ticks (0.1 to 86400).")
 @click.option("--json-logs/--pretty-logs", default=None,
               help="Log format (default: pretty on a terminal, JSON lines otherwise).")
 @click.pass_context

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -29,7 +30,11 @@ class Instant(click.ParamType):  # type: ignore[type-arg]
             parsed = datetime.fromisoformat(value.strip())
         except ValueError:
             self.fail(f"{value!r} is not an ISO-8601 time (e.g. 2027-01-31T00:00:00Z)", param, ctx)
-        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+        try:
+            return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+        except OverflowError:  # e.g. 9999-12-31T23:59:59-05:00 is in the year 10000 in UTC
+            self.fail(f"{value!r} lies outside the years 1 to 9999 in UTC; give a time within "
+                      "them", param, ctx)
 
 
 class Duration(click.ParamType):  # type: ignore[type-arg]
@@ -44,6 +49,26 @@ class Duration(click.ParamType):  # type: ignore[type-arg]
             return parse_duration(value)
         except ValueError as exc:
             self.fail(str(exc), param, ctx)
+
+
+class Seconds(click.ParamType):  # type: ignore[type-arg]
+    """A finite number of seconds within ``[low, high]`` (click's FloatRange lets inf and nan
+    through)."""
+
+    name = "SECONDS"
+
+    def __init__(self, low: float, high: float) -> None:
+        self.low, self.high = low, high
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> float:
+        try:
+            seconds = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number of seconds", param, ctx)
+        if not math.isfinite(seconds) or not self.low <= seconds <= self.high:
+            self.fail(f"{value!r} is not between {self.low:g} and {self.high:g} seconds; give "
+                      "a number in that range", param, ctx)
+        return seconds
 
 
 class Label(click.ParamType):  # type: ignore[type-arg]

@@ -29,7 +29,7 @@ def policy_validate(ctx: click.Context, paths: tuple[Path, ...]) -> None:
     for loaded in result.policies:
         click.echo(f"ok      {loaded.path}  {loaded.policy.metadata.name}  {loaded.content_hash[:19]}")
     for error in result.errors:
-        click.echo(f"error   {error}", err=True)
+        click.echo(f"error: {error}", err=True)
     if result.errors:
         raise click.exceptions.Exit(1)
     if not result.policies:

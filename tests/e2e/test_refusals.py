@@ -1,0 +1,111 @@
+"""Bad input met from the outside, refused the way every refusal is: one line ``error: ...`` on
+stderr, a non-zero exit, no traceback, and nothing written (not a row, not a keystore item).
+
+Each row is one input that ended in a traceback, or was silently accepted, before (issue 6,
+section 2, defects 9, 10 and 13); the ids read as the behaviour they pin.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import Cli, assert_refused, dump_tables
+
+POLICY = """apiVersion: orchestrator/v1
+kind: RotationPolicy
+metadata: {name: NAME}
+spec:
+  selector: {apps: ["shop"]}
+  credential: {usage: private_key_jwt}
+  rotation: {every: EVERY, beforeExpiry: 14d, overlap: 1h, retry: {attempts: ATTEMPTS}}
+  lifetime: 120d
+"""
+
+
+def policy(name: str = "shop-keys", every: str = "90d", attempts: str = "5") -> str:
+    return (POLICY.replace("NAME", name).replace("EVERY", every)
+            .replace("ATTEMPTS", attempts))
+
+
+@dataclass(frozen=True)
+class Site:
+    cli: Cli
+    root: Path
+
+    def file(self, name: str, content: str | bytes) -> Path:
+        path = self.root / "inputs" / name
+        path.parent.mkdir(exist_ok=True)
+        if isinstance(content, str):
+            path.write_text(content)
+        else:
+            path.write_bytes(content)
+        return path
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Site:
+    """One SQLite database with application ``shop``, which has a client secret already."""
+    root = tmp_path_factory.mktemp("refusals")
+    cli = Cli(f"sqlite:///{root / 'orchestrator.db'}", root / "keystore", cwd=root)
+    cli.env.update(ORCHESTRATOR_DELIVERY=str(root / "delivery"),
+                   ORCHESTRATOR_POLICIES=str(root / "no-policies"))
+    cli("app", "register", "shop")
+    cli("secret", "rotate", "shop")
+    return Site(cli, root)
+
+
+Args = Callable[[Site], list[str | Path]]
+
+
+def _plain(*args: str) -> Args:
+    return lambda _site: list(args)
+
+
+ADD = ("credential", "add", "shop", "--usage", "private_key_jwt", "--generate")
+
+REFUSALS = [
+    # defect 9: times and durations beyond what datetime can hold
+    pytest.param(_plain(*ADD, "--expires-at", "9999-12-31T23:59:59-05:00"),
+                 "outside the years 1 to 9999",
+                 id="an expiry that is in the year 10000 in UTC is refused"),
+    pytest.param(_plain(*ADD, "--expires-at", "0001-01-01T00:00:00+01:00"),
+                 "outside the years 1 to 9999",
+                 id="an expiry that is in the year 0 in UTC is refused"),
+    pytest.param(_plain("audit", "--since", "0001-01-01T00:00:00+01:00"),
+                 "outside the years 1 to 9999",
+                 id="audit since an instant before the year 1 is refused"),
+    pytest.param(_plain("state", "shop", "--at", "0001-01-01T00:00:00+00:01"),
+                 "outside the years 1 to 9999",
+                 id="state at an instant before the year 1 is refused"),
+    pytest.param(_plain("secret", "rotate", "shop", "--grace", "99999999d"),
+                 "longer than 36500d", id="a grace of 99999999 days is refused"),
+    pytest.param(_plain("secret", "rotate", "shop", "--grace", "P99999999999D"),
+                 "longer than 36500d", id="an ISO grace of 99999999999 days is refused"),
+    pytest.param(_plain("daemon", "--once", "--interval", "inf"), "between 0.1 and 86400",
+                 id="a daemon interval of inf is refused"),
+    pytest.param(_plain("daemon", "--once", "--interval", "nan"), "between 0.1 and 86400",
+                 id="a daemon interval of nan is refused"),
+    pytest.param(_plain("daemon", "--once", "--interval", "1e308"), "between 0.1 and 86400",
+                 id="a daemon interval of 1e308 seconds is refused"),
+    pytest.param(lambda s: ["policy", "validate",
+                            s.file("every.yaml", policy(every="999999999999999d"))],
+                 "spec.rotation.every: '999999999999999d' is longer than 36500d",
+                 id="a policy rotating every 999999999999999 days is refused"),
+    pytest.param(lambda s: ["policy", "validate", s.file("attempts.yaml", policy(attempts="5000"))],
+                 "spec.rotation.retry.attempts: 5000 is too large; use 100 or fewer",
+                 id="a policy retrying 5000 times is refused"),
+]
+
+
+@pytest.mark.parametrize(("args", "fragment"), REFUSALS)
+def test_bad_input_is_refused_in_one_line_and_nothing_is_written(
+        site: Site, args: Args, fragment: str) -> None:
+    argv = args(site)
+    before = dump_tables(site.cli.db_url), site.cli.item_files()
+    result = site.cli.run(*argv)
+    assert_refused(result, fragment)
+    assert (dump_tables(site.cli.db_url), site.cli.item_files()) == before

@@ -39,4 +39,5 @@ def doubled(first: timedelta, times: int, cap: timedelta) -> timedelta:
         return min(first, cap)
     if times >= (cap // first).bit_length():  # 2**times > cap / first
         return cap
-    return min(first * 2**times, cap)
+    product: timedelta = first * 2**times
+    return min(product, cap)

@@ -12,7 +12,7 @@ import click
 from orchestrator.domain.errors import InputError
 from orchestrator.domain.vocabulary import CredentialUsage, Usage
 
-__all__ = ["ROTATED", "TIME", "USAGES", "Duration", "Instant", "Label", "label_map"]
+__all__ = ["ROTATED", "TIME", "USAGES", "Duration", "Instant", "Label", "Seconds", "label_map"]
 
 USAGES = tuple(u.value for u in CredentialUsage)  # what a credential is for
 ROTATED = tuple(u.value for u in Usage)  # ... and what a rotation may rotate

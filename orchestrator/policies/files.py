@@ -23,6 +23,7 @@ from orchestrator.domain.errors import PolicyError
 from orchestrator.policies.models import ONE_POLICY, Policy, Usage
 
 __all__ = [
+    "MAX_POLICY_BYTES",
     "LoadedPolicy",
     "PolicyFileError",
     "PolicySet",
@@ -31,6 +32,8 @@ __all__ = [
     "load_policy_file",
     "validate_paths",
 ]
+
+MAX_POLICY_BYTES = 1024 * 1024  # a policy is a page of YAML; a bigger file is refused unread
 
 # -- loading ---------------------------------------------------------------------------------
 
@@ -62,11 +65,15 @@ class PolicySet:
 def load_policy_file(path: Path) -> LoadedPolicy:
     """Read, parse and validate one policy file; PolicyFileError names the file and field."""
     try:
-        raw = path.read_bytes()
+        with path.open("rb") as file:
+            raw = file.read(MAX_POLICY_BYTES + 1)  # never more: the file may be huge or growing
     except OSError as exc:
         raise PolicyFileError(
             [f"{path}: cannot be read ({exc.strerror}); check the path"]
         ) from None
+    if len(raw) > MAX_POLICY_BYTES:
+        raise PolicyFileError([f"{path}: larger than {MAX_POLICY_BYTES // 1024} KiB, the most a "
+                               "policy file may hold; split it or check that it is a policy"])
     data = _parse_yaml(path, raw)
     try:
         policy = Policy.model_validate(data)
@@ -154,7 +161,18 @@ def _policy_files(paths: Iterable[Path]) -> tuple[list[Path], list[PolicyError]]
 
 
 class _Loader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML ships no type hints
-    """SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last)."""
+    """SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last), and
+    every anchor and alias (``&a``, ``*a``, ``<<: *a``): a policy does not need them, and
+    aliases nest into a "billion laughs" that takes gigabytes to build. The first anchor met
+    is refused, before anything is expanded."""
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise yaml.composer.ComposerError(
+                None, None, "anchors and aliases (&name, *name) are not allowed in a policy: "
+                "write the value out", event.start_mark)
+        return super().compose_node(parent, index)
 
 
 def _mapping(loader: _Loader, node: yaml.MappingNode) -> dict[Any, Any]:
@@ -181,6 +199,10 @@ _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping
 def _parse_yaml(path: Path, raw: bytes) -> dict[Any, Any]:
     try:
         data = yaml.load(raw, Loader=_Loader)  # a SafeLoader: builds plain data only
+    except RecursionError:
+        raise PolicyFileError(
+            [f"{path}: nested too deeply to be a policy; fix the YAML"]
+        ) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "YAML"

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 __all__ = ["PolicySource", "to_plan_policy"]
 
 log = structlog.get_logger("orchestrator.policies")
+_Good = tuple["LoadedPolicy", PlanPolicy]  # a file as loaded, and what the planner takes of it
 POLICY_STREAM = "policy:"
 REJECTED_STREAM = "policies:rejected"
 
@@ -86,20 +87,59 @@ class PolicySource:
         self.clock = clock
         self.actor = actor
         self._fingerprint: str | None = None
-        self._good: dict[Path, LoadedPolicy] = {}
+        self._good: dict[Path, _Good] = {}
         self._current: tuple[PlanPolicy, ...] = ()
         self._rejected: set[tuple[str, str]] = set()
         self.errors: tuple[str, ...] = ()
 
     def _scan(self) -> str:
+        from orchestrator.policies.files import MAX_POLICY_BYTES
+
         digest = hashlib.sha256()
         if self.directory.is_dir():
             for path in sorted(self.directory.glob("*.y*ml")):
                 try:
-                    digest.update(path.name.encode() + b"\0" + path.read_bytes() + b"\0")
+                    stat = path.stat()
+                    if stat.st_size > MAX_POLICY_BYTES:  # refused unread: never hash it either
+                        content = f"{stat.st_size}:{stat.st_mtime_ns}".encode()
+                    else:
+                        content = path.read_bytes()
+                    digest.update(path.name.encode() + b"\0" + content + b"\0")
                 except OSError:
                     continue
         return digest.hexdigest()
+
+    def check(self) -> None:
+        """Refuse a policy set with any problem (PolicyError, one line: the first problem and
+        how many there are), recording nothing. A fresh daemon has no last good version to
+        keep, so it checks this before it starts: refusing to start is better than silently
+        rotating nothing (or less than the files say)."""
+        if not self.directory.is_dir():
+            raise PolicyError(f"policies folder {self.directory} not found, so the daemon does "
+                              "not start; create it or give --policies DIR")
+        errors = self._load()[2]
+        if errors:
+            more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+            raise PolicyError(
+                f"the daemon does not start on a policy set with problems: {errors[0]}{more}; "
+                f"orchestrator policy validate {self.directory} lists them all")
+
+    def _load(self) -> tuple[dict[Path, _Good], list[PolicyError], list[str]]:
+        """Every file that loads (with its issuer files read), the refusals, and every error
+        line."""
+        from orchestrator.policies.files import PolicyFileError, load_policies
+
+        result = load_policies([self.directory])
+        refused = list(result.errors)
+        loaded: dict[Path, _Good] = {}
+        for item in result.policies:
+            try:
+                loaded[item.path] = (item, to_plan_policy(item))
+            except OSError as exc:
+                refused.append(PolicyFileError([
+                    f"{item.path}: spec.credential.certificate.issuer: cannot read "
+                    f"{exc.filename}: {exc.strerror}"]))
+        return loaded, refused, [str(e) for e in refused]
 
     def current(self) -> Sequence[PlanPolicy]:
         fingerprint = self._scan()
@@ -108,30 +148,20 @@ class PolicySource:
         self._fingerprint = fingerprint
         if not self.directory.is_dir():
             self.errors = (f"{self.directory}: policies directory not found",)
-            log.warning("policies_not_found", directory=str(self.directory))
+            log.error("policies_not_found", directory=str(self.directory),
+                      kept=len(self._current))
             return self._current
-        from orchestrator.policies.files import load_policies
-
-        result = load_policies([self.directory])
-        loaded = {lp.path: lp for lp in result.policies}
-        errors = [str(e) for e in result.errors]
+        loaded, refused, errors = self._load()
         present = set(self.directory.glob("*.y*ml"))
         for path, last_good in self._good.items():  # a broken file keeps its last good version
             if path in present and path not in loaded:
                 loaded[path] = last_good
-        for error in result.errors:
+        for error in refused:
             self._reject(error)
-        converted: list[PlanPolicy] = []
         for path in sorted(loaded):
-            try:
-                converted.append(to_plan_policy(loaded[path]))
-            except OSError as exc:
-                errors.append(f"{path}: spec.credential.certificate.issuer: cannot read "
-                              f"{exc.filename}: {exc.strerror}")
-                continue
-            self._applied(loaded[path])
+            self._applied(loaded[path][0])
         self._good = loaded
-        self._current = tuple(converted)
+        self._current = tuple(loaded[path][1] for path in sorted(loaded))
         self.errors = tuple(errors)
         log.info("policies_loaded", count=len(self._current), errors=len(errors))
         return self._current

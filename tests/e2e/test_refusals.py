@@ -38,12 +38,17 @@ class Site:
 
     def file(self, name: str, content: str | bytes) -> Path:
         path = self.root / "inputs" / name
-        path.parent.mkdir(exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
         if isinstance(content, str):
             path.write_text(content)
         else:
             path.write_bytes(content)
         return path
+
+    def folder(self, name: str, files: dict[str, str | bytes]) -> Path:
+        for filename, content in files.items():
+            self.file(f"{name}/{filename}", content)
+        return self.root / "inputs" / name
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +71,16 @@ def _plain(*args: str) -> Args:
 
 
 ADD = ("credential", "add", "shop", "--usage", "private_key_jwt", "--generate")
+
+
+def billion_laughs() -> str:
+    """Nine levels of nine aliases: 9**9 strings once expanded (the classic bomb)."""
+    lines = ['l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
+    lines += [f"l{n}: &l{n} [{', '.join([f'*l{n - 1}'] * 9)}]" for n in range(1, 10)]
+    return policy() + "\n".join(lines) + "\n"
+
+
+OVERSIZED = policy() + "#" * 100 + "\n" + ("# padding\n" * 120_000)  # 1.2 MB of comments
 
 REFUSALS = [
     # defect 9: times and durations beyond what datetime can hold
@@ -98,6 +113,27 @@ REFUSALS = [
     pytest.param(lambda s: ["policy", "validate", s.file("attempts.yaml", policy(attempts="5000"))],
                  "spec.rotation.retry.attempts: 5000 is too large; use 100 or fewer",
                  id="a policy retrying 5000 times is refused"),
+    # defect 10: policy files that cost gigabytes or minutes to parse
+    pytest.param(lambda s: ["policy", "validate", s.file("bomb.yaml", billion_laughs())],
+                 "anchors and aliases (&name, *name) are not allowed",
+                 id="a billion laughs policy is refused at its first anchor"),
+    pytest.param(lambda s: ["daemon", "--once", "--policies",
+                            s.folder("bombed", {"bomb.yaml": billion_laughs()})],
+                 "anchors and aliases", id="the daemon refuses to start on a billion laughs"),
+    pytest.param(lambda s: ["policy", "validate", s.file("big.yaml", OVERSIZED)],
+                 "larger than 1024 KiB", id="a policy file over 1 MiB is refused unread"),
+    # defect 11: a fresh daemon has no last good version to keep
+    pytest.param(lambda s: ["daemon", "--once", "--policies", s.root / "nonexistent"],
+                 "not found, so the daemon does not start",
+                 id="the daemon refuses to start without its policies folder"),
+    pytest.param(lambda s: ["daemon", "--once", "--policies", s.folder("broken", {
+                     "good.yaml": policy(), "broken.yaml": policy("other", every="soon")})],
+                 "the daemon does not start on a policy set with problems",
+                 id="the daemon refuses to start when one policy file is broken"),
+    pytest.param(lambda s: ["daemon", "--once", "--policies", s.folder("overlap", {
+                     "one.yaml": policy("one"), "two.yaml": policy("two")})],
+                 "can both claim an application",
+                 id="the daemon refuses to start when two policies overlap"),
 ]
 
 

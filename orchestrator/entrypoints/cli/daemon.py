@@ -37,6 +37,7 @@ def daemon(ctx: click.Context, policies_dir: Path | None, once: bool, interval: 
 
     projector, lease = system.projector, system.lease
     assert projector is not None and lease is not None  # bootstrap() always sets both
+    system.policies.check()  # nothing in memory to fall back on yet: a broken set is refused
 
     def tick() -> None:
         projector.catch_up()

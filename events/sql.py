@@ -47,6 +47,7 @@ __all__ = [
 
 ADVISORY_LOCK_KEY = 0x6F72636865737472  # "orchestr": one lock for all appends in the database
 READ_PAGE = 2000
+_NO_POSITION = 2**62  # above any position: "before the head" for the first backwards page
 MAX_ROWS_PER_STATEMENT = 1000  # psycopg's pipeline hung on a single 15,000+-row batch here
 CLAIMS_PER_QUERY = 400  # SQLite refuses an OR chain deeper than 1000 (its expression depth limit)
 
@@ -342,6 +343,35 @@ class SQLEventStore:
 
     # --- read --------------------------------------------------------------------------------
 
+    def _read_last(self, conds: list[str], params: list[int | str], last: int) -> list[Recorded]:
+        """The newest ``last`` records matching ``conds``, in position order: read backwards
+        from the head by position, a page at a time (the primary key's order, no sort)."""
+        sql = self._sql(f"SELECT {_COLUMNS} FROM events WHERE {' AND '.join(conds)} "
+                        "AND position < ? ORDER BY position DESC LIMIT ?")
+        newest: list[Recorded] = []
+        before: int | None = None
+        raw = self.engine.raw_connection()
+        try:
+            conn: Any = raw.driver_connection
+            while len(newest) < last:
+                page = min(READ_PAGE, last - len(newest))
+                cur = conn.cursor()
+                try:
+                    cur.execute(sql, (*params, _NO_POSITION if before is None else before, page))
+                    rows = cur.fetchall()
+                finally:
+                    cur.close()
+                if self._pg:
+                    conn.rollback()  # end the read transaction between pages
+                newest.extend(_to_recorded(row) for row in rows)
+                if len(rows) < page:
+                    break
+                before = rows[-1][0]
+        finally:
+            raw.close()
+        newest.reverse()
+        return newest
+
     def read(self, where: ReadFilter = ReadFilter()) -> Iterator[Recorded]:
         """Records in position order, matching ``where``, read in pages by position."""
         conds: list[str] = ["position > ?"]
@@ -371,6 +401,10 @@ class SQLEventStore:
 
             conds.append(f"{x}occurred_at < ?")
             params.append(format_time(where.until))
+        if where.last is not None:
+            newest = self._read_last(conds, params, where.last)
+            yield from newest[: where.limit] if where.limit is not None else newest
+            return
         remaining = where.limit
         sql = self._sql(
             f"SELECT {_COLUMNS} FROM events WHERE {' AND '.join(conds)} ORDER BY position LIMIT ?"

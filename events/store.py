@@ -123,6 +123,9 @@ class ReadFilter:
     since: datetime | None = None  # occurred_at >= since
     until: datetime | None = None  # occurred_at < until
     limit: int | None = None
+    # only the newest ``last`` matching records (read from the end of the log by position),
+    # still returned in position order; with ``limit`` too, the first ``limit`` of those
+    last: int | None = None
 
     def matches(self, rec: Recorded) -> bool:
         return (
@@ -241,6 +244,14 @@ class InMemoryEventStore:
             candidates = self._streams.get(where.stream_id, [])
         else:
             candidates = self._records[where.after :]
+        if where.last is not None:
+            newest: list[Recorded] = []
+            for rec in reversed(candidates):
+                if len(newest) >= where.last:
+                    break
+                if where.matches(rec):
+                    newest.append(rec)
+            candidates = newest[::-1]
         for rec in candidates:
             if where.limit is not None and count >= where.limit:
                 return

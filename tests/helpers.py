@@ -16,12 +16,12 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from cryptography import x509
@@ -50,6 +50,7 @@ SPKI = serialization.PublicFormat.SubjectPublicKeyInfo
 PEM = serialization.Encoding.PEM
 DER = serialization.Encoding.DER
 
+T = TypeVar("T")
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
 
 
@@ -289,6 +290,28 @@ class Cli:
         if not items.is_dir():
             return {}
         return {p.name: p.read_bytes() for p in sorted(items.iterdir()) if p.is_file()}
+
+
+def wait_for(check: Callable[[], T], what: str, proc: subprocess.Popen[Any] | None = None,
+             log: Path | None = None, timeout: float = 90.0) -> T:
+    """Poll ``check`` until it returns something truthy. The timeout only covers process
+    start-up on a loaded machine: a test's verdict never rests on it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        tail = log.read_text(errors="replace")[-3000:] if log is not None else ""
+        assert proc is None or proc.poll() is None, f"the process exited waiting for {what}\n{tail}"
+        assert time.monotonic() < deadline, f"no {what} within {timeout} s\n{tail}"
+        time.sleep(0.05)
+
+
+def json_events(log: Path, event: str) -> list[dict[str, Any]]:
+    """The lines of a JSON log file whose ``event`` is ``event`` (a line still being written,
+    with no newline yet, is left for the next look)."""
+    lines = (json.loads(line) for line in log.read_text().split("\n")[:-1] if line)
+    return [line for line in lines if line.get("event") == event]
 
 
 def assert_refused(result: Result, *fragments: str) -> None:

@@ -50,6 +50,7 @@ class StepOutcome:
     last: Next
     steps_done: int
     failed: bool = False
+    parked: bool = False  # the failure used up the retry budget
 
 
 class Rotator:
@@ -119,7 +120,7 @@ class Rotator:
                 (bound.error if parked else bound.warning)(
                     "rotation_parked" if parked else "rotation_step_failed", error=error,
                     attempt=records[0].payload.get("attempt") if records else None)
-                return StepOutcome(rotation_id, nxt, done, failed=True)
+                return StepOutcome(rotation_id, nxt, done, failed=True, parked=parked)
             done += 1
             bound.info("rotation_step_completed")
             if self.on_step is not None:

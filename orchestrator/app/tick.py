@@ -18,9 +18,9 @@ from datetime import datetime, timedelta
 import structlog
 
 from events import catalog as ev
-from events.state import RotationStatus
+from events.state import RotationStatus, Status
 from orchestrator.app.fleet import FleetView
-from orchestrator.app.rotator import Rotator
+from orchestrator.app.rotator import Rotator, StepOutcome
 from orchestrator.app.service import Service
 from orchestrator.domain import rules
 from orchestrator.domain.errors import OrchestratorError
@@ -39,7 +39,8 @@ class TickReport:
     planned: int = 0
     deferred: int = 0
     done: Counter[str] = field(default_factory=Counter)
-    failed: int = 0
+    failed: int = 0  # actions that failed: an error, or a rotation step that failed
+    parked: int = 0  # of those, rotations whose failure used up the retry budget
     problems: tuple[str, ...] = ()
     planned_apps: int = 0
 
@@ -124,17 +125,23 @@ class Ticker:
                 apps.update(a.app for a in the_plan.actions)
                 break
             try:
-                self.carry_out(action, by_name)
-                report.done[action.kind.value] += 1
+                outcome = self.carry_out(action, by_name)
             except OrchestratorError as exc:
                 report.failed += 1
                 log.warning("action_failed", app=action.app, kind=action.kind.value,
                             reason=action.reason.value, error=str(exc))
+                continue
+            if outcome is not None and outcome.failed:
+                report.failed += 1
+                report.parked += outcome.parked
+            else:
+                report.done[action.kind.value] += 1
         self.fleet.refresh()
         self._note_due(apps, the_plan, policies, now)
         if report.planned or report.failed or report.problems:
-            log.info("tick_completed", planned=report.planned, deferred=report.deferred,
-                     failed=report.failed, apps=len(apps),
+            (log.warning if report.failed else log.info)(
+                "tick_completed", planned=report.planned, deferred=report.deferred,
+                failed=report.failed, parked=report.parked, apps=len(apps),
                      **{k: v for k, v in report.done.items()})
         return report
 
@@ -143,7 +150,8 @@ class Ticker:
         policy = by_name.get(policy_name or "")
         return policy.params if policy is not None else Params(usage=usage)
 
-    def carry_out(self, action: Action, by_name: dict[str, PlanPolicy]) -> None:
+    def carry_out(self, action: Action, by_name: dict[str, PlanPolicy]) -> StepOutcome | None:
+        """Carry one action out; a rotation's outcome (a failed step is recorded, not raised)."""
         app = action.app
         if action.kind is Kind.EXPIRE:
             self.service.execute(app, lambda s: rules.ExpireDue(app, self.clock()),
@@ -151,6 +159,13 @@ class Ticker:
             log.info("credential_expired", app=app, credential_id=action.credential_id)
         elif action.kind is Kind.DELETE:
             assert action.credential_id is not None
+            held = self.service.load(app).credentials.get(action.credential_id)
+            if held is None or held.status is Status.DELETED:
+                # already gone: a rotation planned in the same tick freed its slot first, or
+                # another process deleted it; deleting is idempotent, not a failure
+                log.debug("credential_already_deleted", app=app,
+                          credential_id=action.credential_id)
+                return None
             self.rotator.provider.remove(app, action.credential_id)
             # before the record: a crash right after it must not leave the private key behind
             self.service.forget_private(action.credential_id)
@@ -169,16 +184,18 @@ class Ticker:
             log.warning("rotation_retried_before_expiry", app=app, rotation_id=rid,
                         detail=action.message)
             rot = self.service.load(app).rotations[rid]
-            self.rotator.advance(app, rid, self.params_for(rot.policy, rot.usage, by_name))
+            return self.rotator.advance(app, rid, self.params_for(rot.policy, rot.usage, by_name))
         elif action.kind is Kind.RESUME:
             assert action.rotation_id is not None
             state = self.service.load(app)
             rot = state.rotations[action.rotation_id]
-            self.rotator.advance(app, rot.id, self.params_for(rot.policy, rot.usage, by_name))
+            return self.rotator.advance(app, rot.id,
+                                        self.params_for(rot.policy, rot.usage, by_name))
         elif action.kind is Kind.START:
             assert action.usage is not None
             params = self.params_for(action.policy, action.usage, by_name)
             rotation_id = self.rotator.start(app, action.usage, action.reason,
                                              action.policy, actor=f"policy:{action.policy}")
             if rotation_id is not None:
-                self.rotator.advance(app, rotation_id, params)
+                return self.rotator.advance(app, rotation_id, params)
+        return None

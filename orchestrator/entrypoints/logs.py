@@ -11,7 +11,9 @@ from __future__ import annotations
 import logging
 import re
 import sys
+import threading
 from collections.abc import MutableMapping
+from types import TracebackType
 from typing import Any
 
 import structlog
@@ -54,24 +56,58 @@ def is_configured() -> bool:
     return _configured
 
 
-def configure(json_logs: bool | None = None, level: int = logging.INFO) -> None:
-    """JSON lines on stderr, or a pretty console when stderr is a terminal."""
+def configure(json_logs: bool | None = None, level: int = logging.INFO,
+              capture_uncaught: bool = False) -> None:
+    """JSON lines on stderr, or a pretty console when stderr is a terminal.
+
+    The standard library's logging (APScheduler, Alembic, SQLAlchemy, any library) goes through
+    the same processors by structlog's ``ProcessorFormatter``, so in JSON mode every line on
+    stderr is one JSON object, an exception a field of it (``exception``) rather than a loose
+    traceback; other libraries speak from WARNING up. ``capture_uncaught`` (the daemon) logs an
+    exception nobody caught, in any thread, the same way."""
     global _configured
     _configured = True
     if json_logs is None:
         json_logs = not sys.stderr.isatty()
     renderer: Any = (structlog.processors.JSONRenderer(sort_keys=True) if json_logs
                      else structlog.dev.ConsoleRenderer())
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,  # before redact: a traceback is text it checks
+        redact,
+    ]
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            redact,
-            structlog.processors.format_exc_info,
-            renderer,
-        ],
+        processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.set_name(_HANDLER)
+    handler.setFormatter(structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+    ))
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if h.get_name() == _HANDLER]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(max(level, logging.WARNING))
+    if capture_uncaught:
+        sys.excepthook = _uncaught
+        threading.excepthook = lambda args: _uncaught(args.exc_type, args.exc_value,
+                                                      args.exc_traceback)
+
+
+_HANDLER = "orchestrator.structlog"
+
+
+def _uncaught(kind: type[BaseException], value: BaseException | None,
+              tb: TracebackType | None) -> None:
+    if value is None or isinstance(value, KeyboardInterrupt):
+        sys.__excepthook__(kind, value or kind(), tb)
+        return
+    structlog.get_logger("orchestrator").critical("unhandled_exception", error=str(value),
+                                                  exc_info=(kind, value, tb))

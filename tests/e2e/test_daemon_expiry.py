@@ -7,13 +7,11 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import time
-from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from tests.conftest import NOW
-from tests.helpers import LAUNCHER, Cli, VirtualClock
+from tests.helpers import LAUNCHER, Cli, VirtualClock, json_events, wait_for
 
 
 def test_a_credential_is_expired_at_its_expiry_instant_whatever_the_interval(
@@ -31,32 +29,24 @@ def test_a_credential_is_expired_at_its_expiry_instant_whatever_the_interval(
     expires = NOW + timedelta(seconds=6)
     cli("credential", "add", "svc", "--usage", "private_key_jwt", "--generate", "--activate",
         "--expires-at", expires.isoformat())
-    log = (tmp_path / "daemon.log").open("w")
-    daemon = subprocess.Popen([*LAUNCHER, "daemon", "--interval", "3600", "--json-logs"],
-                              env=cli.env, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=log)
-
-    def logged(event: str) -> list[dict[str, object]]:
-        lines = (tmp_path / "daemon.log").read_text().splitlines()
-        return [x for x in map(json.loads, lines) if x.get("event") == event]
+    log = tmp_path / "daemon.log"
+    with log.open("w") as err:
+        daemon = subprocess.Popen([*LAUNCHER, "daemon", "--interval", "3600", "--json-logs"],
+                                  env=cli.env, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                                  stderr=err)
 
     def expired() -> list[dict[str, object]]:
         out = cli("audit", "--type", "credential.expired", "--format", "json").stdout
         return [json.loads(line) for line in out.splitlines()]
 
-    def wait_for(check: Callable[[], object], what: str) -> None:
-        deadline = time.monotonic() + 90  # start-up on a loaded machine; never the verdict
-        while not check():
-            assert daemon.poll() is None, (tmp_path / "daemon.log").read_text()
-            assert time.monotonic() < deadline, f"no {what} within 90 s"
-            time.sleep(0.05)
-
     try:
-        wait_for(lambda: logged("daemon_heartbeat"), "the first tick's heartbeat")
-        (beat,) = logged("daemon_heartbeat")
+        wait_for(lambda: json_events(log, "daemon_heartbeat"), "the first tick's heartbeat",
+                 daemon, log)
+        (beat,) = json_events(log, "daemon_heartbeat")
         assert beat["next_expiry"] == expires.isoformat() and beat["role"] == "leader"
         assert expired() == []
         at = clock.set(expires + timedelta(milliseconds=250))
-        wait_for(expired, "credential.expired")
+        wait_for(expired, "credential.expired", daemon, log)
         (record,) = expired()
         recorded = datetime.fromisoformat(str(record["occurred_at"]))
         assert expires <= recorded <= at  # at the virtual instant the clock passed the expiry
@@ -64,6 +54,5 @@ def test_a_credential_is_expired_at_its_expiry_instant_whatever_the_interval(
     finally:
         daemon.send_signal(signal.SIGTERM)
         daemon.wait(timeout=60)
-        log.close()
-    assert daemon.returncode == 0, (tmp_path / "daemon.log").read_text()
+    assert daemon.returncode == 0, log.read_text()
     assert datetime.now(UTC) > NOW  # the daemon lived in 2026-11-22, whatever today is

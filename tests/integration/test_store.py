@@ -337,6 +337,21 @@ def test_read_after_and_limit(store: SQLEventStore, mixed_log: list[Recorded]) -
     assert positions(store, ReadFilter(after=4, limit=2)) == [5, 6]
 
 
+def test_read_last_is_the_newest_in_log_order(store: SQLEventStore,
+                                               mixed_log: list[Recorded]) -> None:
+    """ReadFilter(last=N): the newest N records the other fields match, oldest first."""
+    assert positions(store, ReadFilter(last=3)) == [10, 11, 12]
+    assert positions(store, ReadFilter(last=12)) == list(range(1, 13))
+    assert positions(store, ReadFilter(last=50)) == list(range(1, 13))
+    assert positions(store, ReadFilter(last=0)) == []
+    assert positions(store, ReadFilter(stream_id=A, last=2)) == [9, 10]
+    assert positions(store, ReadFilter(actor="scheduler", last=3)) == [8, 10, 12]
+    assert positions(store, ReadFilter(types=("application.registered",), last=2)) == [3, 5]
+    assert positions(store, ReadFilter(until=NOW + timedelta(minutes=6), last=2)) == [5, 6]
+    assert positions(store, ReadFilter(after=10, last=5)) == [11, 12]
+    assert positions(store, ReadFilter(last=5, limit=2)) == [8, 9]
+
+
 def test_read_filters_combine(store: SQLEventStore, mixed_log: list[Recorded]) -> None:
     """Every filter narrows: together they are ANDed, the limit applying to what matches."""
     where = ReadFilter(after=2, stream_id=A, actor="scheduler",
@@ -364,8 +379,11 @@ def test_read_pages_through_more_than_a_page(store: SQLEventStore) -> None:
     assert positions(store, ReadFilter(limit=READ_PAGE + 1)) == list(range(1, READ_PAGE + 2))
     assert positions(store, ReadFilter(after=READ_PAGE - 10, limit=READ_PAGE)) == list(
         range(READ_PAGE - 9, 2 * READ_PAGE - 9))
+    assert positions(store, ReadFilter(last=READ_PAGE + 3)) == list(
+        range(total - READ_PAGE - 2, total + 1))  # backwards over a page boundary
     in_a = positions(store, ReadFilter(stream_id=A))
     assert len(in_a) == versions[A] and in_a == sorted(in_a)
+    assert positions(store, ReadFilter(stream_id=A, last=READ_PAGE + 1)) == in_a[-READ_PAGE - 1:]
     assert [r.stream_version for r in store.read(ReadFilter(stream_id=A))] == list(
         range(1, versions[A] + 1))
     by_scheduler = positions(store, ReadFilter(actor="scheduler"))
@@ -528,7 +546,10 @@ def test_in_memory_store_matches_sql_store(engine: Engine) -> None:
                   ReadFilter(actor="scheduler"),
                   ReadFilter(types=("credential.added", "secret.rotated")),
                   ReadFilter(since=NOW + timedelta(seconds=4), until=NOW + timedelta(seconds=11)),
-                  ReadFilter(limit=0)):
+                  ReadFilter(limit=0), ReadFilter(last=3), ReadFilter(last=0),
+                  ReadFilter(last=100), ReadFilter(stream_id=A, last=2),
+                  ReadFilter(actor="scheduler", last=2, limit=1),
+                  ReadFilter(after=2, types=("credential.added",), last=1)):
         assert list(sql_store.read(where)) == list(mem_store.read(where)), where
     assert verify(sql_all) == verify(mem_all)
 

@@ -43,3 +43,6 @@ def test_the_configured_json_logs_apply_the_redaction(capsys: object) -> None:
         assert "hunter2" not in err and "MIIEvQ" not in err
     finally:
         structlog.reset_defaults()  # never leave a logger bound to this test's captured stderr
+        root = logging.getLogger()
+        for handler in [h for h in root.handlers if h.get_name() == "orchestrator.structlog"]:
+            root.removeHandler(handler)

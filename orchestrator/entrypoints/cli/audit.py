@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import sys
+from collections import deque
 from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
@@ -28,12 +29,14 @@ from orchestrator.entrypoints.cli.params import TIME
 @click.option("--since", type=TIME, help="Occurred at or after this time.")
 @click.option("--until", type=TIME, help="Occurred before this time.")
 @click.option("--limit", type=click.IntRange(min=1), help="At most this many events.")
+@click.option("--last", type=click.IntRange(min=1),
+              help="Only the newest N matching events (still oldest first).")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table",
               show_default=True, help="json is JSON Lines, one event per line.")
 @click.pass_context
 def audit(ctx: click.Context, app_name: str | None, credential_id: str | None,
           types: tuple[str, ...], actor: str | None, since: datetime | None,
-          until: datetime | None, limit: int | None, fmt: str) -> None:
+          until: datetime | None, limit: int | None, last: int | None, fmt: str) -> None:
     """What happened, when, and by whom."""
     from events.catalog import event_types
     from events.state import stream_id
@@ -42,13 +45,19 @@ def audit(ctx: click.Context, app_name: str | None, credential_id: str | None,
     if unknown:
         raise InputError(f"--type {unknown[0]} is not an event type; known: "
                          f"{', '.join(sorted(event_types()))}")
+    if limit is not None and last is not None:
+        raise InputError("--limit and --last: give one of them (--last N shows the newest N)")
+    by_credential = credential_id is not None
     where = ReadFilter(
         stream_id=stream_id(app_name) if app_name else None, types=types, actor=actor,
-        since=since, until=until, limit=None if credential_id else limit,
+        since=since, until=until, limit=None if by_credential else limit,
+        last=None if by_credential else last,  # the store reads from the end of the log
     )
     records: Iterable[Recorded] = system_of(ctx).service.audit(where)
     if credential_id:
         records = _only_credential(records, credential_id, limit)
+        if last is not None:  # payload filter: keep the newest N while streaming
+            records = deque(records, maxlen=last)
     _print_records(records, fmt)
 
 

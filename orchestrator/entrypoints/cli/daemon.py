@@ -29,7 +29,7 @@ def daemon(ctx: click.Context, policies_dir: Path | None, once: bool, interval: 
     from orchestrator.entrypoints.daemon import Daemon
     from orchestrator.entrypoints.logs import configure
 
-    configure(json_logs)
+    configure(json_logs, capture_uncaught=True)
     stop_flag: dict[str, Any] = {}
     system = system_of(ctx, policies=policies_dir, daemon=True,
                      should_stop=lambda: bool(stop_flag.get("daemon")

@@ -71,3 +71,49 @@ def test_simulate_refuses_a_folder_without_policies(tmp_path: Path) -> None:
     assert done.returncode == 2
     assert done.stderr.strip().count("\n") == 0
     assert done.stderr.startswith("error: no policy files")
+
+
+TIGHT = """apiVersion: orchestrator/v1
+kind: RotationPolicy
+metadata: {name: tight}
+spec:
+  selector: {apps: ["tight-*"]}
+  credential: {usage: private_key_jwt, algorithm: RS256, keySize: 2048}
+  rotation: {every: 2d, beforeExpiry: 13h, overlap: 1h, retry: {attempts: 1}}
+  lifetime: 4d
+  retention: 1d
+"""
+
+
+def test_a_broken_safety_invariant_fails_the_run_even_with_faults(tmp_path: Path) -> None:
+    """Keys living 4 days, one attempt per rotation, half the provider calls failing: some
+    applications end up holding only an expired key (the rotations meant to replace it parked,
+    some after activating a key the application never received). The checker, run at every
+    event instant on what each application holds, says so: BROKEN, and exit 1, --fault-rate
+    or not."""
+    (tmp_path / "tight.yaml").write_text(TIGHT)
+    argv = [ORCHESTRATOR, "simulate", "--days", "60", "--apps", "20", "--tick", "720",
+            "--fault-rate", "0.5", "--policies", str(tmp_path), "--start", "2027-01-01T00:00:00Z"]
+    text = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False)
+    assert text.returncode == 1, text.stdout[-2000:] + text.stderr[-2000:]
+    assert "BROKEN  always a usable credential" in text.stdout
+    done = subprocess.run([*argv, "--json"], capture_output=True, text=True, timeout=300,
+                          check=False)
+    assert done.returncode == 1
+    result = json.loads(done.stdout)
+    assert result["ok"] is False and result["invariants"]["always_a_usable_credential"] is False
+    assert any("no usable private_key_jwt credential held from" in v
+               for v in result["violations"])
+
+
+def test_with_faults_an_unfinished_rotation_is_not_printed_as_broken() -> None:
+    """Parked rotations are what --fault-rate rehearses: the liveness line says it was missed,
+    as expected, and the run passes; nothing is printed BROKEN for an exit status 0."""
+    done = subprocess.run(
+        [ORCHESTRATOR, "simulate", "--days", "10", "--apps", "5", "--fault-rate", "1",
+         "--policies", str(ROOT / "policies"), "--start", "2027-01-01T00:00:00Z"],
+        capture_output=True, text=True, timeout=300, check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr[-2000:]
+    assert "BROKEN" not in done.stdout
+    assert "missed  every rotation completed (expected with --fault-rate)" in done.stdout

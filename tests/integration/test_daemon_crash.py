@@ -24,10 +24,11 @@ behind: the event log, the keystore, the read models and the daemons' JSON logs.
 After each, ``assert_consistent`` checks the whole log: the hash chain (``orchestrator verify``
 too); every rotation completed exactly once (a key rotation with one ``credential.added``);
 never more than two live credentials per application and usage; no instant without a usable
-credential for an application that had one (usable intervals from the log; for client secrets:
-the previous secret still accepted until the new one was delivered); no old credential disabled
-before its successor passed the test; no rotation failed; no private material in the log; no
-orphan in the keystore; and the read models equal a rebuild from zero.
+credential held by an application that had one (``orchestrator.app.invariants``, at every event
+instant; for client secrets also: the previous secret still accepted until the new one was
+delivered); no old credential disabled before its successor passed the test; no rotation
+failed; no private material in the log; no orphan in the keystore; and the read models equal a
+rebuild from zero.
 """
 
 from __future__ import annotations
@@ -59,8 +60,8 @@ from events.sql import SQLEventStore, create_engine
 from events.state import STREAM_PREFIX, AppState, RotationStatus, evolve
 from events.store import ReadFilter, Recorded
 from orchestrator.adapters.keystore import FileKeystore
+from orchestrator.app.invariants import check
 from orchestrator.app.service import CredentialSource, secret_item_id
-from orchestrator.app.simulate import _always_usable, _at_most_two, _disabled_after_tested
 from orchestrator.bootstrap import Settings, System, bootstrap
 from orchestrator.domain.rotation import Reason, Step
 from tests.helpers import LAUNCHER, ORCHESTRATOR
@@ -432,13 +433,12 @@ def assert_consistent(site: Site, *, settled: bool = True, rebuild_via_cli: bool
         by_stream: dict[str, list[Recorded]] = defaultdict(list)
         for rec in records:
             by_stream[rec.stream_id].append(rec)
-        now = datetime.now(UTC)
-        for app, state in states.items():
-            stream = by_stream[STREAM_PREFIX + app]
-            _at_most_two(stream, app, v)
-            _disabled_after_tested(stream, app, v)
-            _always_usable(state, now, v)
-            secret_grace(stream, app, v)
+        # at most two, always a usable credential held, disabled only after tested: at every
+        # event instant and now (the simulator's checker)
+        v.extend(check(((r.stream_id, r.event, r.occurred_at, r.correlation_id, r.position)
+                        for r in records), datetime.now(UTC)).violations)
+        for app in states:
+            secret_grace(by_stream[STREAM_PREFIX + app], app, v)
         started = {r.payload["rotation_id"]: r for r in records if r.type == STARTED}
         completed = Counter(r.payload["rotation_id"] for r in records if r.type == COMPLETED)
         added = Counter(r.correlation_id for r in records

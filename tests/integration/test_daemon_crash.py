@@ -543,7 +543,7 @@ def templates(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def test_sigkill_at_every_step_boundary(usage: str, point: str, templates: dict[str, Path],
                                         tmp_path: Path, sites: Callable[[Path, str], Site]) -> None:
     root = tmp_path / "site"
-    shutil.copytree(templates[usage], root)
+    shutil.copytree(templates[usage], root, symlinks=True)  # the delivery layout is symlinks
     site = sites(root, f"sqlite:///{root / 'orchestrator.db'}")
     app = "pay-1" if usage == "private_key_jwt" else "svc-1"
     before = site.completed()

@@ -191,6 +191,19 @@ def assert_key_belongs(files: dict[str, bytes], registered: str | bytes | None =
         assert files["kid"].decode() == rfc7638_thumbprint(key), "the kid is another key's"
 
 
+# --- policy files --------------------------------------------------------------------------------
+
+
+def policy_yaml(name: str, apps: str, credential: str, rotation: str,
+                lifetime: str | None = "120d", extra: str = "") -> str:
+    """A RotationPolicy file as ops write it; each argument is the YAML flow text of its key,
+    e.g. ``policy_yaml("web", '["web-*"]', "{usage: jar}", "{every: 90d, ...}")``."""
+    return (f"apiVersion: orchestrator/v1\nkind: RotationPolicy\nmetadata: {{name: {name}}}\n"
+            f"spec:\n  selector: {{apps: {apps}}}\n  credential: {credential}\n"
+            f"  rotation: {rotation}\n"
+            + (f"  lifetime: {lifetime}\n" if lifetime else "") + extra)
+
+
 # --- the installed command line ----------------------------------------------------------------
 
 

@@ -232,8 +232,10 @@ def _explain(exc: ValidationError) -> list[str]:
     lines = []
     for error in exc.errors(include_url=False):
         loc, ctx = list(error["loc"]), error.get("ctx") or {}
-        if error["type"] == "policy_rule":
-            loc += ctx["field"].split(".")
+        if error["type"] == "policy_rule":  # cross-field rules: each broken one, one line
+            for field, message in [(ctx["field"], ctx["message"]), *ctx.get("more", ())]:
+                lines.append(f"{_dotted([*loc, *field.split('.')])}: {message}")
+            continue
         lines.append(f"{_dotted(loc)}: {_describe(error, loc)}")
     return lines
 

@@ -114,6 +114,14 @@ def _refuse(field: str, message: str) -> PydanticCustomError:
     return PydanticCustomError("policy_rule", "{message}", {"field": field, "message": message})
 
 
+def _refuse_all(broken: list[tuple[str, str]]) -> PydanticCustomError:
+    """Several cross-field refusals at once: the first as ``_refuse``, the rest in ``more``
+    (``orchestrator.policies.files`` reports one line each)."""
+    (field, message), *more = broken
+    return PydanticCustomError("policy_rule", "{message}",
+                               {"field": field, "message": message, "more": more})
+
+
 def _d(duration: timedelta) -> str:
     return format_duration(duration)
 
@@ -286,25 +294,6 @@ class Rotation(BaseModel):
     max_per_tick: int = Field(50, ge=1, alias="maxPerTick")
     retry: Retry = Retry()
 
-    @model_validator(mode="after")
-    def _sound_triggers(self) -> Rotation:
-        if self.overlap >= self.every:  # (2)
-            raise _refuse(
-                "overlap",
-                f"{_d(self.overlap)} is not shorter than every ({_d(self.every)}), so a "
-                "rotation would be due again before the last one finished; shorten overlap "
-                "or rotate less often",
-            )
-        needed = self.overlap + self.retry.budget
-        if self.before_expiry <= needed:  # (3)
-            raise _refuse(
-                "beforeExpiry",
-                f"{_d(self.before_expiry)} leaves no time for a credential caught by it to "
-                f"overlap {_d(self.overlap)} (plus {_d(self.retry.budget)} of retries) before "
-                f"it expires; make beforeExpiry longer than {_d(needed)}",
-            )
-        return self
-
     @property
     def max_start_delay(self) -> timedelta:
         """How long a due rotation may wait for the window: its longest gap plus its length."""
@@ -322,46 +311,73 @@ class Spec(BaseModel):
     retention: Duration = timedelta(days=7)
 
     @model_validator(mode="after")
-    def _no_expiry_before_overlap(self) -> Spec:
-        rotation, lifetime = self.rotation, self.lifetime
+    def _rules(self) -> Spec:
+        """Every cross-field rule, each broken one reported (not only the first)."""
+        broken = [found for check in (self._sound_triggers, self._no_expiry_before_overlap,
+                                      self._one_subject_per_app)
+                  for found in check()]
+        if broken:
+            raise _refuse_all(broken)
+        return self
+
+    def _sound_triggers(self) -> list[tuple[str, str]]:
+        rotation, broken = self.rotation, []
+        if rotation.overlap >= rotation.every:  # (2)
+            broken.append((
+                "rotation.overlap",
+                f"{_d(rotation.overlap)} is not shorter than every ({_d(rotation.every)}), so "
+                "a rotation would be due again before the last one finished; shorten overlap "
+                "or rotate less often",
+            ))
+        needed = rotation.overlap + rotation.retry.budget
+        if rotation.before_expiry <= needed:  # (3)
+            broken.append((
+                "rotation.beforeExpiry",
+                f"{_d(rotation.before_expiry)} leaves no time for a credential caught by it to "
+                f"overlap {_d(rotation.overlap)} (plus {_d(rotation.retry.budget)} of retries) "
+                f"before it expires; make beforeExpiry longer than {_d(needed)}",
+            ))
+        return broken
+
+    def _no_expiry_before_overlap(self) -> list[tuple[str, str]]:
+        rotation, lifetime, broken = self.rotation, self.lifetime, []
         if lifetime is None:
             if self.credential.usage is not Usage.CLIENT_SECRET:
-                raise _refuse(
+                broken.append((
                     "lifetime", f"required for {self.credential.usage}; add e.g. lifetime: 120d"
-                )
-            return self
+                ))
+            return broken
         wait, retries = rotation.max_start_delay, rotation.retry.budget
         needed = rotation.every + wait + retries + rotation.overlap  # (1)
         if lifetime < needed:
             waiting = f", may wait {_d(wait)} for its window" if rotation.window else ""
-            raise _refuse(
+            broken.append((
                 "lifetime",
                 f"{_d(lifetime)} is too short: a credential is due at {_d(rotation.every)} "
                 f"(every){waiting}, may spend {_d(retries)} on retries and then overlaps "
                 f"{_d(rotation.overlap)}, so it could expire before its replacement has "
                 f"overlapped; make lifetime at least {_d(needed)} or rotate more often",
-            )
+            ))
         if lifetime <= rotation.before_expiry + rotation.overlap:  # (4)
-            raise _refuse(
+            broken.append((
                 "rotation.beforeExpiry",
                 f"{_d(rotation.before_expiry)} plus overlap {_d(rotation.overlap)} is not "
                 f"shorter than lifetime {_d(lifetime)}, so each new credential would be due "
                 "again as soon as its rotation completed; make beforeExpiry shorter than "
                 f"{_d(lifetime - rotation.overlap)}",
-            )
-        return self
+            ))
+        return broken
 
-    @model_validator(mode="after")
-    def _one_subject_per_app(self) -> Spec:
+    def _one_subject_per_app(self) -> list[tuple[str, str]]:
         certificate = self.credential.certificate
         several = len(self.selector.apps) > 1 or any(c in self.selector.apps[0] for c in "*?[")
         if certificate is not None and several and "{app}" not in certificate.subject:
-            raise _refuse(
+            return [(
                 "credential.certificate.subject",
                 f"{certificate.subject!r} has no {{app}}, so every application the selector "
                 "matches would get the same subject DN; put {app} in it, e.g. CN={app},O=Acme",
-            )
-        return self
+            )]
+        return []
 
 
 class Policy(BaseModel):

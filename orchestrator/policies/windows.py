@@ -39,6 +39,7 @@ opening at or after an instant" be a simple forward search, and the openings str
 from __future__ import annotations
 
 import difflib
+import itertools
 import re
 import zoneinfo
 from collections.abc import Iterator
@@ -116,7 +117,10 @@ class CronWindow:
         """The longest closed stretch: from ``start`` to the first opening, and from each close
         within ``[start, start + horizon)`` to the next opening (even if that lies beyond).
 
-        A window that does not open within the horizon returns at least ``horizon``.
+        A window that does not open within the horizon returns at least ``horizon``. A closed
+        stretch lies between two consecutive openings ``o < o'`` with ``o' - o > duration``, so
+        the longest is the widest step between consecutive openings less the duration; see
+        ``_widest_step`` for how that is found without visiting every opening.
         """
         start = _utc(start)
         end = start + horizon
@@ -124,13 +128,54 @@ class CronWindow:
         if opening is None or opening >= end:
             return horizon if opening is None else max(horizon, opening - start)
         longest = max(timedelta(0), opening - start)
-        close, following = self._close_and_next(opening, end)
-        while close < end:
-            if following is None:  # never opens again: closed for the rest of the horizon
-                return max(longest, end - close)
-            longest = max(longest, following - close)
-            close, following = self._close_and_next(following, end)
+        widest, last = self._widest_step(opening, end - self.duration)
+        longest = max(longest, widest - self.duration)
+        if last is not None:  # never opens again after ``last``: closed to the horizon
+            longest = max(longest, end - last - self.duration)
         return longest
+
+    def _widest_step(self, low: datetime, high: datetime) -> tuple[timedelta, datetime | None]:
+        """The widest ``o' - o`` over consecutive openings with ``low <= o < high`` (``low`` an
+        opening), and the last such ``o`` if no opening follows it (else None).
+
+        The openings are every matching day times the same times of day, so a day without a
+        clock change steps by the wall-clock steps of its times (``_day_shape``): only the
+        steps from one day to the next are computed per day, and a day whose offset changes
+        (or that ``low`` or ``high`` cuts) is walked opening by opening.
+        """
+        zone = zoneinfo.ZoneInfo(self.timezone)
+        times, wall_step = _day_shape(self.cron)
+        days = _trigger(_first_of_day(self.cron))
+        widest = timedelta(0)
+        wall = low.astimezone(zone).replace(tzinfo=UTC, hour=0, minute=0, second=0,
+                                            microsecond=0, fold=0)
+        previous_last: datetime | None = None
+        while (day := days.get_next_fire_time(None, wall)) is not None:
+            date = day.replace(tzinfo=None, hour=0, minute=0)
+            first = _instant(date.replace(hour=times[0][0], minute=times[0][1]), zone)
+            last = _instant(date.replace(hour=times[-1][0], minute=times[-1][1]), zone)
+            if first >= high:
+                if previous_last is not None and low <= previous_last < high:
+                    widest = max(widest, first - previous_last)
+                return widest, None
+            if previous_last is not None and previous_last >= low:
+                widest = max(widest, first - previous_last)
+            if (first >= low and last < high
+                    and first.astimezone(zone).utcoffset() == last.astimezone(zone).utcoffset()):
+                widest = max(widest, wall_step)  # no clock change: the wall-clock steps
+            elif last >= low:  # walk it: cut by low or high, or a clock change inside
+                opening: datetime | None = first if first >= low else low
+                while opening is not None and opening <= last and opening < high:
+                    following = self._next(opening + _TICK)
+                    if following is None:
+                        return widest, opening
+                    widest = max(widest, following - opening)
+                    opening = following
+            previous_last = last
+            wall = (day + timedelta(days=1)).replace(hour=0, minute=0)
+        if previous_last is not None and low <= previous_last < high:
+            return widest, previous_last
+        return widest, None
 
     # -- the search, on top of "first opening at or after t" -------------------------------
 
@@ -156,12 +201,14 @@ class CronWindow:
         """Close of the window containing ``opening``, and the first opening after that close.
 
         Openings inside an interval extend it. Rather than visiting each of them (a minutely
-        cron would make that slow), jump to the first opening after the current close
-        and look back one duration from there. A window still open at ``limit`` is reported
+        cron would make that slow), jump to the day's last opening when the whole day is
+        open (``_day_end``), else to the first opening after the current close and look back
+        one duration from there. A window still open at ``limit`` is reported
         as closing there, with no next opening.
         """
         duration = self.duration
         while True:
+            opening = self._day_end(opening)
             close = opening + duration
             if close >= limit:
                 return limit, None
@@ -177,6 +224,22 @@ class CronWindow:
                 continue
             return self._latest(successor, after_close - duration - _TICK) + duration, after_close
 
+    def _day_end(self, opening: datetime) -> datetime:
+        """The last opening of ``opening``'s wall-clock day if the window stays open from
+        ``opening`` to it (no clock change in between, and no wall-clock step of the day longer
+        than the duration), else ``opening``."""
+        times, step = _day_shape(self.cron)
+        if step > self.duration:
+            return opening
+        zone = zoneinfo.ZoneInfo(self.timezone)
+        wall = opening.astimezone(zone)
+        hour, minute = times[-1]
+        last = _instant(wall.replace(tzinfo=None, hour=hour, minute=minute, second=0,
+                                     microsecond=0, fold=0), zone)
+        if last <= opening or last.astimezone(zone).utcoffset() != wall.utcoffset():
+            return opening
+        return last
+
     def _latest(self, known: datetime, limit: datetime) -> datetime:
         """The latest opening in ``[known, limit]``, ``known`` being one; binary search."""
         low, high = known + _SECOND, limit
@@ -186,7 +249,7 @@ class CronWindow:
             if found is not None and found <= high:
                 known, low = found, found + _SECOND
             else:
-                high = middle - _SECOND
+                high = middle - _TICK  # no opening in [middle, high]; one may be just below
         return known
 
 
@@ -233,6 +296,35 @@ def _trigger(expr: str) -> CronTrigger:
         return CronTrigger.from_crontab(crontab, timezone=UTC)
     except ValueError as exc:
         raise ValueError(f"{exc}; {_CRON_FORM}") from None
+
+
+def _fields(expr: str) -> list[str]:
+    return _MACROS.get(expr.strip().lower(), expr).split()
+
+
+def _first_of_day(expr: str) -> str:
+    """The expression that fires once a day, at the first time of day ``expr`` fires, on the
+    days it fires."""
+    hour, minute = _day_shape(expr)[0][0]
+    return " ".join((str(minute), str(hour), *_fields(expr)[2:]))
+
+
+@lru_cache(maxsize=256)
+def _day_shape(expr: str) -> tuple[tuple[tuple[int, int], ...], timedelta]:
+    """The times of day (hour, minute) at which ``expr`` fires, the same on every day it fires
+    (APScheduler's fields are independent), and the widest wall-clock step between two of them
+    that follow each other within a day (0 for one time a day)."""
+    minute, hour = _fields(expr)[:2]
+    probe = _trigger(f"{minute} {hour} * * *")  # every day: a day's worth of fire times
+    midnight = datetime(2026, 1, 1, tzinfo=UTC)
+    times: list[tuple[int, int]] = []
+    moment = probe.get_next_fire_time(None, midnight)
+    while moment is not None and moment.date() == midnight.date():
+        times.append((moment.hour, moment.minute))
+        moment = probe.get_next_fire_time(None, moment + _SECOND)
+    minutes = [h * 60 + m for h, m in times]
+    step = max((b - a for a, b in itertools.pairwise(minutes)), default=0)
+    return tuple(times), timedelta(minutes=step)
 
 
 def _instant(wall: datetime, zone: zoneinfo.ZoneInfo) -> datetime:

@@ -18,20 +18,14 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import ORCHESTRATOR, Cli
+from tests.helpers import ORCHESTRATOR, Cli, policy_yaml
 
-POLICY = """apiVersion: orchestrator/v1
-kind: RotationPolicy
-metadata: {name: "far-NAME"}
-spec:
-  selector: {apps: ["far-*"]}
-  credential: {usage: USAGE, algorithm: PS256}
-  rotation: {every: 90d, beforeExpiry: 14d, overlap: OVERLAP}
-  lifetime: 120d
-  retention: 7d
-"""
-POLICIES = {f"far-{usage}.yaml": POLICY.replace("USAGE", usage).replace("NAME", usage.replace("_", "-")).replace("OVERLAP", overlap)
-            for usage, overlap in (("private_key_jwt", "1h"), ("jar", "1s"))}
+POLICIES = {
+    f"far-{usage}.yaml": policy_yaml(f"far-{usage.replace('_', '-')}", '["far-*"]',
+                                     f"{{usage: {usage}, algorithm: PS256}}",
+                                     f"{{every: 90d, beforeExpiry: 14d, overlap: {overlap}}}",
+                                     extra="  retention: 7d\n")
+    for usage, overlap in (("private_key_jwt", "1h"), ("jar", "1s"))}
 
 
 @pytest.mark.slow

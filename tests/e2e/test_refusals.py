@@ -13,22 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers import Cli, assert_refused, dump_tables
-
-POLICY = """apiVersion: orchestrator/v1
-kind: RotationPolicy
-metadata: {name: NAME}
-spec:
-  selector: {apps: ["shop"]}
-  credential: {usage: private_key_jwt}
-  rotation: {every: EVERY, beforeExpiry: 14d, overlap: 1h, retry: {attempts: ATTEMPTS}}
-  lifetime: 120d
-"""
+from tests.helpers import Cli, assert_refused, dump_tables, policy_yaml
 
 
 def policy(name: str = "shop-keys", every: str = "90d", attempts: str = "5") -> str:
-    return (POLICY.replace("NAME", name).replace("EVERY", every)
-            .replace("ATTEMPTS", attempts))
+    return policy_yaml(name, '["shop"]', "{usage: private_key_jwt}",
+                       f"{{every: {every}, beforeExpiry: 14d, overlap: 1h, "
+                       f"retry: {{attempts: {attempts}}}}}")
 
 
 @dataclass(frozen=True)

@@ -28,8 +28,9 @@ def policy_validate(ctx: click.Context, paths: tuple[Path, ...]) -> None:
     result = load_policies(targets)
     for loaded in result.policies:
         click.echo(f"ok      {loaded.path}  {loaded.policy.metadata.name}  {loaded.content_hash[:19]}")
-    for error in result.errors:
-        click.echo(f"error: {error}", err=True)
+    for error in result.errors:  # every problem of every file, one line each
+        for line in getattr(error, "errors", None) or [str(error)]:
+            click.echo(f"error: {line}", err=True)
     if result.errors:
         raise click.exceptions.Exit(1)
     if not result.policies:

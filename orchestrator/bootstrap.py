@@ -251,8 +251,8 @@ def wire(
     fleet = FleetView(store)
     service = Service(store, keystore, clock, actor, kit, projector,
                       fleet=fleet if fleet_writes else None)
-    idp = (make_provider(provider, service.load, keystore) if isinstance(provider, str)
-           else provider(service.load, keystore))
+    idp = (make_provider(provider, service.load, keystore, lambda: issuers(policies()))
+           if isinstance(provider, str) else provider(service.load, keystore))
     rotator = Rotator(service, idp, keystore, kit, delivery, clock, actor=rotation_actor,
                       on_step=on_step)
     ticker = Ticker(service, rotator, fleet, policies, clock, should_stop)
@@ -404,12 +404,20 @@ def bootstrap(
                   should_stop=should_stop, before_logging=before_logging, wrap_store=wrap_store)
 
 
-def make_provider(spec: str, state_of: Callable[[str], AppState], keystore: Keystore) -> Provider:
-    """``local`` or ``faulty:<rate>[:<seed>]`` (the local provider failing that share of calls)."""
+def issuers(policies: Sequence[PlanPolicy]) -> tuple[bytes, ...]:
+    """The CA certificates the policies issue from: the ones the local provider's edge trusts."""
+    return tuple(p.params.issuer_cert for p in policies if p.params.issuer_cert is not None)
+
+
+def make_provider(spec: str, state_of: Callable[[str], AppState], keystore: Keystore,
+                  trusted_cas: Callable[[], Sequence[bytes]] = tuple) -> Provider:
+    """``local`` or ``faulty:<rate>[:<seed>]`` (the local provider failing that share of calls).
+    ``trusted_cas``: the CA certificates whose issued mTLS certificates the provider accepts by
+    subject DN."""
     from orchestrator.adapters.providers.faulty import FaultyProvider
     from orchestrator.adapters.providers.local import LocalProvider
 
-    local = LocalProvider(state_of, keystore)
+    local = LocalProvider(state_of, keystore, trusted_cas=trusted_cas)
     if spec == "local":
         return local
     name, _, rest = spec.partition(":")

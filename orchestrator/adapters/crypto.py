@@ -294,6 +294,24 @@ def issue_certificate(
                   key_source)
 
 
+def issued_by(certificate_pem: bytes, ca_pem: bytes, at: datetime) -> bool:
+    """Whether the certificate is signed by the CA certificate ``ca_pem`` (names and signature),
+    and that CA is a CA valid at ``at``: the check a TLS edge makes before it forwards a client
+    certificate as CA-verified. Intermediates are not followed."""
+    try:
+        leaf = x509.load_pem_x509_certificate(certificate_pem)
+        ca = x509.load_pem_x509_certificate(ca_pem)
+        leaf.verify_directly_issued_by(ca)
+    except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+        return False
+    try:
+        if not ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca:
+            return False
+    except x509.ExtensionNotFound:
+        pass
+    return ca.not_valid_before_utc <= at < ca.not_valid_after_utc
+
+
 def _load_private_der(private_key_der: bytes) -> PrivateKeyTypes:
     try:
         # Our own keys, read back from the authenticated (AES-GCM) keystore: skip the costly

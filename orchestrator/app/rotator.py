@@ -12,31 +12,37 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from functools import partial
+from datetime import datetime
 
 import structlog
 
 from events import catalog as ev
 from events.codec import format_time
 from events.state import AppState, Rotation, RotationStatus
+from orchestrator.app.key_work import DEFAULT_LIFETIME, KeyWork
 from orchestrator.app.ports import Crypto, Delivery, Keystore, Provider
 from orchestrator.app.service import Service, secret_item_id
 from orchestrator.domain import rules
 from orchestrator.domain.errors import OrchestratorError
-from orchestrator.domain.material import GeneratedKey
 from orchestrator.domain.rotation import (
     SECRET_USAGE,
     Next,
     Params,
     Reason,
+    Recorded,
     Step,
-    failure,
     resume,
     retry_budget,
+    shares_registration,
     start,
 )
-from orchestrator.domain.vocabulary import DEFAULT_ALGORITHM
+from orchestrator.domain.rotation_events import (
+    decide_completion,
+    decide_failure,
+    decide_manual_start,
+    decide_step,
+    untested_credential,
+)
 
 __all__ = ["Rotator", "StepOutcome"]
 
@@ -73,17 +79,31 @@ class Rotator:
         self.clock = clock
         self.actor = actor
         self.on_step = on_step  # test hook: called after each recorded step
+        self.work = KeyWork(keystore, crypto, provider)
 
     # --- start ---------------------------------------------------------------------------------
 
     def start(self, app: str, usage: str, reason: Reason, policy: str | None = None,
               actor: str | None = None) -> str | None:
         """Allocate a rotation id and record ``rotation.started``; None if one is running."""
+        return self._start(app, usage, actor, lambda s, rid, new_id, at: start(
+            s, usage, reason, rid, new_id, at, policy), reason, policy)
+
+    def start_manual(self, app: str, usage: str, policy: str | None, actor: str) -> str:
+        """``orchestrator rotate``: refused (one line) without a policy or with one in flight."""
+        rotation_id = self._start(app, usage, actor, lambda s, rid, new_id, at: decide_manual_start(
+            s, usage, policy, rid, new_id, at), Reason.MANUAL, policy)
+        assert rotation_id is not None  # decide_manual_start refuses rather than record nothing
+        return rotation_id
+
+    def _start(self, app: str, usage: str, actor: str | None,
+               decide: Callable[[AppState, str, str, datetime], list[ev.Event]],
+               reason: Reason, policy: str | None) -> str | None:
         rotation_id = f"rot_{uuid.uuid4().hex[:20]}"
         new_id = self.crypto.new_credential_id() if usage != SECRET_USAGE else f"secret_{rotation_id}"
         at = self.clock()
         _, records = self.service.append_decided(
-            app, lambda s: (start(s, usage, reason, rotation_id, new_id, at, policy), at),
+            app, lambda s: (decide(s, rotation_id, new_id, at), at),
             correlation_id=rotation_id, actor=actor or self.actor,
         )
         if not records:
@@ -113,13 +133,7 @@ class Rotator:
                 self._do(state, rotation, nxt, params, at)
             except (OrchestratorError, OSError) as exc:
                 error = str(exc).splitlines()[0][:500] if str(exc) else type(exc).__name__
-                _, records = self.service.append_decided(
-                    app, partial(_failed, rotation_id, nxt.step, error, params, self.clock()),
-                    correlation_id=rotation_id, actor=self.actor)
-                parked = any(r.type == ev.RotationParked.type_name for r in records)
-                (bound.error if parked else bound.warning)(
-                    "rotation_parked" if parked else "rotation_step_failed", error=error,
-                    attempt=records[0].payload.get("attempt") if records else None)
+                parked = self._fail(state, rotation, nxt.step, error, params)
                 return StepOutcome(rotation_id, nxt, done, failed=True, parked=parked)
             done += 1
             bound.info("rotation_step_completed")
@@ -128,6 +142,32 @@ class Rotator:
             if nxt.step is Step.COMPLETE:
                 return StepOutcome(rotation_id, nxt, done)
         return StepOutcome(rotation_id, nxt, done)
+
+    def _fail(self, state: AppState, rotation: Rotation, step: Step, error: str,
+              params: Params) -> bool:
+        """Record a failed step. Parking disables an untested new credential: deactivated at
+        the provider first (unless another credential shares its registration), the old one
+        untouched."""
+        app, rid, now = state.app, rotation.id, self.clock()
+        detached = True
+        untested = untested_credential(state, rotation)
+        parking = any(isinstance(e, ev.RotationParked) for e in decide_failure(
+            state, rid, step, error, params, now))
+        if parking and untested is not None and shares_registration(state, untested) is None:
+            try:
+                self.provider.deactivate(app, untested.id)
+            except (OrchestratorError, OSError):
+                detached = False
+        _, records = self.service.append_decided(
+            app, lambda s: (decide_failure(s, rid, step, error, params, now, detached), now),
+            correlation_id=rid, actor=self.actor)
+        parked = any(r.type == ev.RotationParked.type_name for r in records)
+        bound = log.bind(app=app, rotation_id=rid, step=step.value)
+        (bound.error if parked else bound.warning)(
+            "rotation_parked" if parked else "rotation_step_failed", error=error,
+            attempt=records[0].payload.get("attempt") if records else None,
+            new_credential_disabled=parked and untested is not None)
+        return parked
 
     def _record(self, app: str, rotation_id: str,
                 decide: Callable[[AppState], list[ev.Event]]) -> None:
@@ -139,15 +179,9 @@ class Rotator:
                  command: Callable[[AppState], rules.Command]) -> None:
         self.service.execute(app, command, correlation_id=rotation_id, actor=self.actor)
 
-    def _step_event(self, app: str, rotation_id: str, step: str,
+    def _step_event(self, app: str, rotation_id: str, recorded: Recorded,
                     detail: str | None = None) -> None:
-        def decide(s: AppState) -> list[ev.Event]:
-            rot = s.rotations.get(rotation_id)
-            if rot is None or rot.done(step):
-                return []
-            return [ev.RotationStepRecorded(rotation_id=rotation_id, step=step, detail=detail)]
-
-        self._record(app, rotation_id, decide)
+        self._record(app, rotation_id, lambda s: decide_step(s, rotation_id, recorded, detail))
 
     def _do(self, state: AppState, rotation: Rotation, nxt: Next, params: Params,
             at: datetime) -> None:
@@ -155,8 +189,9 @@ class Rotator:
         match nxt.step:
             case Step.FREE_SLOT:
                 assert nxt.credential_id is not None
-                self.provider.deactivate(app, nxt.credential_id)
-                self.provider.remove(app, nxt.credential_id)
+                if nxt.at_provider:
+                    self.provider.deactivate(app, nxt.credential_id)
+                    self.provider.remove(app, nxt.credential_id)
                 # outside work first: a crash right after the record must not leave the
                 # deleted credential's private key in the keystore (an orphan)
                 self.service.forget_private(nxt.credential_id)
@@ -178,18 +213,25 @@ class Rotator:
                 if until is not None:
                     until = max(until, at + params.overlap + retry_budget(params))
                 self.provider.set_secret(app, state.secret.version, secret, until)
-                self._step_event(app, rid, "registered", None if until is None else
+                self._step_event(app, rid, Recorded.REGISTERED, None if until is None else
                                  f"previous secret valid until {format_time(until)}")
             case Step.REGISTER:
                 self.provider.register(app, state.credentials[rotation.new_credential_id])
-                self._step_event(app, rid, "registered")
+                self._step_event(app, rid, Recorded.REGISTERED)
+            case Step.CONFIRM:
+                new = state.credentials[rotation.new_credential_id]
+                shared = shares_registration(state, new)
+                self.provider.register(app, new)  # finds the registration of the subject DN
+                self._step_event(app, rid, Recorded.REGISTERED,
+                                 f"subject DN already registered as {shared.id if shared else '?'}"
+                                 ": nothing changed at the identity provider")
             case Step.ACTIVATE:
                 self.provider.activate(app, rotation.new_credential_id)
                 self._execute(app, rid, lambda s: rules.ActivateCredential(
                     app, rotation.new_credential_id, self.clock()))
             case Step.TEST:
                 self._test(state, rotation, at)
-                self._step_event(app, rid, "tested")
+                self._step_event(app, rid, Recorded.TESTED)
             case Step.DELIVER if rotation.usage == SECRET_USAGE and (
                     state.secret is not None and state.secret.previous_valid_until is not None):
                 # The previous secret's grace must run from the moment the app can have the new
@@ -200,14 +242,15 @@ class Rotator:
                 self.provider.set_secret(app, state.secret.version,
                                          self._secret(app, state.secret.version), until)
                 self._deliver(state, rotation)
-                self._step_event(app, rid, "delivered",
+                self._step_event(app, rid, Recorded.DELIVERED,
                                  f"previous secret valid until {format_time(until)}")
             case Step.DELIVER:
                 self._deliver(state, rotation)
-                self._step_event(app, rid, "delivered")
+                self._step_event(app, rid, Recorded.DELIVERED)
             case Step.DISABLE_OLD:
                 assert nxt.credential_id is not None
-                self.provider.deactivate(app, nxt.credential_id)
+                if nxt.at_provider:
+                    self.provider.deactivate(app, nxt.credential_id)
                 self._execute(app, rid, lambda s: rules.DisableCredential(
                     app, nxt.credential_id or "", self.clock()))
             case Step.COMPLETE:
@@ -215,10 +258,7 @@ class Rotator:
                     # before the record: a crash right after it must not leave them behind
                     for old in range(1, state.secret.version - 1):
                         self.keystore.delete(secret_item_id(app, old))
-                self._record(app, rid, lambda s: [] if not _running(s, rid) else [
-                    ev.RotationCompleted(rotation_id=rid,
-                                         new_credential_id=rotation.new_credential_id,
-                                         old_credential_id=rotation.old_credential_id)])
+                self._record(app, rid, lambda s: decide_completion(s, rid))
             case Step.WAIT:
                 return
 
@@ -227,19 +267,8 @@ class Rotator:
     def _generate_key(self, state: AppState, rotation: Rotation, params: Params,
                       at: datetime) -> None:
         app, new_id = state.app, rotation.new_credential_id
-        lifetime = params.lifetime or timedelta(days=365)
-        private = self.keystore.get(new_id)
-        cert = self.keystore.get(f"{new_id}/certificate")
-        if private is None or (rotation.usage == ev.Usage.MTLS and cert is None):
-            generated = self._new_key(app, rotation.usage, params, at, at + lifetime)
-            if generated.material.certificate_pem is not None:
-                self.keystore.put(f"{new_id}/certificate",
-                                  generated.material.certificate_pem.encode())
-            self.keystore.put(new_id, generated.private_key_der)  # last: marks the key complete
-            material = generated.material
-        else:
-            material = (self.crypto.parse_pem(cert, "stored certificate") if cert is not None
-                        else self.crypto.public_material_of_private_key(private))
+        material = self.work.material(app, rotation, params, at)
+        lifetime = params.lifetime or DEFAULT_LIFETIME
         expires_at = None if material.not_after is not None else at + lifetime
 
         def decide(s: AppState) -> list[ev.Event]:
@@ -250,21 +279,9 @@ class Rotator:
                 alg=params.algorithm if rotation.usage != ev.Usage.MTLS else None,
                 expires_at=expires_at, generated=True,
             ), s)
-            return [*events, ev.RotationStepRecorded(rotation_id=rotation.id, step="generated")]
+            return [*events, *decide_step(s, rotation.id, Recorded.GENERATED)]
 
         self._record(app, rotation.id, decide)
-
-    def _new_key(self, app: str, usage: str, params: Params, not_before: datetime,
-                 not_after: datetime) -> GeneratedKey:
-        if usage != ev.Usage.MTLS:
-            return self.crypto.generate_rsa(params.key_size)
-        subject = (params.subject or "CN={app}").replace("{app}", app)
-        start_at = not_before - timedelta(minutes=5)
-        if params.issuer_cert is not None and params.issuer_key is not None:
-            return self.crypto.issue_certificate(params.issuer_cert, params.issuer_key, subject,
-                                            params.key_size, start_at, not_after)
-        cn = subject.split("CN=", 1)[-1].split(",", 1)[0] if "CN=" in subject else app
-        return self.crypto.generate_self_signed(params.key_size, cn, start_at, not_after)
 
     def _generate_secret(self, state: AppState, rotation: Rotation, params: Params,
                          at: datetime) -> None:
@@ -278,7 +295,7 @@ class Rotator:
 
         def decide(s: AppState) -> list[ev.Event]:
             rot = s.rotations.get(rotation.id)
-            if rot is None or rot.done("generated"):
+            if rot is None or rot.done(Recorded.GENERATED):
                 return []
             current = s.secret.version if s.secret else 0
             if current + 1 != version:
@@ -287,7 +304,7 @@ class Rotator:
             return [
                 ev.SecretRotated(version=version, fingerprint=self.crypto.secret_fingerprint(secret),
                                  previous_valid_until=valid_until),
-                ev.RotationStepRecorded(rotation_id=rotation.id, step="generated"),
+                *decide_step(s, rotation.id, Recorded.GENERATED),
             ]
 
         self._record(app, rotation.id, decide)
@@ -298,12 +315,6 @@ class Rotator:
             raise OrchestratorError(f"keystore has no client secret v{version} for {app!r}")
         return stored.decode()
 
-    def _private(self, credential_id: str) -> bytes:
-        private = self.keystore.get(credential_id)
-        if private is None:
-            raise OrchestratorError(f"keystore has no private key for {credential_id}")
-        return private
-
     def _test(self, state: AppState, rotation: Rotation, at: datetime) -> None:
         app = state.app
         if rotation.usage == SECRET_USAGE:
@@ -312,16 +323,7 @@ class Rotator:
             if version != state.secret.version:
                 raise OrchestratorError(f"provider accepted secret v{version}, not the new one")
             return
-        new = state.credentials[rotation.new_credential_id]
-        if rotation.usage == ev.Usage.MTLS:
-            accepted = self.provider.verify_certificate(app, new.certificate_pem or "", at)
-        else:
-            token = self.crypto.sign_client_assertion(
-                self._private(new.id), alg=new.alg or DEFAULT_ALGORITHM, kid=new.kid, client_id=app,
-                audience=self.provider.audience, now=at)
-            accepted = self.provider.verify_assertion(app, token, at)
-        if accepted != new.id:
-            raise OrchestratorError(f"provider matched {accepted}, not the new credential {new.id}")
+        self.work.prove(state, state.credentials[rotation.new_credential_id], at)
 
     def _deliver(self, state: AppState, rotation: Rotation) -> None:
         app = state.app
@@ -332,24 +334,6 @@ class Rotator:
             files = {"client_secret": self._secret(app, state.secret.version).encode(),
                      "version": str(state.secret.version).encode()}
         else:
-            new = state.credentials[rotation.new_credential_id]
-            files = {"private_key.pem": self.crypto.private_key_pem(self._private(new.id)),
-                     "kid": new.kid.encode(), "credential_id": new.id.encode()}
-            if new.alg:
-                files["alg"] = new.alg.encode()
-            if new.certificate_pem:
-                files["certificate.pem"] = new.certificate_pem.encode()
+            files = self.work.files(state.credentials[rotation.new_credential_id])
         self.delivery.deliver(app, rotation.usage, files)
 
-
-def _failed(rotation_id: str, step: Step, error: str, params: Params, now: datetime,
-            state: AppState) -> tuple[list[ev.Event], datetime]:
-    """The failure (or parking) of a step, unless the rotation stopped running meanwhile."""
-    rotation = state.rotations[rotation_id]
-    running = rotation.status is RotationStatus.RUNNING
-    return (failure(rotation, step, error, params, now) if running else []), now
-
-
-def _running(state: AppState, rotation_id: str) -> bool:
-    rot = state.rotations.get(rotation_id)
-    return rot is not None and rot.status is RotationStatus.RUNNING

@@ -5,6 +5,8 @@
 
 Each action is carried out on its own; one that fails is logged and the tick goes on. A stop
 request (SIGTERM) is honoured between actions: the current step finishes, nothing is cut in half.
+Every tick logs, at error level, each application left without a usable credential of a usage
+it had (``app_without_usable_credential``): the planner's alarms, kept for the apps it planned.
 """
 
 from __future__ import annotations
@@ -17,15 +19,24 @@ from datetime import datetime, timedelta
 
 import structlog
 
-from events import catalog as ev
-from events.state import RotationStatus, Status
+from events.state import Status
 from orchestrator.app.fleet import FleetView
 from orchestrator.app.rotator import Rotator, StepOutcome
 from orchestrator.app.service import Service
 from orchestrator.domain import rules
 from orchestrator.domain.errors import OrchestratorError
-from orchestrator.domain.planner import Action, Kind, Plan, PlanPolicy, next_due, plan
+from orchestrator.domain.planner import (
+    Action,
+    Alarm,
+    Kind,
+    Plan,
+    PlanPolicy,
+    next_due,
+    plan,
+    stranded,
+)
 from orchestrator.domain.rotation import Params
+from orchestrator.domain.rotation_events import decide_abandon, decide_retry
 
 __all__ = ["TickReport", "Ticker"]
 
@@ -43,6 +54,7 @@ class TickReport:
     parked: int = 0  # of those, rotations whose failure used up the retry budget
     problems: tuple[str, ...] = ()
     planned_apps: int = 0
+    alarms: tuple[Alarm, ...] = ()
 
 
 class Ticker:
@@ -71,6 +83,7 @@ class Ticker:
         self._due: dict[str, datetime] = {}
         self._heap: list[tuple[datetime, str]] = []
         self._last_policies: Sequence[PlanPolicy] | None = None
+        self._alarms: dict[str, tuple[Alarm, ...]] = {}  # by app, for the apps planned so far
 
     def next_due(self) -> datetime | None:
         """The earliest instant an application planned so far falls due by time alone."""
@@ -138,12 +151,28 @@ class Ticker:
                 report.done[action.kind.value] += 1
         self.fleet.refresh()
         self._note_due(apps, the_plan, policies, now)
+        report.alarms = self._raise_alarms(apps, now)
         if report.planned or report.failed or report.problems:
             (log.warning if report.failed else log.info)(
                 "tick_completed", planned=report.planned, deferred=report.deferred,
                 failed=report.failed, parked=report.parked, apps=len(apps),
                      **{k: v for k, v in report.done.items()})
         return report
+
+    def _raise_alarms(self, apps: set[str], now: datetime) -> tuple[Alarm, ...]:
+        """Judge again the apps just planned, after what was carried out (their state changed,
+        or their next_due came: an expiry is one), and log every alarm still raised, each
+        tick."""
+        for state in self.fleet.states(apps):
+            self._alarms.pop(state.app, None)
+            if alarms := tuple(stranded(state, now)):
+                self._alarms[state.app] = alarms
+        raised = tuple(a for alarms in self._alarms.values() for a in alarms)
+        for alarm in raised:
+            log.error("app_without_usable_credential", app=alarm.app, usage=alarm.usage,
+                      since=alarm.since.isoformat() if alarm.since else None,
+                      rotation_id=alarm.rotation_id, detail=alarm.message)
+        return raised
 
     def params_for(self, policy_name: str | None, usage: str,
                    by_name: dict[str, PlanPolicy]) -> Params:
@@ -166,22 +195,26 @@ class Ticker:
                 log.debug("credential_already_deleted", app=app,
                           credential_id=action.credential_id)
                 return None
-            self.rotator.provider.remove(app, action.credential_id)
+            if action.at_provider:  # not when another credential shares its registration
+                self.rotator.provider.remove(app, action.credential_id)
             # before the record: a crash right after it must not leave the private key behind
             self.service.forget_private(action.credential_id)
             self.service.execute(app, lambda s: rules.DeleteCredential(
                 app, action.credential_id or "", self.clock()), actor="scheduler")
             log.info("credential_deleted", app=app, credential_id=action.credential_id,
                      reason=action.reason.value)
-        elif action.kind is Kind.RETRY:
-            assert action.rotation_id is not None
-            rid = action.rotation_id
+        elif action.kind is Kind.ABANDON:
+            rid = action.rotation_id or ""
             self.service.append_decided(
-                app, lambda s: ([ev.RotationRetried(rotation_id=rid)]
-                                if s.rotations[rid].status is RotationStatus.PARKED else [],
-                                self.clock()),
+                app, lambda s: (decide_abandon(s, rid, action.message), self.clock()),
                 correlation_id=rid, actor="scheduler")
-            log.warning("rotation_retried_before_expiry", app=app, rotation_id=rid,
+            log.warning("rotation_abandoned", app=app, rotation_id=rid, detail=action.message)
+        elif action.kind is Kind.RETRY:
+            rid = action.rotation_id or ""
+            self.service.append_decided(
+                app, lambda s: (decide_retry(s, rid), self.clock()),
+                correlation_id=rid, actor="scheduler")
+            log.warning("rotation_retried", app=app, rotation_id=rid, reason=action.reason.value,
                         detail=action.message)
             rot = self.service.load(app).rotations[rid]
             return self.rotator.advance(app, rid, self.params_for(rot.policy, rot.usage, by_name))

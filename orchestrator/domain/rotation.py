@@ -12,6 +12,18 @@ Keys and certificates (private_key_jwt, jar, mtls)::
                new key) -> deliver ("delivered": the app's files now hold the new credential)
             -> wait for the overlap -> disable_old (credential.disabled) -> complete
 
+A CA-issued mTLS certificate is matched by the identity provider by its subject DN and its chain
+to the CA (a ``cert_subject_dn`` credential holds only the DN). A new certificate from the same
+CA for the same DN needs no change at the provider: it is recorded as a *successor* credential
+that shares the old one's registration (``shares_registration``). Its ``register`` step is
+``confirm`` (the provider is asked to find the registration, nothing is changed), its test
+accepts a match by that shared registration (and checks the new key belongs to the new
+certificate), and no step detaches or removes a registration another live credential still
+uses (``Next.at_provider`` is False: the step changes the log only).
+
+A rotation parked before its new credential passed the test disables that credential (the old
+one stays as it was); retrying it activates it again before testing.
+
 Client secrets::
 
     started -> generate (secret.rotated + "generated") -> register ("registered")
@@ -19,8 +31,8 @@ Client secrets::
 
 The old credential is never disabled before its successor passed the test. At capacity (two live
 credentials) a slot is freed first, never taking the last usable credential. A failed step is
-retried with exponential backoff and jitter (``failure``); after the retry budget the rotation is
-parked for a human with the old credential intact.
+retried with exponential backoff and jitter; after the retry budget the rotation is parked for a
+human with the old credential intact (the events of both: ``orchestrator.domain.rotation_events``).
 """
 
 from __future__ import annotations
@@ -31,7 +43,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 
 from events import catalog as ev
-from events.state import AppState, Credential, Rotation, Status
+from events.state import AppState, Credential, Rotation, RotationStatus, Status
 from orchestrator.domain.timemath import doubled
 from orchestrator.domain.vocabulary import DEFAULT_ALGORITHM, DEFAULT_KEY_SIZE, SECRET_USAGE, Step
 
@@ -40,15 +52,28 @@ __all__ = [
     "Next",
     "Params",
     "Reason",
+    "Recorded",
     "Step",
     "backoff",
-    "failure",
+    "held_usable",
     "replaced_credential",
     "resume",
     "retry_budget",
+    "shares_registration",
     "start",
     "total_backoff",
+    "undelivered",
+    "why_test_failed",
 ]
+
+class Recorded(StrEnum):
+    """The names ``rotation.step_recorded`` gives the steps done (the log's own spelling)."""
+
+    GENERATED = "generated"
+    REGISTERED = "registered"
+    TESTED = "tested"
+    DELIVERED = "delivered"
+
 
 class Reason(StrEnum):
     """Why a rotation starts, or (planner) why anything is done."""
@@ -85,12 +110,39 @@ class Next:
     step: Step
     credential_id: str | None = None  # the credential the step acts on
     not_before: datetime | None = None  # WAIT: nothing to do before this instant
+    at_provider: bool = True  # False: the provider keeps a registration another credential uses
+
+
+def shares_registration(state: AppState, cred: Credential) -> Credential | None:
+    """Another live credential of the app that the provider matches by the same registration
+    as ``cred``: a CA-issued certificate (``cert_subject_dn``) with the same subject DN. The
+    provider holds one registration for both; changing it for one changes it for the other."""
+    if cred.kind is not ev.CredentialKind.CERT_SUBJECT_DN or not cred.subject_dn:
+        return None
+    others = [c for c in state.credentials.values()
+              if c.id != cred.id and c.live and c.usage == cred.usage
+              and c.kind is ev.CredentialKind.CERT_SUBJECT_DN and c.subject_dn == cred.subject_dn]
+    return min(others, key=lambda c: (c.added_at, c.id)) if others else None
 
 
 def replaced_credential(state: AppState, usage: str, at: datetime) -> Credential | None:
     """The credential a new rotation replaces: the newest usable one of ``usage``."""
     usable = state.usable(usage, at)
     return max(usable, key=lambda c: (c.activated_at or c.added_at, c.id)) if usable else None
+
+
+def held_usable(state: AppState, usage: str, at: datetime) -> list[Credential]:
+    """The usable credentials of ``usage`` the application can hold: not the new credential of
+    a rotation that has not delivered it yet (the app does not have it)."""
+    pending = undelivered(state)
+    return [c for c in state.usable(usage, at) if c.id not in pending]
+
+
+def undelivered(state: AppState) -> set[str]:
+    """The new credentials of rotations in flight that have not delivered them yet."""
+    return {r.new_credential_id for r in state.rotations.values()
+            if r.status in (RotationStatus.RUNNING, RotationStatus.PARKED)
+            and not r.done(Recorded.DELIVERED)}
 
 
 def start(
@@ -107,6 +159,23 @@ def start(
             old_credential_id=old.id if old else None, new_credential_id=new_credential_id,
         )
     ]
+
+
+def why_test_failed(state: AppState, new: Credential, accepted: str) -> str | None:
+    """Why the provider's answer to the test of ``new`` does not prove it works (None: it does).
+
+    The provider names the credential that authenticated what the test presented (an assertion
+    signed with the new key, the new certificate). That must be ``new`` itself, or for a CA-issued
+    certificate the registration it shares (the provider matches the subject DN and the chain to
+    the CA, so it cannot tell two certificates of one DN apart, and need not)."""
+    if accepted == new.id:
+        return None
+    shared = state.credentials.get(accepted)
+    if (shared is not None and shared.kind is ev.CredentialKind.CERT_SUBJECT_DN
+            and new.kind is ev.CredentialKind.CERT_SUBJECT_DN
+            and shared.subject_dn == new.subject_dn and shared.usage == new.usage):
+        return None
+    return f"provider matched {accepted}, not the new credential {new.id}"
 
 
 def _slot_to_free(state: AppState, rotation: Rotation, at: datetime) -> Credential | None:
@@ -130,28 +199,31 @@ def resume(state: AppState, rotation: Rotation, params: Params, at: datetime) ->
     if new is None:
         victim = _slot_to_free(state, rotation, at)
         if victim is not None:
-            return Next(Step.FREE_SLOT, victim.id)
+            return Next(Step.FREE_SLOT, victim.id,
+                        at_provider=shares_registration(state, victim) is None)
         return Next(Step.GENERATE, rotation.new_credential_id)
-    if not rotation.done("registered"):
-        return Next(Step.REGISTER, new.id)
-    if new.status is Status.ADDED:
+    tested = rotation.done(Recorded.TESTED)
+    if not rotation.done(Recorded.REGISTERED):
+        shared = shares_registration(state, new) is not None
+        return Next(Step.CONFIRM if shared else Step.REGISTER, new.id)
+    if new.status is Status.ADDED or (new.status is Status.DISABLED and not tested):
         return Next(Step.ACTIVATE, new.id)
-    if not rotation.done("tested"):
+    if not tested:
         return Next(Step.TEST, new.id)
-    if not rotation.done("delivered"):
+    if not rotation.done(Recorded.DELIVERED):
         return Next(Step.DELIVER, new.id)
     old = state.credentials.get(rotation.old_credential_id or "")
     if old is not None and old.status is Status.ACTIVE:
         until = (rotation.tested_at or at) + params.overlap
         if at < until and not old.expired_by(at):
             return Next(Step.WAIT, old.id, not_before=until)
-        return Next(Step.DISABLE_OLD, old.id)
+        return Next(Step.DISABLE_OLD, old.id, at_provider=shares_registration(state, old) is None)
     return Next(Step.COMPLETE)
 
 
 def _resume_secret(rotation: Rotation) -> Next:
-    for step, recorded in ((Step.GENERATE, "generated"), (Step.REGISTER, "registered"),
-                           (Step.TEST, "tested"), (Step.DELIVER, "delivered")):
+    for step, recorded in ((Step.GENERATE, Recorded.GENERATED), (Step.REGISTER, Recorded.REGISTERED),
+                           (Step.TEST, Recorded.TESTED), (Step.DELIVER, Recorded.DELIVERED)):
         if not rotation.done(recorded):
             return Next(step)
     return Next(Step.COMPLETE)
@@ -175,22 +247,3 @@ def total_backoff(attempts: int, first: timedelta, longest: timedelta) -> timede
 def retry_budget(params: Params) -> timedelta:
     """The longest a rotation can spend waiting between its attempts before it is parked."""
     return total_backoff(params.attempts, params.backoff, params.max_backoff)
-
-
-def failure(rotation: Rotation, step: Step, error: str, params: Params,
-            at: datetime) -> list[ev.Event]:
-    """The events recording a failed step: a retry later, or parking after the budget."""
-    attempt = rotation.attempts + 1
-    if attempt >= params.attempts:
-        return [
-            ev.RotationFailed(rotation_id=rotation.id, step=step.value, error=error,
-                              attempt=attempt, next_attempt_at=None),
-            ev.RotationParked(rotation_id=rotation.id, step=step.value, error=error,
-                              attempts=attempt),
-        ]
-    return [
-        ev.RotationFailed(
-            rotation_id=rotation.id, step=step.value, error=error, attempt=attempt,
-            next_attempt_at=at + backoff(rotation.id, attempt, params),
-        )
-    ]

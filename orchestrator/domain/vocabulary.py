@@ -62,6 +62,7 @@ class Step(StrEnum):
     FREE_SLOT = "free_slot"
     GENERATE = "generate"
     REGISTER = "register"
+    CONFIRM = "confirm"  # a CA-issued certificate whose subject DN the provider already matches
     ACTIVATE = "activate"
     TEST = "test"
     DELIVER = "deliver"

@@ -188,13 +188,15 @@ def test_the_daemon_follows_the_policies_folder(tmp_path: Path) -> None:
             ("plan", "--json"), ("plan", "--json", "--at", later),
             ("rotations", "--all", "--json")])))
         assert now_plan == {"at": now_plan["at"], "actions": [], "deferred": [],
-                            "problems": [], "policy_errors": []}
+                            "problems": [], "policy_errors": [], "without_usable_credential": []}
         starts = {(a["app"], a["usage"], a["policy"], a["reason"]) for a in ahead["actions"]
                   if a["kind"] == "start"}
         assert starts == {("web-1", "private_key_jwt", "web-keys", "expired"),
                           ("web-2", "private_key_jwt", "web-keys", "expired"),
                           ("svc-1", "client_secret", "svc-secrets", "age")}, ahead
         assert {a["app"] for a in ahead["actions"] if a["kind"] == "expire"} == {"web-1", "web-2"}
+        assert {(a["app"], a["usage"]) for a in ahead["without_usable_credential"]} == {
+            ("web-1", "private_key_jwt"), ("web-2", "private_key_jwt")}
         assert {r["app"] for r in every} == set(APPS[:3])
         assert {r["policy"] for r in every if r["app"] == "svc-1"} == {"svc-secrets"}
         assert {r["policy"] for r in every if r["app"] != "svc-1"} == {"web-keys"}

@@ -1,8 +1,8 @@
 """The rotation process, as specifications: given a rotation's recorded steps, then the next one.
 
 ``rotation`` is pure: each case folds facts into an ``AppState`` with the one ``fold`` and asks
-``resume`` (what next), ``start`` (may a rotation begin) or ``failure`` (what a failed step
-records) at a fixed instant. A walk carries out each named step as the events it records, so the
+``resume`` (what next), ``start`` (may a rotation begin) or ``decide_failure`` (what a failed
+step records) at a fixed instant. A walk carries out each named step as the events it records, so the
 order of the whole process is pinned, not only its single steps.
 """
 
@@ -21,11 +21,11 @@ from orchestrator.domain.rotation import (
     Reason,
     Step,
     backoff,
-    failure,
     replaced_credential,
     resume,
     start,
 )
+from orchestrator.domain.rotation_events import decide_failure
 from tests.conftest import NOW
 
 APP = "pay"
@@ -290,7 +290,7 @@ def failed_times(n: int) -> AppState:
 def test_failure_records_a_retry_after_an_exponential_jittered_backoff(before: int,
                                                                        base: timedelta) -> None:
     state = failed_times(before)
-    (event,) = failure(state.rotations[RID], Step.REGISTER, "provider down", RETRYING, NOW)
+    (event,) = decide_failure(state, RID, Step.REGISTER, "provider down", RETRYING, NOW)
     assert isinstance(event, ev.RotationFailed)
     assert (event.rotation_id, event.step, event.error, event.attempt) == (
         RID, "register", "provider down", before + 1)
@@ -305,7 +305,7 @@ def test_failure_records_a_retry_after_an_exponential_jittered_backoff(before: i
 def test_failure_parks_the_rotation_when_the_attempts_budget_is_reached() -> None:
     params = Params(usage=PKJWT, attempts=3)
     state = failed_times(2)
-    events = failure(state.rotations[RID], Step.TEST, "assertion refused", params, NOW)
+    events = decide_failure(state, RID, Step.TEST, "assertion refused", params, NOW)
     assert events == [
         ev.RotationFailed(rotation_id=RID, step="test", error="assertion refused", attempt=3,
                           next_attempt_at=None),
@@ -323,14 +323,14 @@ def test_failure_parks_the_rotation_when_the_attempts_budget_is_reached() -> Non
 def test_a_retried_rotation_runs_again_with_its_attempts_reset() -> None:
     params = Params(usage=PKJWT, attempts=3)
     state = failed_times(2)
-    for event in failure(state.rotations[RID], Step.REGISTER, "down", params, NOW):
+    for event in decide_failure(state, RID, Step.REGISTER, "down", params, NOW):
         state = evolve(state, event, NOW)
     state = evolve(state, ev.RotationRetried(rotation_id=RID), NOW + HOUR)
     rotation = state.rotations[RID]
     assert (rotation.status, rotation.attempts, rotation.next_attempt_at) == (
         RotationStatus.RUNNING, 0, None)
     assert resume(state, rotation, params, NOW + HOUR) == Next(Step.GENERATE, NEW)
-    (event,) = failure(rotation, Step.REGISTER, "down", params, NOW + HOUR)
+    (event,) = decide_failure(state, RID, Step.REGISTER, "down", params, NOW + HOUR)
     assert isinstance(event, ev.RotationFailed) and event.attempt == 1
 
 

@@ -5,15 +5,17 @@ and deactivating are recorded by the orchestrator itself, so here they only chec
 Verification follows the identity provider's rules: a client assertion must be signed by an
 active, unexpired credential of the app (found by ``kid``, or any when the header has none) and
 pass the assertion checks of ``crypto.verify_client_assertion``; an mTLS certificate must be
-valid now and match an active self-signed certificate (by key fingerprint) or CA-issued one (by
-subject DN); a client secret is checked in constant time against salted hashes kept in the
+valid now and match an active self-signed certificate (by key fingerprint), or be issued by a CA
+the provider trusts and match an active CA-issued one (by subject DN: the customer edge verifies
+the chain and the identity provider compares the DN; a new certificate of the same DN from the
+same CA needs no change here); a client secret is checked in constant time against salted hashes kept in the
 keystore (``idp/<app>/secret/v<N>``), the previous version only until its grace period ends.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 
 import jwt
@@ -33,10 +35,12 @@ SIGNING_USAGES = (ev.Usage.PRIVATE_KEY_JWT, ev.Usage.JAR)
 
 class LocalProvider:
     def __init__(self, state_of: Callable[[str], AppState], keystore: Keystore,
-                 audience: str = "https://orchestrator.local/") -> None:
+                 audience: str = "https://orchestrator.local/",
+                 trusted_cas: Callable[[], Iterable[bytes]] = tuple) -> None:
         self._state_of = state_of
         self._keystore = keystore
         self.audience = audience
+        self._trusted_cas = trusted_cas  # CA certificates (PEM) the edge verifies chains to
 
     def _credential(self, app: str, credential_id: str) -> Credential:
         cred = self._state_of(app).credentials.get(credential_id)
@@ -118,12 +122,19 @@ class LocalProvider:
         if (material.not_before and at < material.not_before) or (
                 material.not_after and material.not_after <= at):
             raise ProviderError("provider: client certificate is outside its validity period")
+        ca_verified = any(crypto.issued_by(certificate_pem.encode(), ca, at)
+                          for ca in self._trusted_cas())
+        by_dn: list[Credential] = []
         for cred in self._state_of(app).credentials.values():
             if cred.usage != ev.Usage.MTLS or not cred.usable(at):
                 continue
             if cred.kind is ev.CredentialKind.X509_CERT and cred.fingerprint == material.fingerprint:
-                return cred.id
-            if cred.kind is ev.CredentialKind.CERT_SUBJECT_DN and (
-                    cred.subject_dn == material.subject_dn or cred.fingerprint == material.fingerprint):
-                return cred.id
-        raise ProviderError(f"provider: no active mTLS credential of {app!r} matches the certificate")
+                return cred.id  # a self-signed certificate: matched by its key
+            if (ca_verified and cred.kind is ev.CredentialKind.CERT_SUBJECT_DN
+                    and cred.subject_dn == material.subject_dn):
+                by_dn.append(cred)
+        if by_dn:  # one registration of the DN at the identity provider
+            return min(by_dn, key=lambda c: (c.added_at, c.id)).id
+        raise ProviderError(f"provider: no active mTLS credential of {app!r} matches the "
+                            "certificate" + ("" if ca_verified else
+                                             " (nor is it issued by a trusted CA)"))

@@ -43,6 +43,11 @@ def plan(ctx: click.Context, at: datetime | None, policies_dir: Path | None,
             "actions": [_action_json(a) for a in the_plan.actions],
             "deferred": [_action_json(a) for a in the_plan.deferred],
             "problems": list(the_plan.problems),
+            "without_usable_credential": [{
+                "app": a.app, "usage": a.usage, "message": a.message,
+                "since": format_time(a.since) if a.since else None,
+                "rotation_id": a.rotation_id,
+            } for a in the_plan.alarms],
             "policy_errors": list(system.policies.errors),
         }, indent=2))
         return
@@ -50,8 +55,10 @@ def plan(ctx: click.Context, at: datetime | None, policies_dir: Path | None,
         click.echo(f"policy error: {error}", err=True)
     for problem in the_plan.problems:
         click.echo(f"conflict: {problem}", err=True)
-    rows = [(a.kind.value, a.app, a.usage or "-", a.reason.value, a.policy or "-", a.message)
-            for a in the_plan.actions]
+    rows = [("NO USABLE CREDENTIAL", a.app, a.usage, "-", "-", a.message)
+            for a in the_plan.alarms]
+    rows += [(a.kind.value, a.app, a.usage or "-", a.reason.value, a.policy or "-", a.message)
+             for a in the_plan.actions]
     rows += [("deferred", a.app, a.usage or "-", a.reason.value, a.policy or "-",
               f"{a.message}; not before {format_time(a.not_before)}" if a.not_before
               else f"{a.message}; over this tick's cap")

@@ -11,7 +11,7 @@ import click
 
 from events.codec import format_time
 from events.state import AppState
-from orchestrator.domain.errors import InputError, OrchestratorError
+from orchestrator.domain.errors import OrchestratorError
 from orchestrator.entrypoints.cli.context import system_of
 from orchestrator.entrypoints.cli.output import print_table
 from orchestrator.entrypoints.cli.params import ROTATED
@@ -25,24 +25,20 @@ from orchestrator.entrypoints.cli.params import ROTATED
               help="Policies folder (the matching policy's settings are used).")
 @click.pass_context
 def rotate(ctx: click.Context, app_name: str, usage: str, policies_dir: Path | None) -> None:
-    """Rotate APP's USAGE credential now (reason: manual), with zero downtime."""
-    from orchestrator.domain.rotation import Reason, Step
+    """Rotate APP's USAGE credential now (reason: manual), with zero downtime.
+
+    The policy that selects APP for USAGE gives the rotation its settings, and the daemon
+    finishes it (the overlap); without one the rotation is refused."""
+    from orchestrator.domain.rotation import Step
 
     system = system_of(ctx, policies=policies_dir, record_policies=False)
-    if not system.service.load(app_name).registered:
-        raise InputError(f"application {app_name!r} is not registered "
-                         f"(register it with: orchestrator app register {app_name})")
-    policy = next((p for p in system.policies.current()
-                   if p.usage == usage and p.selects(system.service.load(app_name))), None)
-    params = policy.params if policy else system.ticker.params_for(None, usage, {})
-    rotation_id = system.rotator.start(app_name, usage, Reason.MANUAL,
-                                       policy.name if policy else None,
-                                       actor=system.settings.actor)
-    if rotation_id is None:
-        running = system.service.load(app_name).running_rotation(usage)
-        raise InputError(f"{app_name} already has a {usage} rotation in flight "
-                         f"({running.id if running else '?'}, {running.status.value if running else '?'}); "
-                         "see: orchestrator rotations")
+    from orchestrator.domain.planner import policy_for
+
+    policy = policy_for(system.service.load(app_name), system.policies.current(), usage)
+    rotation_id = system.rotator.start_manual(app_name, usage, policy.name if policy else None,
+                                              actor=system.settings.actor)
+    assert policy is not None  # start_manual refuses without one
+    params = policy.params
     outcome = system.rotator.advance(app_name, rotation_id, params)
     state = system.service.load(app_name)
     rot = state.rotations[rotation_id]
@@ -64,18 +60,27 @@ def rotate(ctx: click.Context, app_name: str, usage: str, policies_dir: Path | N
 @click.option("--json", "as_json", is_flag=True, help="One JSON array.")
 @click.pass_context
 def rotations(ctx: click.Context, app_name: str | None, show_all: bool, as_json: bool) -> None:
-    """Rotations in flight and parked ones waiting for a human (retry, abandon)."""
+    """Rotations in flight and parked ones waiting for a human (retry, abandon), and every
+    application left without a usable credential of a usage it had."""
     if ctx.invoked_subcommand is not None:
         return
+    from orchestrator.domain.planner import stranded
+    from orchestrator.domain.rotation import held_usable
+    from orchestrator.domain.vocabulary import SECRET_USAGE
+
     system = system_of(ctx)
     system.projector.catch_up()
+    now = system.clock()
     rows = []
+    alarms = []
     for state in system.projector.states():
         if app_name and state.app != app_name:
             continue
+        alarms.extend(stranded(state, now))
         for r in state.rotations.values():
             if show_all or r.status.value in ("running", "parked"):
-                rows.append((state.app, r))
+                rows.append((state.app, r, state.secret is not None if r.usage == SECRET_USAGE
+                             else bool(held_usable(state, r.usage, now))))
     if as_json:
         click.echo(json.dumps([{
             "app": a, "rotation_id": r.id, "usage": r.usage, "reason": r.reason,
@@ -84,12 +89,15 @@ def rotations(ctx: click.Context, app_name: str | None, show_all: bool, as_json:
             "new_credential_id": r.new_credential_id, "old_credential_id": r.old_credential_id,
             "started_at": format_time(r.started_at),
             "next_attempt_at": format_time(r.next_attempt_at) if r.next_attempt_at else None,
-        } for a, r in rows], indent=2))
+            "usable_credential": usable,
+        } for a, r, usable in rows], indent=2))
         return
     print_table(["APP", "ROTATION", "USAGE", "STATUS", "REASON", "LAST STEP", "ATTEMPTS", "ERROR"],
                 [(a, r.id, r.usage, r.status.value, r.reason, r.steps[-1] if r.steps else "-",
-                  r.attempts, r.last_error or "-") for a, r in rows],
+                  r.attempts, r.last_error or "-") for a, r, _ in rows],
                 empty="no rotations in flight")
+    for alarm in alarms:
+        click.echo(f"NO USABLE CREDENTIAL: {alarm.message}")
 
 
 def _rotation_admin(verb: str) -> None:
@@ -97,22 +105,14 @@ def _rotation_admin(verb: str) -> None:
     @click.argument("rotation_id", metavar="ROTATION")
     @click.pass_context
     def command(ctx: click.Context, app_name: str, rotation_id: str) -> None:
-        from events import catalog as ev
+        from orchestrator.domain.rotation_events import decide_abandon, decide_retry
 
         system = system_of(ctx)
 
         def decide(state: AppState) -> tuple[list[Any], datetime]:
-            rot = state.rotations.get(rotation_id)
-            if rot is None:
-                raise InputError(f"{app_name} has no rotation {rotation_id} "
-                                 "(see: orchestrator rotations --all)")
-            if rot.status.value not in ("parked", "running") or (
-                    verb == "retry" and rot.status.value != "parked"):
-                raise InputError(f"rotation {rotation_id} is {rot.status.value}; only a parked "
-                                 f"rotation can be retried, and a running or parked one abandoned")
-            event = (ev.RotationRetried(rotation_id=rotation_id) if verb == "retry"
-                     else ev.RotationAbandoned(rotation_id=rotation_id))
-            return [event], system.clock()
+            events = (decide_retry(state, rotation_id) if verb == "retry"
+                      else decide_abandon(state, rotation_id))
+            return events, system.clock()
 
         system.service.append_decided(app_name, decide, correlation_id=rotation_id)
         click.echo(f"rotation {rotation_id}: {'retrying' if verb == 'retry' else 'abandoned'}")

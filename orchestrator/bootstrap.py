@@ -58,6 +58,7 @@ __all__ = [
     "ensure_schema",
     "fast_keys",
     "in_memory",
+    "issuers",
     "make_provider",
     "open_engine",
     "redacted_url",

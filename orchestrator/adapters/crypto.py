@@ -46,6 +46,7 @@ __all__ = [
     "generate_self_signed",
     "hash_secret",
     "issue_certificate",
+    "issued_by",
     "jwk_thumbprint",
     "new_credential_id",
     "new_secret",

@@ -4,7 +4,7 @@ A policy with ``certificate.issuer`` has the daemon issue each application a cer
 CA; the identity provider matches such a certificate by its subject DN and its chain to the CA,
 so every new certificate (same DN, same CA) authenticates through the registration the old one
 has. The installed ``orchestrator daemon --once`` runs again and again at instants the test
-chooses (``ClockedCli``: time is driven, never waited for) across three rotations, and then:
+chooses (a ``VirtualClock``: time is driven, never waited for) across three rotations, and then:
 
 * the events table, read with ``sqlite3`` and folded by ``tests.oracle`` (not by the product),
   shows every rotation completed, none failed or parked, each delivery before the old
@@ -25,8 +25,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from tests.clocked import ClockedCli
-from tests.helpers import certificate, rsa_key
+from tests.helpers import Cli, VirtualClock, certificate, rsa_key
 from tests.oracle import gaps, key_belongs_to_certificate, read_log
 
 T0 = datetime(2031, 3, 3, 9, 0, tzinfo=UTC)
@@ -72,18 +71,19 @@ def write_ca(folder: Path) -> bytes:
 def test_ca_issued_certificates_rotate_with_a_usable_credential_at_every_instant(
         tmp_path: Path) -> None:
     db = tmp_path / "orchestrator.db"
-    cli = ClockedCli(f"sqlite:///{db}", tmp_path / "keystore", tmp_path)
+    clock = VirtualClock(tmp_path / "clock", T0)
+    cli = Cli(f"sqlite:///{db}", tmp_path / "keystore", tmp_path, clock=clock)
     policies, delivery = tmp_path / "policies", tmp_path / "delivery"
     ca_pem = write_ca(policies / "ca")
     (policies / "bank-mtls.yaml").write_text(POLICY)
     cli.env.update(ORCHESTRATOR_POLICIES=str(policies), ORCHESTRATOR_DELIVERY=str(delivery))
-    cli.at(T0)("init")
     cli("policy", "validate")
     for app in APPS:
         cli("app", "register", app)
 
     for instant in INSTANTS:
-        cli.at(instant)("daemon", "--once", "--json-logs")
+        clock.set(instant)
+        cli("daemon", "--once", "--json-logs")
     end = INSTANTS[-1]
 
     log = read_log(db)

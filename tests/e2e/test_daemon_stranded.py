@@ -1,7 +1,7 @@
 """A rotation that cannot pass its test, through the daemon process: parked safely, then loud.
 
 The CA a policy issues mTLS certificates from expires (an operator forgot it). The installed
-``orchestrator daemon --once`` runs at instants the test chooses (``ClockedCli``), and:
+``orchestrator daemon --once`` runs at instants the test chooses (a ``VirtualClock``), and:
 
 * the rotation's new certificate fails its test (the provider no longer trusts the chain), the
   rotation is parked, and parking leaves the old certificate as it was and the new, untested
@@ -26,8 +26,7 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from tests.clocked import ClockedCli
-from tests.helpers import Result, certificate, rsa_key
+from tests.helpers import Cli, Result, VirtualClock, certificate, rsa_key
 from tests.oracle import gaps, key_belongs_to_certificate, read_log
 
 T0 = datetime(2031, 3, 3, 9, 0, tzinfo=UTC)
@@ -62,7 +61,8 @@ def logged(result: Result) -> list[dict[str, object]]:
 def test_a_stranded_application_is_retried_and_reported_until_it_has_a_credential(
         tmp_path: Path) -> None:
     db = tmp_path / "orchestrator.db"
-    cli = ClockedCli(f"sqlite:///{db}", tmp_path / "keystore", tmp_path)
+    clock = VirtualClock(tmp_path / "clock", T0)
+    cli = Cli(f"sqlite:///{db}", tmp_path / "keystore", tmp_path, clock=clock)
     policies, delivery, ca = tmp_path / "policies", tmp_path / "delivery", tmp_path / "policies/ca"
     ca.mkdir(parents=True)
     ca_key = rsa_key()
@@ -73,11 +73,11 @@ def test_a_stranded_application_is_retried_and_reported_until_it_has_a_credentia
                                             not_after=T0 + 3 * DAY, ca=True))
     (policies / "bank-mtls.yaml").write_text(POLICY)
     cli.env.update(ORCHESTRATOR_POLICIES=str(policies), ORCHESTRATOR_DELIVERY=str(delivery))
-    cli.at(T0)("init")
     cli("app", "register", APP)
 
     def daemon(at: datetime) -> Result:
-        return cli.at(at)("daemon", "--once", "--json-logs")
+        clock.set(at)
+        return cli("daemon", "--once", "--json-logs")
 
     daemon(T0)  # provisioning: certificate A, valid 6 days
     daemon(T0 + 4 * DAY)  # its age: rotation to B; the CA has expired, B fails its test
@@ -97,7 +97,8 @@ def test_a_stranded_application_is_retried_and_reported_until_it_has_a_credentia
     retried = [r["at"] for r in read_log(db).rows if r["type"] == "rotation.retried"]
     assert retried[-1] == stranded_at  # retried at once: the parking was 51 minutes ago
 
-    plan = cli.at(stranded_at + MINUTE)("plan", "--json").json()
+    clock.set(stranded_at + MINUTE)
+    plan = cli("plan", "--json").json()
     assert [(a["app"], a["usage"]) for a in plan["without_usable_credential"]] == [(APP, "mtls")]
     assert "NO USABLE CREDENTIAL" in cli("plan").stdout
     assert f"NO USABLE CREDENTIAL: application '{APP}' has no usable mtls credential" in cli(
@@ -124,4 +125,5 @@ def test_a_stranded_application_is_retried_and_reported_until_it_has_a_credentia
     assert (folder / "credential_id").read_text() == new.id
     assert key_belongs_to_certificate((folder / "private_key.pem").read_bytes(),
                                       (folder / "certificate.pem").read_bytes())
-    assert cli.at(end + MINUTE)("plan", "--json").json()["without_usable_credential"] == []
+    clock.set(end + MINUTE)
+    assert cli("plan", "--json").json()["without_usable_credential"] == []

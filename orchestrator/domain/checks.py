@@ -124,6 +124,12 @@ def _parked_stranded(i: Input) -> Rotation | None:
     return rot
 
 
+def _parked_until(i: Input, rot: Rotation) -> datetime:
+    """A parked rotation the daemon retries on its own waits the policy's longest backoff
+    after it was parked: retried again and again, never back to back."""
+    return later(rot.updated_at, i.policy.params.max_backoff)
+
+
 def _dead_end(i: Input, rot: Rotation) -> Credential | None:
     """The rotation's new credential when it can never pass the test (expired or deleted)."""
     new = i.state.credentials.get(rot.new_credential_id)
@@ -144,7 +150,7 @@ def _stranded(i: Input) -> Action | None:
                       f"before it passed the test; no usable {usage} credential: abandoning it "
                       "so that a new rotation starts", usage=usage, policy=i.policy.name,
                       rotation_id=rot.id, urgent=True)
-    if i.now < later(rot.updated_at, i.policy.params.max_backoff):
+    if i.now < _parked_until(i, rot):
         return NOTHING  # its backoff runs; _stranded_due knows when it ends
     return Action(Kind.RETRY, app, Reason.EXPIRED,
                   f"no usable {usage} credential and rotation {rot.id} is parked ({rot.last_error}):"
@@ -156,7 +162,7 @@ def _stranded_due(i: Input) -> datetime | None:
     rot = _parked_stranded(i)
     if rot is None or _dead_end(i, rot) is not None:
         return None
-    return later(rot.updated_at, i.policy.params.max_backoff)
+    return _parked_until(i, rot)
 
 
 def _running(i: Input) -> Action | None:
@@ -167,6 +173,8 @@ def _running(i: Input) -> Action | None:
         old = i.state.credentials.get(rot.old_credential_id or "")
         if (old is not None and old.usable(i.now) and old.expires_at is not None
                 and old.expires_at - i.now <= i.policy.before_expiry):
+            if i.now < _parked_until(i, rot):
+                return NOTHING  # parked a moment ago: retried once its capped backoff ran
             return Action(Kind.RETRY, i.state.app, Reason.EXPIRING,
                           f"rotation {rot.id} is parked and {old.id} expires in "
                           f"{human(old.expires_at - i.now)}: retrying rather than let it expire",
@@ -185,8 +193,9 @@ def _running_due(i: Input) -> datetime | None:
         return None
     if rot.status is RotationStatus.PARKED:
         old = i.state.credentials.get(rot.old_credential_id or "")
-        return (earlier(old.expires_at, i.policy.before_expiry)
-                if old is not None and old.expires_at is not None else None)
+        if old is None or old.expires_at is None:
+            return None
+        return max(earlier(old.expires_at, i.policy.before_expiry), _parked_until(i, rot))
     ends = (rot.next_attempt_at,
             later(rot.tested_at, i.policy.params.overlap) if rot.tested_at else None)
     future = [t for t in ends if t is not None and t > i.now]

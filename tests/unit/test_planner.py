@@ -199,6 +199,28 @@ CHAIN = [
         [KEYS], ["resume overdue-step rot_1"],
         id="resumes a rotation whose overlap has ended (the old key is disabled next)"),
     pytest.param(
+        Given().key("cred_a", added=NOW - 100 * DAY, expires=NOW - DAY).expired("cred_a")
+        .rotation("rot_1", NOW - 2 * DAY, old="cred_a").parked("rot_1", NOW - 2 * HOUR),
+        [KEYS], ["retry expired rot_1"],
+        id="retries a parked rotation when the application has no usable credential left"),
+    pytest.param(
+        Given().key("cred_a", added=NOW - 100 * DAY, expires=NOW - DAY).expired("cred_a")
+        .rotation("rot_1", NOW - 2 * DAY, old="cred_a").parked("rot_1", NOW - 10 * MINUTE),
+        [KEYS], [],
+        id="retries it no sooner than the policy's longest backoff after it was parked"),
+    pytest.param(
+        Given().key("cred_a", added=NOW - 100 * DAY, expires=NOW - DAY).expired("cred_a")
+        .rotation("rot_1", NOW - 9 * DAY, old="cred_a", new="cred_n")
+        .key("cred_n", added=NOW - 9 * DAY, expires=NOW - HOUR, active=False)
+        .parked("rot_1", NOW - 8 * DAY),
+        [KEYS], ["expire expired cred_n", "abandon expired rot_1"],
+        id="abandons a parked rotation whose new credential expired untested (a new one starts)"),
+    pytest.param(
+        Given().key("cred_a", added=NOW - 100 * DAY, expires=NOW + 10 * DAY)
+        .rotation("rot_p", NOW - 5 * DAY, old="cred_a").parked("rot_p", NOW - 5 * MINUTE),
+        [KEYS], [],
+        id="retries a parked rotation whose old key expires soon only after the longest backoff"),
+    pytest.param(
         Given().key("cred_a", added=NOW - 60 * DAY).key("cred_b", added=NOW - 10 * DAY)
         .disabled("cred_a", NOW - 8 * DAY), [KEYS], ["delete retention cred_a"],
         id="deletes a disabled key once the retention has passed"),
@@ -506,6 +528,11 @@ NEXT_DUE = [
         [KEYS], None,
         id="None while a parked rotation waits for a human"),
     pytest.param(
+        Given().key("cred_a", added=NOW - 100 * DAY, expires=NOW - DAY).expired("cred_a")
+        .rotation("rot_1", NOW - 2 * DAY, old="cred_a").parked("rot_1", NOW - 10 * MINUTE),
+        [KEYS], NOW + 50 * MINUTE,
+        id="the retry of a parked rotation of an application without a usable credential"),
+    pytest.param(
         Given(), [], None,
         id="None for an application with nothing at all"),
 ]
@@ -546,3 +573,34 @@ def test_leaves_a_parked_rotation_alone_while_its_old_credential_has_time() -> N
              .state())
     assert lines(plan([KEYS], [state], NOW).actions) == []
     assert next_due(state, [KEYS], NOW) == NOW + 60 * DAY - KEYS.before_expiry
+
+
+# --- an application without a usable credential -------------------------------------------------
+
+
+def test_every_check_says_when_it_is_next_due() -> None:
+    """next_due is read from the chain itself: each check carries its own due time."""
+    from orchestrator.domain.planner import CHAIN as TABLE
+
+    assert [c.name for c in TABLE] == ["stranded", "running", "no-usable", "expiring",
+                                       "policy-changed", "age"]
+    assert all(callable(c.due) for c in TABLE)
+
+
+@pytest.mark.parametrize(("given", "alarmed"), [
+    pytest.param(Given().key("cred_a", added=NOW - 10 * DAY, expires=NOW - HOUR), [PKJWT],
+                 id="an application whose only key expired is alarmed, policy or not"),
+    pytest.param(Given().key("cred_a", added=NOW - 10 * DAY).disabled("cred_a", NOW - HOUR),
+                 [PKJWT], id="so is one whose only key was disabled"),
+    pytest.param(Given().key("cred_a", added=NOW - 10 * DAY, expires=NOW - HOUR)
+                 .rotation("rot_1", NOW - DAY, old="cred_a", new="cred_n")
+                 .key("cred_n", added=NOW - DAY), [PKJWT],
+                 id="a new key not delivered yet is not held: still alarmed"),
+    pytest.param(Given().key("cred_a", added=NOW - 10 * DAY), [],
+                 id="an application with a usable key is not"),
+    pytest.param(Given(), [], id="nor one that never had a credential (it is provisioned)"),
+])
+def test_plan_lists_applications_without_a_usable_credential(given: Given,
+                                                             alarmed: list[str]) -> None:
+    alarms = plan([], [given.state()], NOW).alarms
+    assert [(a.app, a.usage) for a in alarms] == [(APP, usage) for usage in alarmed]

@@ -23,48 +23,17 @@ from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 
-from tests.helpers import Cli, VirtualClock, certificate, rsa_key
+from tests.helpers import Cli, VirtualClock, rsa_key
 from tests.oracle import gaps, key_belongs_to_certificate, read_log
+from tests.support.ca import ca_mtls_policy, subject_of, write_ca
 
 T0 = datetime(2031, 3, 3, 9, 0, tzinfo=UTC)
 DAY, HOUR, MINUTE = timedelta(days=1), timedelta(hours=1), timedelta(minutes=1)
 APPS = ("bank-1", "bank-2")
-CA_DN = "CN=Acme Issuing CA,O=Acme,C=DE"
-POLICY = """apiVersion: orchestrator/v1
-kind: RotationPolicy
-metadata: {name: bank-mtls}
-spec:
-  selector: {apps: ["bank-*"]}
-  credential:
-    usage: mtls
-    keySize: 2048
-    certificate:
-      subject: "CN={app},O=Acme Bank,C=DE"
-      issuer: {certificate: ca/ca.pem, key: ca/ca.key}
-  rotation:
-    every: 4d
-    beforeExpiry: 1d
-    overlap: 1h
-    retry: {attempts: 2, backoff: 1m, maxBackoff: 5m}
-  lifetime: 6d
-  retention: 1d
-"""
 # every day for 13 days, and just after each rotation's overlap (rotations start on days 4, 8, 12)
 INSTANTS = sorted([T0 + d * DAY for d in range(14)]
                   + [T0 + d * DAY + HOUR + 2 * MINUTE for d in (4, 8, 12)])
-
-
-def write_ca(folder: Path) -> bytes:
-    key = rsa_key()
-    folder.mkdir(parents=True)
-    pem = certificate(key, CA_DN, not_before=T0 - 30 * DAY, not_after=T0 + 3650 * DAY, ca=True)
-    (folder / "ca.pem").write_bytes(pem)
-    (folder / "ca.key").write_bytes(key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
-    return pem
 
 
 @pytest.mark.slow
@@ -74,8 +43,8 @@ def test_ca_issued_certificates_rotate_with_a_usable_credential_at_every_instant
     clock = VirtualClock(tmp_path / "clock", T0)
     cli = Cli(f"sqlite:///{db}", tmp_path / "keystore", tmp_path, clock=clock)
     policies, delivery = tmp_path / "policies", tmp_path / "delivery"
-    ca_pem = write_ca(policies / "ca")
-    (policies / "bank-mtls.yaml").write_text(POLICY)
+    ca_pem = write_ca(policies, rsa_key(), T0 - 30 * DAY, T0 + 3650 * DAY)
+    (policies / "bank-mtls.yaml").write_text(ca_mtls_policy())
     cli.env.update(ORCHESTRATOR_POLICIES=str(policies), ORCHESTRATOR_DELIVERY=str(delivery))
     cli("policy", "validate")
     for app in APPS:
@@ -102,7 +71,7 @@ def test_ca_issued_certificates_rotate_with_a_usable_credential_at_every_instant
         for row in started:
             rid, data = row["payload"]["rotation_id"], row["payload"]
             new, old = creds[data["new_credential_id"]], creds.get(data["old_credential_id"] or "")
-            assert new.kind == "cert_subject_dn" and new.subject_dn == f"CN={app},O=Acme Bank,C=DE"
+            assert new.kind == "cert_subject_dn" and new.subject_dn == subject_of(app)
             tested, delivered = log.step_time(rid, "tested"), log.step_time(rid, "delivered")
             assert tested is not None and delivered is not None and tested <= delivered
             holding.append((delivered, new.id))
@@ -128,6 +97,6 @@ def test_ca_issued_certificates_rotate_with_a_usable_credential_at_every_instant
         assert key_belongs_to_certificate((folder / "private_key.pem").read_bytes(), cert_pem)
         delivered_cert = x509.load_pem_x509_certificate(cert_pem)
         delivered_cert.verify_directly_issued_by(ca)
-        assert delivered_cert.subject.rfc4514_string() == f"CN={app},O=Acme Bank,C=DE"
+        assert delivered_cert.subject.rfc4514_string() == subject_of(app)
         assert delivered_cert.not_valid_before_utc <= end < delivered_cert.not_valid_after_utc
         assert cert_pem.decode() == creds[holding[-1][1]].certificate_pem

@@ -24,35 +24,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import serialization
 
-from tests.helpers import Cli, Result, VirtualClock, certificate, rsa_key
+from tests.helpers import Cli, Result, VirtualClock, rsa_key
 from tests.oracle import gaps, key_belongs_to_certificate, read_log
+from tests.support.ca import ca_mtls_policy, write_ca
 
 T0 = datetime(2031, 3, 3, 9, 0, tzinfo=UTC)
 DAY, MINUTE = timedelta(days=1), timedelta(minutes=1)
 APP = "bank-1"
-CA_DN = "CN=Acme Issuing CA,O=Acme,C=DE"
-POLICY = """apiVersion: orchestrator/v1
-kind: RotationPolicy
-metadata: {name: bank-mtls}
-spec:
-  selector: {apps: ["bank-*"]}
-  credential:
-    usage: mtls
-    certificate:
-      subject: "CN={app},O=Acme Bank,C=DE"
-      issuer: {certificate: ca/ca.pem, key: ca/ca.key}
-  rotation:
-    every: 4d
-    beforeExpiry: 1d
-    overlap: 1h
-    retry: {attempts: 2, backoff: 1m, maxBackoff: 10m}
-  lifetime: 6d
-  retention: 1d
-"""
-
-
 def logged(result: Result) -> list[dict[str, object]]:
     return [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
 
@@ -63,15 +42,10 @@ def test_a_stranded_application_is_retried_and_reported_until_it_has_a_credentia
     db = tmp_path / "orchestrator.db"
     clock = VirtualClock(tmp_path / "clock", T0)
     cli = Cli(f"sqlite:///{db}", tmp_path / "keystore", tmp_path, clock=clock)
-    policies, delivery, ca = tmp_path / "policies", tmp_path / "delivery", tmp_path / "policies/ca"
-    ca.mkdir(parents=True)
+    policies, delivery = tmp_path / "policies", tmp_path / "delivery"
     ca_key = rsa_key()
-    (ca / "ca.key").write_bytes(ca_key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption()))
-    (ca / "ca.pem").write_bytes(certificate(ca_key, CA_DN, not_before=T0 - 30 * DAY,
-                                            not_after=T0 + 3 * DAY, ca=True))
-    (policies / "bank-mtls.yaml").write_text(POLICY)
+    write_ca(policies, ca_key, T0 - 30 * DAY, T0 + 3 * DAY)  # the CA expires on day 3
+    (policies / "bank-mtls.yaml").write_text(ca_mtls_policy(max_backoff="10m"))
     cli.env.update(ORCHESTRATOR_POLICIES=str(policies), ORCHESTRATOR_DELIVERY=str(delivery))
     cli("app", "register", APP)
 
@@ -111,8 +85,7 @@ def test_a_stranded_application_is_retried_and_reported_until_it_has_a_credentia
         assert alarms and all(line["level"] == "error" and line["app"] == APP for line in alarms)
 
     # the operator renews the CA (same key); the next retry passes and completes
-    (ca / "ca.pem").write_bytes(certificate(ca_key, CA_DN, not_before=T0 - 30 * DAY,
-                                            not_after=T0 + 3650 * DAY, ca=True))
+    write_ca(policies, ca_key, T0 - 30 * DAY, T0 + 3650 * DAY)
     end = stranded_at + 30 * MINUTE
     last = daemon(end)
     assert not [line for line in logged(last) if line["event"] == "app_without_usable_credential"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import itertools
 import json
 import re
 import secrets
@@ -92,8 +93,10 @@ class AssertionInvalid(ProviderError):
 def parse_pem(data: bytes, source: str = "PEM") -> PublicMaterial:
     """Parse an SPKI / PKCS#1 public key or an X.509 certificate PEM into ``PublicMaterial``.
 
-    The first certificate or public key block wins (the rest of a chain is ignored); any
-    private key block is refused. Error messages name ``source`` and never quote ``data``.
+    One block only, or a certificate chain leaf first (each certificate issued by the next;
+    the leaf is the credential): two unrelated blocks would leave one of them silently
+    ignored. Any private key block is refused. Error messages name ``source`` and never quote
+    ``data``.
     """
     if _PRIVATE_PEM.search(data):
         raise MaterialError(
@@ -104,20 +107,40 @@ def parse_pem(data: bytes, source: str = "PEM") -> PublicMaterial:
         f"{source}: not a PEM public key or certificate "
         "(expected -----BEGIN PUBLIC KEY-----, RSA PUBLIC KEY or CERTIFICATE)"
     )
-    for match in _PEM_BLOCK.finditer(data):
-        label, block = match.group(1), match.group(0)
-        try:
-            if label == b"CERTIFICATE":
-                return _certificate_material(x509.load_pem_x509_certificate(block))
-            if label in (b"PUBLIC KEY", b"RSA PUBLIC KEY"):
-                return _key_material(serialization.load_pem_public_key(block))
-        except UnsupportedAlgorithm:
-            raise MaterialError(
-                f"{source}: the key algorithm is not supported; give an RSA key or certificate"
-            ) from None
-        except (ValueError, TypeError):
-            raise not_pem from None
+    blocks = [(m.group(1), m.group(0)) for m in _PEM_BLOCK.finditer(data)]
+    if not blocks:
+        raise not_pem
+    try:
+        if len(blocks) > 1:
+            return _certificate_material(_leaf_of_chain(blocks, source))
+        label, block = blocks[0]
+        if label == b"CERTIFICATE":
+            return _certificate_material(x509.load_pem_x509_certificate(block))
+        if label in (b"PUBLIC KEY", b"RSA PUBLIC KEY"):
+            return _key_material(serialization.load_pem_public_key(block))
+    except UnsupportedAlgorithm:
+        raise MaterialError(
+            f"{source}: the key algorithm is not supported; give an RSA key or certificate"
+        ) from None
+    except (ValueError, TypeError):
+        raise not_pem from None
     raise not_pem
+
+
+def _leaf_of_chain(blocks: list[tuple[bytes, bytes]], source: str) -> x509.Certificate:
+    """The first certificate of a chain in which each certificate is issued by the next."""
+    refused = MaterialError(
+        f"{source}: holds {len(blocks)} PEM blocks; give one public key or one certificate "
+        "(a certificate chain is accepted leaf first, each certificate issued by the next)")
+    if any(label != b"CERTIFICATE" for label, _ in blocks):
+        raise refused
+    chain = [x509.load_pem_x509_certificate(block) for _, block in blocks]
+    for certificate, issuer in itertools.pairwise(chain):
+        try:
+            certificate.verify_directly_issued_by(issuer)
+        except (ValueError, TypeError, InvalidSignature, UnsupportedAlgorithm):
+            raise refused from None
+    return chain[0]
 
 
 def subject_dn_material(dn: str) -> PublicMaterial:
@@ -176,6 +199,8 @@ def jwk_thumbprint(public_key: rsa.RSAPublicKey) -> str:
 
 def _key_material(public_key: PublicKeyTypes) -> PublicMaterial:
     key_type = next((n for cls, n in _KEY_TYPES if isinstance(public_key, cls)), None)
+    numbers = (public_key.public_numbers() if isinstance(public_key, rsa.RSAPublicKey)
+               else None)
     return PublicMaterial(
         kind=MaterialKind.PUBLIC_KEY,
         fingerprint=spki_fingerprint(public_key),
@@ -185,6 +210,8 @@ def _key_material(public_key: PublicKeyTypes) -> PublicMaterial:
             jwk_thumbprint(public_key) if isinstance(public_key, rsa.RSAPublicKey) else None
         ),
         public_pem=public_key.public_bytes(serialization.Encoding.PEM, _SPKI).decode("ascii"),
+        rsa_exponent=numbers.e if numbers else None,
+        rsa_modulus=numbers.n if numbers else None,
     )
 
 

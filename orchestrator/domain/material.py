@@ -33,6 +33,8 @@ class PublicMaterial:
     self_signed: bool = False
     not_before: datetime | None = None  # UTC, certificates only
     not_after: datetime | None = None  # UTC, certificates only
+    rsa_exponent: int | None = None  # RSA keys only: the public numbers, for the rules' checks
+    rsa_modulus: int | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ Nothing here reads the clock: every command carries ``at``, the instant it is de
 from __future__ import annotations
 
 import re
+import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -32,7 +33,13 @@ from events import catalog as ev
 from events.state import AppState, Credential, Status
 from orchestrator.domain.errors import ConflictError, InputError, NotFoundError, RefusedError
 from orchestrator.domain.material import MaterialKind, PublicMaterial
-from orchestrator.domain.vocabulary import DEFAULT_ALGORITHM, MAX_RSA_BITS, MIN_RSA_BITS, Algorithm
+from orchestrator.domain.vocabulary import (
+    DEFAULT_ALGORITHM,
+    MAX_APP_NAME,
+    MAX_RSA_BITS,
+    MIN_RSA_BITS,
+    Algorithm,
+)
 
 __all__ = [
     "ALGORITHMS",
@@ -52,8 +59,10 @@ __all__ = [
 
 ALGORITHMS = tuple(Algorithm)
 MAX_LIVE_PER_USAGE = 2
+RSA_EXPONENT = 65537
+_SMALL_PRIMES = tuple(n for n in range(2, 10_000) if all(n % d for d in range(2, int(n**0.5) + 1)))
 KID_PATTERN = re.compile(r"[0-9a-zA-Z\-_]{10,64}")
-APP_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+APP_PATTERN = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,{MAX_APP_NAME - 1}}}")
 LABEL_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,62}")
 
 
@@ -183,8 +192,9 @@ def claims_of(event: ev.Event) -> tuple[tuple[str, str], ...]:
 def _register(cmd: RegisterApplication, state: AppState) -> list[ev.Event]:
     if not APP_PATTERN.fullmatch(cmd.app):
         raise InputError(
-            f"application name {cmd.app!r} is not allowed: use 1-128 letters, digits, '.', '_' "
-            "or '-', starting with a letter or digit"
+            f"application name {cmd.app!r} is not allowed: use 1-{MAX_APP_NAME} letters, digits, "
+            "'.', '_' or '-', starting with a letter or digit (it is the client id, at most "
+            f"{MAX_APP_NAME} characters at the identity provider)"
         )
     for key, value in cmd.labels.items():
         if not LABEL_PATTERN.fullmatch(key) or not LABEL_PATTERN.fullmatch(value):
@@ -246,6 +256,28 @@ def _check_key(material: PublicMaterial) -> None:
             f"a {material.key_size}-bit RSA key is not allowed: use {MIN_RSA_BITS} to "
             f"{MAX_RSA_BITS} bits"
         )
+    if material.rsa_exponent is not None and material.rsa_exponent != RSA_EXPONENT:
+        raise InputError(
+            f"an RSA key with public exponent {material.rsa_exponent} is not allowed: use "
+            f"{RSA_EXPONENT} (what key generators and identity providers use); make a new key"
+        )
+    if material.rsa_modulus is not None and (factor := _small_factor(material.rsa_modulus)):
+        raise InputError(
+            f"this RSA key's modulus is divisible by {factor}, so it is not a product of two "
+            "large primes and anyone can factor it: make a new key with a real key generator"
+        )
+
+
+def _has_control(text: str) -> bool:
+    """Whether ``text`` holds a character a terminal could obey rather than show."""
+    return any(unicodedata.category(char) in ("Cc", "Cf") for char in text)
+
+
+def _small_factor(modulus: int) -> int | None:
+    """A prime below 10,000 that divides ``modulus`` (2 for an even one), or None. The rest of
+    "a product of two large primes" cannot be checked without factoring; this catches the
+    made-up moduli (even numbers, numbers with small factors)."""
+    return next((p for p in _SMALL_PRIMES if modulus % p == 0), None)
 
 
 def _check_certificate_dates(material: PublicMaterial, at: datetime) -> None:
@@ -329,6 +361,12 @@ def _add(cmd: AddCredential, state: AppState) -> list[ev.Event]:
     kid = _kid(cmd)
     if cmd.name is not None and not 1 <= len(cmd.name) <= 128:
         raise InputError("--name must be 1 to 128 characters")
+    if cmd.name is not None and _has_control(cmd.name):
+        raise InputError("--name holds a control character (an escape sequence, a line break, "
+                         "a direction override); give plain text")
+    if cmd.material.subject_dn is not None and _has_control(cmd.material.subject_dn):
+        raise InputError("the subject DN holds a control character (an escape sequence, a line "
+                         "break, a direction override); issue the certificate with a plain name")
     _check_certificate_dates(cmd.material, cmd.at)
     expires_at = _expiry(cmd, kind)
     for other in state.credentials.values():

@@ -16,6 +16,7 @@ __all__ = [
     "DEFAULT_ALGORITHM",
     "DEFAULT_KEY_SIZE",
     "KEY_SIZES",
+    "MAX_APP_NAME",
     "MAX_RSA_BITS",
     "MIN_RSA_BITS",
     "SECRET_USAGE",
@@ -54,6 +55,7 @@ KeySize = Literal[2048, 3072, 4096]  # what a policy may generate
 KEY_SIZES: tuple[int, ...] = get_args(KeySize)
 DEFAULT_KEY_SIZE = 2048
 MIN_RSA_BITS, MAX_RSA_BITS = 2048, 4096  # what an uploaded key may have
+MAX_APP_NAME = 64  # an application's name is its client id: iss and sub of its assertions
 
 
 class Step(StrEnum):

@@ -79,7 +79,7 @@ def load_policy_file(path: Path) -> LoadedPolicy:
         policy = Policy.model_validate(data)
     except ValidationError as exc:
         raise PolicyFileError([f"{path}: {line}" for line in _explain(exc)]) from None
-    if missing := _missing_issuer_files(policy, path.parent):
+    if missing := _issuer_problems(policy, path.parent):
         raise PolicyFileError([f"{path}: {line}" for line in missing])
     return LoadedPolicy(policy, path, "sha256:" + hashlib.sha256(raw).hexdigest())
 
@@ -125,17 +125,13 @@ def find_conflicts(
     return lines
 
 
-def _missing_issuer_files(policy: Policy, folder: Path) -> list[str]:
+def _issuer_problems(policy: Policy, folder: Path) -> list[str]:
     certificate = policy.spec.credential.certificate
     if certificate is None or certificate.issuer is None:
         return []
-    files = {"certificate": certificate.issuer.certificate, "key": certificate.issuer.key}
-    return [
-        f"spec.credential.certificate.issuer.{field}: {folder / file} does not exist; fix the "
-        "path (relative paths start at the policy's folder)"
-        for field, file in files.items()
-        if not (folder / file).is_file()
-    ]
+    from orchestrator.policies.issuer import issuer_problems
+
+    return issuer_problems(folder / certificate.issuer.certificate, folder / certificate.issuer.key)
 
 
 def _lines(error: PolicyError) -> list[str]:

@@ -2,7 +2,7 @@
 stderr, a non-zero exit, no traceback, and nothing written (not a row, not a keystore item).
 
 Each row is one input that ended in a traceback, or was silently accepted, before (issue 6,
-section 2, defects 9, 10 and 13); the ids read as the behaviour they pin.
+section 2, defects 9, 10, 11 and 13); the ids read as the behaviour they pin.
 """
 
 from __future__ import annotations
@@ -12,8 +12,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.helpers import Cli, assert_refused, dump_tables, policy_yaml
+from tests.helpers import (
+    PEM,
+    SPKI,
+    Cli,
+    assert_refused,
+    dump_tables,
+    policy_yaml,
+    rsa_key,
+)
 
 
 def policy(name: str = "shop-keys", every: str = "90d", attempts: str = "5") -> str:
@@ -71,6 +81,23 @@ def billion_laughs() -> str:
     return policy() + "\n".join(lines) + "\n"
 
 
+def rsa_public(e: int = 65537, times: int = 1) -> bytes:
+    """An RSA public key PEM from public numbers: a real modulus (times 1), or a fake one."""
+    n = rsa_key().public_key().public_numbers().n * times
+    return rsa.RSAPublicNumbers(e, n).public_key().public_bytes(PEM, SPKI)
+
+
+def mtls_policy_with_issuer(site: Site, certificate: bytes) -> Path:
+    key = rsa_key().private_bytes(PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption())
+    folder = site.folder("issuer", {"ca.pem": certificate, "ca.key": key, "p.yaml": (
+        policy_yaml("partner-mtls", '["partner-*"]',
+                    '{usage: mtls, certificate: {subject: "CN={app}", '
+                    "issuer: {certificate: ca.pem, key: ca.key}}}",
+                    "{every: 30d, beforeExpiry: 7d, overlap: 1d}", lifetime="45d"))})
+    return folder / "p.yaml"
+
+
 OVERSIZED = policy() + "#" * 100 + "\n" + ("# padding\n" * 120_000)  # 1.2 MB of comments
 
 REFUSALS = [
@@ -125,6 +152,26 @@ REFUSALS = [
                      "one.yaml": policy("one"), "two.yaml": policy("two")})],
                  "can both claim an application",
                  id="the daemon refuses to start when two policies overlap"),
+    # defect 13: input accepted that fails later, or silently half used
+    pytest.param(_plain("app", "register", "a" * 65), "1-64 letters",
+                 id="an application name longer than the 64-character client id is refused"),
+    pytest.param(lambda s: [*ADD[:5], "--pem", s.file("e3.pem", rsa_public(e=3))],
+                 "public exponent 3 is not allowed", id="an RSA key with e=3 is refused"),
+    pytest.param(lambda s: [*ADD[:5], "--pem", s.file("even.pem", rsa_public(times=2))],
+                 "modulus is divisible by 2", id="an RSA key with an even modulus is refused"),
+    pytest.param(lambda s: [*ADD[:5], "--pem", s.file("three.pem", rsa_public(times=3))],
+                 "modulus is divisible by 3",
+                 id="an RSA key whose modulus has a small factor is refused"),
+    pytest.param(lambda s: [*ADD[:5], "--pem", s.file("two.pem", rsa_public() + rsa_public())],
+                 "holds 2 PEM blocks", id="two concatenated public keys are refused"),
+    pytest.param(_plain("app", "register", "labelled", "--label", "env=prod", "--label",
+                        "env=dev"), "given twice", id="a label key given twice is refused"),
+    pytest.param(_plain(*ADD, "--name", "\x1b]0;owned\x07key"), "control character",
+                 id="a credential name with a terminal escape sequence is refused"),
+    pytest.param(lambda s: ["policy", "validate",
+                            mtls_policy_with_issuer(s, b"not a certificate")],
+                 "issuer.certificate: ", id="an issuer certificate that is no certificate is "
+                 "refused when the policy is validated"),
 ]
 
 
@@ -136,3 +183,14 @@ def test_bad_input_is_refused_in_one_line_and_nothing_is_written(
     result = site.cli.run(*argv)
     assert_refused(result, fragment)
     assert (dump_tables(site.cli.db_url), site.cli.item_files()) == before
+
+
+def test_control_characters_reach_the_terminal_escaped(site: Site) -> None:
+    """Whatever a recorded value holds (here the actor, from ORCHESTRATOR_ACTOR), a table shows
+    an escape sequence as text, never as the sequence itself."""
+    actor = Cli(site.cli.db_url, site.cli.keystore, site.root, actor="cli:\x1b[31mmallory\x07",
+                init=False)
+    actor("app", "register", "escaped")
+    shown = site.cli("audit", "--app", "escaped").stdout
+    assert "\x1b" not in shown and "\x07" not in shown
+    assert "cli:\\x1b[31mmallory\\x07" in shown

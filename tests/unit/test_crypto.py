@@ -156,11 +156,25 @@ def test_certificate_facts_are_filled(key):
     assert material.certificate_pem == pem.decode()
 
 
-def test_chain_uses_first_certificate(key, ca):
-    """With several PEM blocks (a chain) the first certificate is used, the rest ignored."""
-    leaf = _cert(key, "leaf")
+def test_a_chain_leaf_first_gives_the_leaf(key, ca):
+    """A certificate chain, each certificate issued by the next: the leaf is the credential."""
+    ca_key = serialization.load_pem_private_key(ca[1], password=None)
+    leaf = _cert(key, "leaf", signer=ca_key, issuer="Acme Issuing CA")
     material = crypto.parse_pem(leaf + ca[0])
     assert material.subject_dn == "CN=leaf"
+
+
+@pytest.mark.parametrize("order", ["unrelated", "issuer first", "key and certificate"])
+def test_several_pem_blocks_that_are_not_a_chain_are_refused(key, ca, order):
+    """Two blocks that are not a chain leaf first would leave one silently ignored."""
+    ca_key = serialization.load_pem_private_key(ca[1], password=None)
+    blocks = {
+        "unrelated": _cert(key, "leaf") + ca[0],
+        "issuer first": ca[0] + _cert(key, "leaf", signer=ca_key, issuer="Acme Issuing CA"),
+        "key and certificate": key.public_key().public_bytes(PEM, SPKI) + ca[0],
+    }[order]
+    with pytest.raises(MaterialError, match="holds 2 PEM blocks"):
+        crypto.parse_pem(blocks, "--pem two.pem")
 
 
 NOT_PEM = [

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import yaml
+from cryptography.hazmat.primitives import serialization
 
 from orchestrator.domain.durations import format_duration, parse_duration
 from orchestrator.domain.errors import PolicyError
@@ -27,6 +28,8 @@ from orchestrator.policies.files import (
     validate_paths,
 )
 from orchestrator.policies.models import Algorithm, Usage
+from tests.conftest import NOW
+from tests.helpers import certificate, rsa_key
 
 EXAMPLES = sorted((Path(__file__).parents[2] / "policies").glob("*.yaml"))
 DAY, HOUR = timedelta(days=1), timedelta(hours=1)
@@ -328,19 +331,56 @@ def test_a_file_that_is_not_a_policy_document_is_refused(
     assert str(refusal(path)).startswith(f"{path}: {fragment}")
 
 
+def _ca_files(folder: Path, *, ca: bool = True, own_key: bool = True) -> tuple[bytes, bytes]:
+    """A CA certificate (PEM) and a private key (PEM): its own, or another one."""
+    key = rsa_key()
+    cert = certificate(key, "CN=Acme CA", not_before=NOW - timedelta(days=1),
+                       not_after=NOW + timedelta(days=3650), ca=ca)
+    signer = key if own_key else rsa_key()
+    return cert, signer.private_bytes(serialization.Encoding.PEM,
+                                      serialization.PrivateFormat.PKCS8,
+                                      serialization.NoEncryption())
+
+
 def test_an_issuer_is_read_relative_to_the_policy_file(tmp_path: Path) -> None:
     (tmp_path / "ca").mkdir()
-    (tmp_path / "ca" / "acme-ca.pem").write_text("certificate")
+    cert, key = _ca_files(tmp_path)
+    (tmp_path / "ca" / "acme-ca.pem").write_bytes(cert)
     issuer = {"certificate": "ca/acme-ca.pem", "key": "ca/acme-ca.key"}
     data = variant(MTLS, spec__credential__certificate__issuer=issuer)
     path = write(tmp_path, "p.yaml", data)
     assert str(refusal(path)) == (
         f"{path}: spec.credential.certificate.issuer.key: {tmp_path / 'ca/acme-ca.key'} does "
         "not exist; fix the path (relative paths start at the policy's folder)")
-    (tmp_path / "ca" / "acme-ca.key").write_text("key")
-    certificate = load_policy_file(path).policy.spec.credential.certificate
-    assert certificate is not None and certificate.issuer is not None
-    assert certificate.issuer.key == Path("ca/acme-ca.key")  # as written
+    (tmp_path / "ca" / "acme-ca.key").write_bytes(key)
+    certificate_spec = load_policy_file(path).policy.spec.credential.certificate
+    assert certificate_spec is not None and certificate_spec.issuer is not None
+    assert certificate_spec.issuer.key == Path("ca/acme-ca.key")  # as written
+
+
+@pytest.mark.parametrize(("files", "fragments"), [
+    pytest.param({"cert": b"not a certificate"},
+                 ["issuer.certificate: ", "is not a PEM certificate"],
+                 id="a certificate file that holds no certificate is refused"),
+    pytest.param({"key": b"-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n"},
+                 ["issuer.key: ", "is not an unencrypted PEM private key"],
+                 id="a key file that holds no key is refused"),
+    pytest.param({"ca": False}, ["is not a CA certificate"],
+                 id="a certificate that is not a CA's is refused"),
+    pytest.param({"own_key": False}, ["issuer.key: ", "is not the key of"],
+                 id="a key that is not the certificate's is refused"),
+])
+def test_an_issuer_that_cannot_issue_is_refused_at_load(
+        tmp_path: Path, files: dict[str, Any], fragments: list[str]) -> None:
+    cert, key = _ca_files(tmp_path, ca=files.get("ca", True),
+                          own_key=files.get("own_key", True))
+    (tmp_path / "ca.pem").write_bytes(files.get("cert", cert))
+    (tmp_path / "ca.key").write_bytes(files.get("key", key))
+    issuer = {"certificate": "ca.pem", "key": "ca.key"}
+    path = write(tmp_path, "p.yaml", variant(MTLS, spec__credential__certificate__issuer=issuer))
+    (line,) = refusal(path).errors
+    assert all(fragment in line for fragment in fragments), line
+    assert "AAAA" not in line  # never the content
 
 
 # --- several files ---------------------------------------------------------------------------

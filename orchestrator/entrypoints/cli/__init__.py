@@ -89,7 +89,9 @@ def _is_database_error(exc: BaseException) -> bool:
 
 
 def _fail(message: str, code: int) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
+    from orchestrator.entrypoints.cli.output import printable
+
+    click.echo(f"error: {printable(message)}", err=True)
     sys.exit(code)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
@@ -9,7 +10,16 @@ from typing import Any
 from events.codec import format_time
 from events.state import AppState, Credential
 
-__all__ = ["credential_json", "credential_table", "print_table", "state_json"]
+__all__ = ["credential_json", "credential_table", "print_table", "printable", "state_json"]
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
+
+
+def printable(text: str) -> str:
+    """``text`` with every control character (escape sequences, carriage returns, bidi
+    overrides) written as its escape, ``\\x1b``: whatever a name or a message holds, the
+    terminal shows it and never obeys it."""
+    return _CONTROL.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
 
 
 def _t(value: datetime | None) -> str | None:
@@ -71,16 +81,17 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], empty: st
     from rich import box
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
     console = Console(soft_wrap=True, highlight=False, width=10_000)
     if not rows:
-        console.print(empty, markup=False)
+        console.print(printable(empty), markup=False)
         return
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False)
     for header in headers:
         table.add_column(header, overflow="fold", no_wrap=True)
     for row in rows:
-        table.add_row(*("-" if v is None else str(v) for v in row))
+        table.add_row(*(Text("-" if v is None else printable(str(v))) for v in row))
     console.print(table)
 
 

@@ -39,6 +39,7 @@ from orchestrator.domain.rotation import (
 from orchestrator.domain.rotation_events import (
     decide_completion,
     decide_failure,
+    decide_generated_key,
     decide_manual_start,
     decide_step,
     untested_credential,
@@ -266,22 +267,11 @@ class Rotator:
 
     def _generate_key(self, state: AppState, rotation: Rotation, params: Params,
                       at: datetime) -> None:
-        app, new_id = state.app, rotation.new_credential_id
-        material = self.work.material(app, rotation, params, at)
-        lifetime = params.lifetime or DEFAULT_LIFETIME
-        expires_at = None if material.not_after is not None else at + lifetime
-
-        def decide(s: AppState) -> list[ev.Event]:
-            if new_id in s.credentials:
-                return []
-            events = rules.decide(rules.AddCredential(
-                app=app, credential_id=new_id, usage=rotation.usage, material=material, at=at,
-                alg=params.algorithm if rotation.usage != ev.Usage.MTLS else None,
-                expires_at=expires_at, generated=True,
-            ), s)
-            return [*events, *decide_step(s, rotation.id, Recorded.GENERATED)]
-
-        self._record(app, rotation.id, decide)
+        material = self.work.material(state.app, rotation, params, at)
+        expires_at = None if material.not_after is not None else at + (
+            params.lifetime or DEFAULT_LIFETIME)
+        self._record(state.app, rotation.id, lambda s: decide_generated_key(
+            s, rotation.id, material, params, at, expires_at))
 
     def _generate_secret(self, state: AppState, rotation: Rotation, params: Params,
                          at: datetime) -> None:

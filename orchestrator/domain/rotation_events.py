@@ -8,6 +8,8 @@ daemon calls on its own return ``[]`` when there is nothing (left) to record.
 
     decide_manual_start  orchestrator rotate: refused without a policy or with one in flight
     decide_step          a step done: rotation.step_recorded, once
+    decide_generated_key the new key or certificate: credential.added (every credential rule
+                         applies) and "generated", once
     decide_failure       a step failed: rotation.failed with the next attempt, or after the
                          budget rotation.parked, and the new credential disabled if untested
     decide_completion    rotation.completed, once
@@ -21,7 +23,9 @@ from datetime import datetime
 
 from events import catalog as ev
 from events.state import AppState, Credential, Rotation, RotationStatus, Status
+from orchestrator.domain import rules
 from orchestrator.domain.errors import InputError, NotFoundError, RefusedError
+from orchestrator.domain.material import PublicMaterial
 from orchestrator.domain.rotation import (
     Params,
     Reason,
@@ -35,6 +39,7 @@ __all__ = [
     "decide_abandon",
     "decide_completion",
     "decide_failure",
+    "decide_generated_key",
     "decide_manual_start",
     "decide_retry",
     "decide_step",
@@ -73,6 +78,22 @@ def decide_step(state: AppState, rotation_id: str, recorded: Recorded,
     if rot is None or rot.done(recorded):
         return []
     return [ev.RotationStepRecorded(rotation_id=rotation_id, step=recorded.value, detail=detail)]
+
+
+def decide_generated_key(state: AppState, rotation_id: str, material: PublicMaterial,
+                         params: Params, at: datetime,
+                         expires_at: datetime | None) -> list[ev.Event]:
+    """The rotation's new key (or certificate) added under its credential id, by the same rules
+    as any credential; nothing when it is there already (a repeat after a crash)."""
+    rot = _running(state, rotation_id)
+    if rot is None or rot.new_credential_id in state.credentials:
+        return []
+    signing = rot.usage != ev.Usage.MTLS
+    added = rules.decide(rules.AddCredential(
+        app=state.app, credential_id=rot.new_credential_id, usage=rot.usage, material=material,
+        at=at, alg=params.algorithm if signing else None, expires_at=expires_at, generated=True,
+    ), state)
+    return [*added, *decide_step(state, rotation_id, Recorded.GENERATED)]
 
 
 def decide_completion(state: AppState, rotation_id: str) -> list[ev.Event]:

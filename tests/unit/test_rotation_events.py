@@ -16,6 +16,7 @@ import pytest
 from events import catalog as ev
 from events.state import AppState, fold
 from orchestrator.domain.errors import NotFoundError, OrchestratorError, RefusedError
+from orchestrator.domain.material import MaterialKind, PublicMaterial
 from orchestrator.domain.rotation import (
     Next,
     Params,
@@ -29,6 +30,7 @@ from orchestrator.domain.rotation_events import (
     decide_abandon,
     decide_completion,
     decide_failure,
+    decide_generated_key,
     decide_manual_start,
     decide_retry,
     decide_step,
@@ -79,6 +81,9 @@ def given(*facts: Fact | list[Fact]) -> AppState:
     return fold(APP, flat)
 
 
+MATERIAL = PublicMaterial(kind=MaterialKind.PUBLIC_KEY, fingerprint="sha256:new", key_type="RSA",
+                          key_size=2048, jwk_thumbprint="thumbprint-of-the-new-key",
+                          public_pem="-----BEGIN PUBLIC KEY-----")
 ACTIVE_UNTESTED = [started(), (key(NEW), NOW - HOUR), step("generated"), step("registered"),
                    (ev.CredentialActivated(credential_id=NEW), NOW - HOUR)]
 PARKED: Fact = (ev.RotationParked(rotation_id=RID, step="test", error="refused", attempts=3),
@@ -104,6 +109,19 @@ DECISIONS = [
     pytest.param(given(active(OLD_ID), started(), PARKED),
                  lambda s: decide_step(s, RID, Recorded.TESTED), [],
                  id="nothing is recorded for a rotation that no longer runs"),
+    pytest.param(given(active(OLD_ID), started()),
+                 lambda s: decide_generated_key(s, RID, MATERIAL, PARAMS, NOW, NOW + DAY),
+                 [ev.CredentialAdded(credential_id=NEW, usage=PKJWT,
+                                     kind=ev.CredentialKind.PUBLIC_KEY,
+                                     kid="thumbprint-of-the-new-key", alg="RS256", key_size=2048,
+                                     fingerprint="sha256:new",
+                                     public_pem="-----BEGIN PUBLIC KEY-----",
+                                     expires_at=NOW + DAY, generated=True),
+                  ev.RotationStepRecorded(rotation_id=RID, step="generated")],
+                 id="the new key is added under the rotation's credential id, and generated"),
+    pytest.param(given(active(OLD_ID), started(), (key(NEW), NOW), step("generated")),
+                 lambda s: decide_generated_key(s, RID, MATERIAL, PARAMS, NOW, NOW + DAY), [],
+                 id="a key added already is not added again (a repeat after a crash)"),
     pytest.param(given(active(OLD_ID), started()),
                  lambda s: decide_completion(s, RID),
                  [ev.RotationCompleted(rotation_id=RID, new_credential_id=NEW,

@@ -12,6 +12,12 @@ service layer never imports an adapter.
   and for rehearsing failures (``ORCHESTRATOR_PROVIDER=faulty:<rate>``).
 
 Every call is idempotent: a repeat after a crash or a timeout finds what the first one did.
+
+CA-issued mTLS certificates (``cert_subject_dn``) are matched by subject DN and chain to a
+trusted CA, so two credentials of the log with one DN (a certificate and its successor) are one
+registration at the provider: ``register`` of the successor finds it (the rotation's
+``confirm`` step), and the service layer never asks to deactivate or remove a registration
+another live credential shares (``domain.rotation.shares_registration``).
 """
 
 from __future__ import annotations
@@ -32,7 +38,8 @@ class Provider(Protocol):
     audience: str
 
     def register(self, app: str, credential: Credential) -> None:
-        """Upload the public part of ``credential`` (found by its key id on a repeat)."""
+        """Upload the public part of ``credential`` (found by its key id on a repeat; a subject
+        DN registered already is found, not uploaded twice)."""
 
     def activate(self, app: str, credential_id: str) -> None:
         """Let the credential authenticate (attach it)."""
@@ -51,7 +58,9 @@ class Provider(Protocol):
         """The id of the credential that signed a valid client assertion, or ProviderError."""
 
     def verify_certificate(self, app: str, certificate_pem: str, at: datetime) -> str:
-        """The id of the mTLS credential matching a client certificate, or ProviderError."""
+        """The id of the mTLS credential matching a client certificate, or ProviderError: a
+        self-signed one by its key, a CA-issued one by its subject DN once its chain verifies
+        to a CA the provider trusts."""
 
     def verify_secret(self, app: str, secret: str, at: datetime) -> int:
         """The version of the client secret that matches, or ProviderError."""

@@ -43,10 +43,16 @@ def app_register(ctx: click.Context, names: Sequence[str], from_file: TextIO | N
         click.echo(f"registered {name}" if registered else f"{name} is already registered")
 
 
+MAX_APPS_FILE = 16 * 1024 * 1024  # characters: a million applications; never read without end
+
+
 def _read_apps(handle: TextIO) -> list[tuple[str, dict[str, str]]]:
     where = getattr(handle, "name", "FILE")
+    text = handle.read(MAX_APPS_FILE + 1)
+    if len(text) > MAX_APPS_FILE:
+        raise InputError(f"{where}: larger than 16 MiB; register the applications in parts")
     apps = []
-    for number, line in enumerate(handle, start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         fields = line.split("#", 1)[0].split()
         if not fields:
             continue

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
@@ -12,15 +12,18 @@ from orchestrator.domain.errors import InputError
 from orchestrator.entrypoints.cli.output import print_table
 from orchestrator.entrypoints.cli.params import TIME
 
+SIMULATION_END = datetime(9990, 1, 1, tzinfo=UTC)  # room for a policy's horizons after the run
+
 
 @click.command()
 @click.option("--days", type=click.IntRange(min=1, max=3660), default=365, show_default=True)
-@click.option("--apps", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--apps", type=click.IntRange(min=1, max=1_000_000), default=100,
+              show_default=True)
 @click.option("--policies", "policies_dir", type=click.Path(path_type=Path),
               help="Policies folder [env ORCHESTRATOR_POLICIES; default ./policies].")
 @click.option("--start", type=TIME, help="Virtual start time (default: now).")
-@click.option("--tick", "tick_minutes", type=click.IntRange(min=1), default=60, show_default=True,
-              help="Virtual minutes between ticks.")
+@click.option("--tick", "tick_minutes", type=click.IntRange(min=1, max=525_600), default=60,
+              show_default=True, help="Virtual minutes between ticks (at most a year).")
 @click.option("--fault-rate", type=click.FloatRange(0, 1), default=0.0,
               help="Share of provider calls that fail.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object.")
@@ -39,6 +42,9 @@ def simulate(ctx: click.Context, days: int, apps: int, policies_dir: Path | None
     from orchestrator.policies.source import to_plan_policy
 
     configure(json_logs=True, level=logging.ERROR)
+    if start is not None and start > SIMULATION_END - timedelta(days=days):
+        raise InputError(f"--start {start.isoformat()} with --days {days} runs past "
+                         f"{SIMULATION_END.date()}, where time stops here; start earlier")
     directory = policies_dir or ctx.obj["settings"].policies
     loaded = load_policies([directory])
     if loaded.errors:

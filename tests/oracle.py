@@ -1,6 +1,7 @@
-"""An independent oracle: the events table read with plain ``sqlite3`` and folded here.
+"""An independent oracle: the events table read with plain SQL and folded here.
 
-Nothing of the product is imported: the rows are read with SQL, the payloads with ``json``, the
+Nothing of the product is imported: the rows are read with SQL (``sqlite3`` for a SQLite file,
+SQLAlchemy's bare ``text`` for any URL), the payloads with ``json``, the
 times with ``datetime``, and credentials are followed through their life by this module's own
 small fold, so a defect in the product's fold (``events.state.evolve``) cannot hide one in the
 rotation. Delivered files are judged with ``cryptography`` alone.
@@ -84,10 +85,26 @@ class Log:
                     None)
 
 
-def read_log(db: Path) -> Log:
-    with sqlite3.connect(db) as conn:
-        raw = conn.execute("SELECT position, stream_id, type, occurred_at, payload FROM events "
-                           "ORDER BY position").fetchall()
+QUERY = "SELECT position, stream_id, type, occurred_at, payload FROM events ORDER BY position"
+
+
+def _rows(db: Path | str) -> list[Any]:
+    if isinstance(db, Path):
+        with sqlite3.connect(db) as conn:
+            return conn.execute(QUERY).fetchall()
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(db)
+    try:
+        with engine.connect() as conn:
+            return [tuple(row) for row in conn.execute(sa.text(QUERY))]
+    finally:
+        engine.dispose()
+
+
+def read_log(db: Path | str) -> Log:
+    """The log of a SQLite file (a Path) or of any database URL."""
+    raw = _rows(db)
     rows = [{"position": p, "app": s.removeprefix("app:"), "type": t, "at": _time(o),
              "payload": json.loads(body)} for p, s, t, o, body in raw]
     creds: dict[str, dict[str, Cred]] = defaultdict(dict)

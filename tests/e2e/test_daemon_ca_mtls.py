@@ -4,9 +4,10 @@ A policy with ``certificate.issuer`` has the daemon issue each application a cer
 CA; the identity provider matches such a certificate by its subject DN and its chain to the CA,
 so every new certificate (same DN, same CA) authenticates through the registration the old one
 has. The installed ``orchestrator daemon --once`` runs again and again at instants the test
-chooses (a ``VirtualClock``: time is driven, never waited for) across three rotations, and then:
+chooses (a ``VirtualClock``: time is driven, never waited for) across three rotations, on
+SQLite and on PostgreSQL, and then:
 
-* the events table, read with ``sqlite3`` and folded by ``tests.oracle`` (not by the product),
+* the events table, read with plain SQL and folded by ``tests.oracle`` (not by the product),
   shows every rotation completed, none failed or parked, each delivery before the old
   certificate expired, no old certificate disabled before its successor was tested and
   delivered, and no instant without a usable credential from the first activation on;
@@ -38,10 +39,9 @@ INSTANTS = sorted([T0 + d * DAY for d in range(14)]
 
 @pytest.mark.slow
 def test_ca_issued_certificates_rotate_with_a_usable_credential_at_every_instant(
-        tmp_path: Path) -> None:
-    db = tmp_path / "orchestrator.db"
+        tmp_path: Path, db_url: str) -> None:
     clock = VirtualClock(tmp_path / "clock", T0)
-    cli = Cli(f"sqlite:///{db}", tmp_path / "keystore", tmp_path, clock=clock)
+    cli = Cli(db_url, tmp_path / "keystore", tmp_path, clock=clock)
     policies, delivery = tmp_path / "policies", tmp_path / "delivery"
     ca_pem = write_ca(policies, rsa_key(), T0 - 30 * DAY, T0 + 3650 * DAY)
     (policies / "bank-mtls.yaml").write_text(ca_mtls_policy())
@@ -55,7 +55,7 @@ def test_ca_issued_certificates_rotate_with_a_usable_credential_at_every_instant
         cli("daemon", "--once", "--json-logs")
     end = INSTANTS[-1]
 
-    log = read_log(db)
+    log = read_log(tmp_path / "orchestrator.db" if db_url.startswith("sqlite") else db_url)
     ca = x509.load_pem_x509_certificate(ca_pem)
     for app in APPS:
         types = log.types(app)

@@ -179,7 +179,8 @@ def authenticates(world: World, usage: str, handle: Handle) -> bool:
 
 def assert_old_disabled_only_after_new_tested(world: World) -> int:
     """Every credential.disabled a rotation records comes after that rotation's "tested" step
-    and disables that rotation's old credential. Returns how many there were."""
+    and disables that rotation's old credential (or, when it is parked, its own untested new
+    one). Returns how many old credentials were disabled."""
     started: dict[str, dict[str, object]] = {}
     tested: set[str] = set()
     disabled = 0
@@ -192,6 +193,9 @@ def assert_old_disabled_only_after_new_tested(world: World) -> int:
         elif rec.type == ev.CredentialDisabled.type_name:
             rid = rec.correlation_id
             assert rid in started, f"{data['credential_id']} disabled outside a rotation"
+            if data["credential_id"] == started[rid]["new_credential_id"]:
+                assert rid not in tested, f"{rid} disabled its tested new credential"
+                continue
             assert rid in tested, (f"{data['credential_id']} disabled at position "
                                    f"{rec.position} before rotation {rid} was tested")
             assert data["credential_id"] == started[rid]["old_credential_id"]
@@ -600,3 +604,55 @@ def test_the_previous_secret_stays_valid_for_the_overlap_after_a_late_delivery(
               if r.type == ev.RotationStepRecorded.type_name and r.payload["step"] == "delivered"]
     assert detail == [f"previous secret valid until "
                       f"{format_time(delivered_at + PARAMS[SECRET].overlap)}"]
+
+
+# --- parked at the test: the untested credential is not left active (issue 6, defect 6) ---------
+
+
+def fail_the_test(world: World, usage: str, params: Params, attempts: int) -> str:
+    """A rotation whose test fails ``attempts`` times (each after its backoff)."""
+    world.provider.fail_next(VERIFY[usage], 10)
+    rid, out = world.rotate(usage, params=params)
+    for _ in range(attempts - 1):
+        assert out.failed
+        world.now = world.state().rotations[rid].next_attempt_at  # type: ignore[assignment]
+        out = world.rotator.advance(APP, rid, params)
+    assert out.failed
+    return rid
+
+
+@pytest.mark.parametrize("usage", KEY_USAGES)
+def test_parking_at_the_test_disables_the_untested_credential(world: World, usage: str) -> None:
+    provisioned(world, usage)
+    params = dataclasses.replace(PARAMS[usage], attempts=2)
+    rid = fail_the_test(world, usage, params, 2)
+    state = world.state()
+    new, old = new_of(world, rid), old_of(world, rid)
+    assert isinstance(new, Credential) and isinstance(old, Credential)
+    assert state.rotations[rid].status is RotationStatus.PARKED
+    assert state.credentials[new.id].status is Status.DISABLED  # in the log ...
+    assert world.provider.calls[-1] == "deactivate"  # ... after the provider was told
+    assert not authenticates(world, usage, state.credentials[new.id])
+    assert state.credentials[old.id].status is Status.ACTIVE and authenticates(world, usage, old)
+    assert world.state().usable(usage, world.now) == [state.credentials[old.id]]
+
+    # retried, the provider healed: the credential is activated again, tested, and it completes
+    world.service.append_decided(APP, lambda s: ([ev.RotationRetried(rotation_id=rid)],
+                                                 world.now), correlation_id=rid, actor="cli:ops")
+    world.provider.heal()
+    world.finish(rid, params)
+    assert authenticates(world, usage, world.state().credentials[new.id])
+    assert assert_old_disabled_only_after_new_tested(world) == 1
+
+
+def test_an_untested_credential_the_provider_cannot_deactivate_keeps_its_rotation_running(
+        world: World) -> None:
+    provisioned(world, PKJWT)
+    params = dataclasses.replace(PARAMS[PKJWT], attempts=2, max_backoff=10 * MINUTE)
+    world.provider.fail_next("deactivate", 1)
+    rid = fail_the_test(world, PKJWT, params, 2)
+    rotation = world.state().rotations[rid]
+    # not parked: the log must not say disabled what the provider still accepts
+    assert rotation.status is RotationStatus.RUNNING
+    assert rotation.next_attempt_at == world.now + params.max_backoff
+    assert world.state().credentials[rotation.new_credential_id].status is Status.ACTIVE

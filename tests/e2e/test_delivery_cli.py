@@ -19,11 +19,24 @@ from tests.helpers import (
     tiny_filesystem,
 )
 
+POLICIES = {  # `rotate` takes its settings from the policy that selects the app
+    "svc-keys": "credential: {usage: private_key_jwt}",
+    "svc-mtls": 'credential: {usage: mtls, certificate: {subject: "CN={app}"}}',
+}
+
 
 @pytest.fixture
 def cli(db_url: str, tmp_path: Path) -> Cli:
     cli = Cli(db_url, tmp_path / "keystore", cwd=tmp_path)
-    cli.env["ORCHESTRATOR_DELIVERY"] = str(tmp_path / "delivery")
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    for name, credential in POLICIES.items():
+        (policies / f"{name}.yaml").write_text(
+            "apiVersion: orchestrator/v1\nkind: RotationPolicy\n"
+            f"metadata: {{name: {name}}}\nspec:\n  selector: {{apps: [svc]}}\n  {credential}\n"
+            "  rotation: {every: 30d, beforeExpiry: 7d, overlap: 1h}\n  lifetime: 60d\n")
+    cli.env.update(ORCHESTRATOR_DELIVERY=str(tmp_path / "delivery"),
+                   ORCHESTRATOR_POLICIES=str(policies))
     cli("app", "register", "svc")
     return cli
 

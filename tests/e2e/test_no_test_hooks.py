@@ -17,8 +17,14 @@ def test_the_installed_command_ignores_the_old_crash_switch(tmp_path: Path) -> N
     reached a step: an operator (or an attacker who can set the environment) could trip it.
     Now the rotation runs to the end."""
     cli = Cli(f"sqlite:///{tmp_path / 'o.db'}", tmp_path / "ks", tmp_path)
+    policies = tmp_path / "policies"
+    policies.mkdir()
+    (policies / "secrets.yaml").write_text(  # `rotate` takes its settings from a policy
+        "apiVersion: orchestrator/v1\nkind: RotationPolicy\nmetadata: {name: secrets}\n"
+        "spec:\n  selector: {apps: [svc]}\n  credential: {usage: client_secret}\n"
+        "  rotation: {every: 30d, beforeExpiry: 7d, overlap: 1h}\n")
     cli.env.update(ORCHESTRATOR_DELIVERY=str(tmp_path / "delivery"),
-                   ORCHESTRATOR_POLICIES=str(tmp_path / "policies"))
+                   ORCHESTRATOR_POLICIES=str(policies))
     cli("app", "register", "svc")
     cli.env["ORCHESTRATOR_CRASH_AT"] = "before_record:start:1"
     rotated = cli.run("rotate", "svc", "--usage", "client_secret")

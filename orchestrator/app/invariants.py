@@ -93,7 +93,8 @@ class _Checker:
                     app.secret_held = state.secret.version if state.secret else None
                 elif rotation is not None:
                     app.held[rotation.usage] = rotation.new_credential_id
-            case ev.CredentialDisabled() if rid is not None and rid not in app.tested:
+            case ev.CredentialDisabled() if rid is not None and rid not in app.tested and (
+                    _new_of(state, rid) != event.credential_id):  # parking disables the new one
                 self.fail("old_disabled_only_after_new_tested",
                           f"{state.app}: {event.credential_id} disabled by rotation {rid} "
                           "before the new credential was tested")
@@ -173,6 +174,11 @@ def check(records: Iterable[tuple[str, ev.Event, datetime, str | None, int]],
         if stream.startswith(STREAM_PREFIX):
             checker.feed(stream, event, at, correlation_id, position)
     return checker.finish(end)
+
+
+def _new_of(state: AppState, rotation_id: str) -> str | None:
+    rotation = state.rotations.get(rotation_id)
+    return rotation.new_credential_id if rotation is not None else None
 
 
 def _human(delta: timedelta) -> str:

@@ -127,6 +127,17 @@ def test_an_old_credential_disabled_before_the_test_is_caught() -> None:
     assert "before the new credential was tested" in checked.violations[0]
 
 
+def test_a_parked_rotation_disabling_its_own_untested_credential_is_no_violation() -> None:
+    """Parking at the test disables the new, untested credential: that is not the old one."""
+    rows = _rotation("r1", "c1", T)
+    rows += _rotation("r2", "c2", T + D, old="c1", steps=("registered", "activated"))
+    rows += [(ev.CredentialDisabled(credential_id="c2"), T + D, "r2"),
+             (ev.RotationParked(rotation_id="r2", step="test", error="x", attempts=1), T + D,
+              "r2")]
+    checked = _run(*rows, end=T + 2 * D)
+    assert checked.ok and checked.violations == []
+
+
 def test_a_rotation_completed_twice_is_caught() -> None:
     done = ev.RotationCompleted(rotation_id="r1", new_credential_id="c1")
     checked = _run((done, T, "r1"), (done, T + H, "r1"), end=T + 2 * H)

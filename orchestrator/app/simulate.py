@@ -46,6 +46,7 @@ from orchestrator.app.fleet import FleetView
 from orchestrator.app.invariants import check
 from orchestrator.app.service import Service
 from orchestrator.app.tick import Ticker
+from orchestrator.domain.errors import InputError
 from orchestrator.domain.planner import PlanPolicy
 
 __all__ = ["Simulated", "SimulationResult", "fleet_for", "simulate"]
@@ -98,6 +99,11 @@ def fleet_for(policies: Sequence[PlanPolicy], count: int) -> list[tuple[str, dic
     for n in itertools.count():
         if len(fleet) >= count:
             break
+        if n >= 100 * (count + len(patterns)):  # a name per try or two is usual: no progress
+            raise InputError(
+                f"the selectors' app patterns ({', '.join(p for p, _ in patterns)}) match too "
+                "few names made of letters, digits, '.', '_' and '-' to simulate "
+                f"{count} applications; simulate fewer, or fix the patterns")
         pattern, labels = patterns[n % len(patterns)]
         name = pattern.replace("*", f"{n:05d}").replace("?", "x")
         name = "".join(ch if ch.isalnum() or ch in "._-" else "x" for ch in name)

@@ -130,6 +130,12 @@ REFUSALS = [
                  id="a simulation tick of 99999999999 minutes is refused"),
     pytest.param(_plain("simulate", "--apps", "10000000000"), "1<=x<=1000000",
                  id="a simulation of ten billion applications is refused"),
+    pytest.param(lambda s: ["simulate", "--days", "1", "--apps", "2", "--policies", s.folder(
+                     "unmatchable", {"p.yaml": policy_yaml(
+                         "brackets", '["[[[a**"]', "{usage: client_secret}",
+                         "{every: 1d, beforeExpiry: 20h, overlap: 1h}", lifetime=None)})],
+                 "match too few names", id="a simulation of a selector no name matches is "
+                 "refused rather than searched for ever"),
     pytest.param(_plain("app", "register", "--from-file", "/dev/zero"), "larger than 16 MiB",
                  id="registering from an endless file is refused"),
     pytest.param(lambda s: ["policy", "validate",

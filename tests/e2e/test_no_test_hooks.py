@@ -32,6 +32,17 @@ def test_the_installed_command_ignores_the_old_crash_switch(tmp_path: Path) -> N
     assert cli("audit", "--type", "rotation.completed", "--format", "json").json_lines()
 
 
+def test_the_installed_command_ignores_the_launchers_clock_variable(tmp_path: Path) -> None:
+    """The virtual clock is the test launcher's (tests/support/launch.py reads the variable and
+    passes a clock to main()); set for the installed command, it changes nothing."""
+    (tmp_path / "now").write_text("2001-01-01T00:00:00+00:00")
+    cli = Cli(f"sqlite:///{tmp_path / 'o.db'}", tmp_path / "ks", tmp_path)
+    cli.env["ORCHESTRATOR_TEST_CLOCK"] = str(tmp_path / "now")
+    cli("app", "register", "svc")
+    (event,) = cli("audit", "--format", "json").json_lines()
+    assert not event["occurred_at"].startswith("2001"), event
+
+
 def test_no_module_of_the_package_can_kill_its_own_process() -> None:
     package = Path(orchestrator.__file__).parent
     for module in package.rglob("*.py"):

@@ -178,6 +178,8 @@ REFUSALS = [
                  id="an RSA key whose modulus has a small factor is refused"),
     pytest.param(lambda s: [*ADD[:5], "--pem", s.file("two.pem", rsa_public() + rsa_public())],
                  "holds 2 PEM blocks", id="two concatenated public keys are refused"),
+    pytest.param(_plain(*ADD[:5], "--pem", "/dev/zero"), "larger than 1 MiB",
+                 id="a PEM file without end is refused after its first MiB"),
     pytest.param(_plain("app", "register", "labelled", "--label", "env=prod", "--label",
                         "env=dev"), "given twice", id="a label key given twice is refused"),
     pytest.param(_plain(*ADD, "--name", "\x1b]0;owned\x07key"), "control character",

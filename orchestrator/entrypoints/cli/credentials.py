@@ -75,11 +75,19 @@ def credential_add(ctx: click.Context, app: str, usage: str, pem: Path | None,
     _show_credential(cred, app, system.clock(), as_json)
 
 
+MAX_PEM_BYTES = 1024 * 1024  # a key or a certificate chain is a few KiB
+
+
 def _read_file(path: Path) -> bytes:
     try:
-        return path.read_bytes()
+        with path.open("rb") as file:
+            data = file.read(MAX_PEM_BYTES + 1)  # never more: /dev/zero has no end
     except OSError as exc:
         raise InputError(f"--pem {path}: cannot read it ({exc.strerror})") from None
+    if len(data) > MAX_PEM_BYTES:
+        raise InputError(f"--pem {path}: larger than 1 MiB, so not a PEM key or certificate; "
+                         "give the public key or certificate file")
+    return data
 
 
 @credential.command("list")

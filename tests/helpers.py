@@ -327,6 +327,15 @@ def json_events(log: Path, event: str) -> list[dict[str, Any]]:
     return [line for line in lines if line.get("event") == event]
 
 
+def site_cli(db_url: str, tmp_path: Path, *apps: str) -> Cli:
+    """A ``Cli`` whose deliveries go to ``tmp_path/delivery``, with ``apps`` registered."""
+    cli = Cli(db_url, tmp_path / "keystore", cwd=tmp_path)
+    cli.env["ORCHESTRATOR_DELIVERY"] = str(tmp_path / "delivery")
+    if apps:
+        cli("app", "register", *apps)
+    return cli
+
+
 def assert_refused(result: Result, *fragments: str) -> None:
     """A refusal as the user sees it: non-zero exit, exactly one stderr line starting with
     ``error: `` that contains every fragment, and no traceback anywhere."""

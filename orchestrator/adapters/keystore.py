@@ -70,6 +70,10 @@ class MemoryKeystore:
         """Store ``data`` under ``item_id``, replacing any previous value."""
         self._items[item_id] = bytes(data)
 
+    def put_new(self, item_id: str, data: bytes) -> bytes:
+        """Store ``data`` unless ``item_id`` is taken; what is stored."""
+        return self._items.setdefault(item_id, bytes(data))
+
     def get(self, item_id: str) -> bytes | None:
         """The bytes stored under ``item_id``, or None."""
         return self._items.get(item_id)
@@ -117,6 +121,23 @@ class FileKeystore:
         with self._writing(f"write item {item_id}", self.items_dir):
             _make_dir(self.items_dir)
             atomic_write(path, MAGIC + nonce + sealed)
+
+    def put_new(self, item_id: str, data: bytes) -> bytes:
+        """Encrypt and store ``data`` unless ``item_id`` is taken (created with a hard link,
+        which fails on an existing name); return what is stored."""
+        stored = self.get(item_id)
+        if stored is not None:
+            return stored
+        nonce = secrets.token_bytes(NONCE_BYTES)
+        sealed = AESGCM(self._master_key(create=True)).encrypt(
+            nonce, bytes(data), item_id.encode("utf-8")
+        )
+        with self._writing(f"write item {item_id}", self.items_dir):
+            _make_dir(self.items_dir)
+            _create_once(self._path(item_id), MAGIC + nonce + sealed)
+        stored = self.get(item_id)
+        assert stored is not None
+        return stored
 
     def get(self, item_id: str) -> bytes | None:
         """Decrypt the item, or None when absent; KeystoreError when it cannot be decrypted."""

@@ -73,6 +73,10 @@ class Keystore(Protocol):
     def put(self, item_id: str, data: bytes) -> None:
         """Store ``data`` under ``item_id``, replacing any previous value."""
 
+    def put_new(self, item_id: str, data: bytes) -> bytes:
+        """Store ``data`` under ``item_id`` unless something is stored there already; return
+        what is stored (a repeat, or a process racing this one, finds the first value)."""
+
     def get(self, item_id: str) -> bytes | None:
         """The bytes stored under ``item_id``, or None."""
 

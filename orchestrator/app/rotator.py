@@ -17,10 +17,10 @@ from datetime import datetime
 import structlog
 
 from events import catalog as ev
-from events.codec import format_time
 from events.state import AppState, Rotation, RotationStatus
 from orchestrator.app.key_work import DEFAULT_LIFETIME, KeyWork
 from orchestrator.app.ports import Crypto, Delivery, Keystore, Provider
+from orchestrator.app.secret_steps import SecretSteps
 from orchestrator.app.service import Service, secret_item_id
 from orchestrator.domain import rules
 from orchestrator.domain.errors import OrchestratorError
@@ -32,7 +32,6 @@ from orchestrator.domain.rotation import (
     Recorded,
     Step,
     resume,
-    retry_budget,
     shares_registration,
     start,
 )
@@ -81,6 +80,8 @@ class Rotator:
         self.actor = actor
         self.on_step = on_step  # test hook: called after each recorded step
         self.work = KeyWork(keystore, crypto, provider)
+        self.secrets = SecretSteps(provider, keystore, crypto, delivery, self._record,
+                                   self._step_event)
 
     # --- start ---------------------------------------------------------------------------------
 
@@ -198,24 +199,11 @@ class Rotator:
                 self.service.forget_private(nxt.credential_id)
                 self._execute(app, rid, lambda s: rules.DeleteCredential(
                     app, nxt.credential_id or "", self.clock()))
-            case Step.GENERATE if rotation.usage == SECRET_USAGE:
-                self._generate_secret(state, rotation, params, at)
+            case Step.GENERATE | Step.REGISTER | Step.TEST | Step.DELIVER if (
+                    rotation.usage == SECRET_USAGE):
+                self.secrets.do(nxt.step, state, rotation, params, at)
             case Step.GENERATE:
                 self._generate_key(state, rotation, params, at)
-            case Step.REGISTER if rotation.usage == SECRET_USAGE:
-                assert state.secret is not None
-                secret = self._secret(app, state.secret.version)
-                # The previous secret's grace runs from the switch, not from "generated": after
-                # retries (or a parked rotation retried by a human) the recorded instant may be
-                # past, and the provider would refuse the secret the app still holds.
-                # It also covers the retry budget: a failed test or delivery is retried within it
-                # while the app still holds the previous secret.
-                until = state.secret.previous_valid_until
-                if until is not None:
-                    until = max(until, at + params.overlap + retry_budget(params))
-                self.provider.set_secret(app, state.secret.version, secret, until)
-                self._step_event(app, rid, Recorded.REGISTERED, None if until is None else
-                                 f"previous secret valid until {format_time(until)}")
             case Step.REGISTER:
                 self.provider.register(app, state.credentials[rotation.new_credential_id])
                 self._step_event(app, rid, Recorded.REGISTERED)
@@ -233,18 +221,6 @@ class Rotator:
             case Step.TEST:
                 self._test(state, rotation, at)
                 self._step_event(app, rid, Recorded.TESTED)
-            case Step.DELIVER if rotation.usage == SECRET_USAGE and (
-                    state.secret is not None and state.secret.previous_valid_until is not None):
-                # The previous secret's grace must run from the moment the app can have the new
-                # one, not from the switch: if the daemon was down between register and deliver
-                # for longer than the overlap, the app would hold a refused secret. Re-register
-                # (idempotent) with the grace counted from now, then deliver.
-                until = at + params.overlap
-                self.provider.set_secret(app, state.secret.version,
-                                         self._secret(app, state.secret.version), until)
-                self._deliver(state, rotation)
-                self._step_event(app, rid, Recorded.DELIVERED,
-                                 f"previous secret valid until {format_time(until)}")
             case Step.DELIVER:
                 self._deliver(state, rotation)
                 self._step_event(app, rid, Recorded.DELIVERED)
@@ -273,57 +249,13 @@ class Rotator:
         self._record(state.app, rotation.id, lambda s: decide_generated_key(
             s, rotation.id, material, params, at, expires_at))
 
-    def _generate_secret(self, state: AppState, rotation: Rotation, params: Params,
-                         at: datetime) -> None:
-        app = state.app
-        version = (state.secret.version + 1) if state.secret else 1
-        item = secret_item_id(app, version)
-        stored = self.keystore.get(item)
-        secret = stored.decode() if stored is not None else self.crypto.new_secret()
-        if stored is None:
-            self.keystore.put(item, secret.encode())
-
-        def decide(s: AppState) -> list[ev.Event]:
-            rot = s.rotations.get(rotation.id)
-            if rot is None or rot.done(Recorded.GENERATED):
-                return []
-            current = s.secret.version if s.secret else 0
-            if current + 1 != version:
-                raise OrchestratorError(f"secret version moved to {current} during rotation")
-            valid_until = at + params.overlap if s.secret is not None else None
-            return [
-                ev.SecretRotated(version=version, fingerprint=self.crypto.secret_fingerprint(secret),
-                                 previous_valid_until=valid_until),
-                *decide_step(s, rotation.id, Recorded.GENERATED),
-            ]
-
-        self._record(app, rotation.id, decide)
-
-    def _secret(self, app: str, version: int) -> str:
-        stored = self.keystore.get(secret_item_id(app, version))
-        if stored is None:
-            raise OrchestratorError(f"keystore has no client secret v{version} for {app!r}")
-        return stored.decode()
-
     def _test(self, state: AppState, rotation: Rotation, at: datetime) -> None:
-        app = state.app
-        if rotation.usage == SECRET_USAGE:
-            assert state.secret is not None
-            version = self.provider.verify_secret(app, self._secret(app, state.secret.version), at)
-            if version != state.secret.version:
-                raise OrchestratorError(f"provider accepted secret v{version}, not the new one")
-            return
         self.work.prove(state, state.credentials[rotation.new_credential_id], at)
 
     def _deliver(self, state: AppState, rotation: Rotation) -> None:
         app = state.app
         if self.delivery is None:  # the simulator, which delivers to nobody
             return
-        if rotation.usage == SECRET_USAGE:
-            assert state.secret is not None
-            files = {"client_secret": self._secret(app, state.secret.version).encode(),
-                     "version": str(state.secret.version).encode()}
-        else:
-            files = self.work.files(state.credentials[rotation.new_credential_id])
+        files = self.work.files(state.credentials[rotation.new_credential_id])
         self.delivery.deliver(app, rotation.usage, files)
 

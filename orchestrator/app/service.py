@@ -262,29 +262,6 @@ class Service:
             app, lambda s: rules.ChangeExpiry(app, credential_id, expires_at, self.clock())
         )[0]
 
-    def rotate_secret(self, app: str, grace: timedelta | None = None) -> tuple[int, str]:
-        """A new client secret: stored in the keystore, its fingerprint in the log. Returns
-        (version, secret); the caller shows the secret once."""
-        secret = self.crypto.new_secret()
-        state = self.load(app)
-        version = (state.secret.version + 1) if state.secret else 1
-        item = secret_item_id(app, version)
-        self.keystore.put(item, secret.encode())
-        try:
-            state, _ = self.execute(
-                app,
-                lambda s: rules.RotateSecret(app, self.crypto.secret_fingerprint(secret), self.clock(),
-                                             grace),
-            )
-        except BaseException:
-            self.keystore.delete(item)
-            raise
-        assert state.secret is not None
-        if state.secret.version != version:  # a concurrent rotation took our number
-            self.keystore.put(secret_item_id(app, state.secret.version), secret.encode())
-            self.keystore.delete(item)
-        return state.secret.version, secret
-
     def expire_due(self, apps: list[str] | None = None) -> list[tuple[str, str]]:
         """Record ``credential.expired`` for every credential whose expiry has passed."""
         at = self.clock()

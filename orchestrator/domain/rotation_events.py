@@ -15,16 +15,17 @@ daemon calls on its own return ``[]`` when there is nothing (left) to record.
     decide_completion    rotation.completed, once
     decide_retry         a parked rotation back to work (a human, or the daemon)
     decide_abandon       a rotation given up
+    decide_secret_delivered  a new client secret delivered: secret.rotated, with the grace
 """
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from events import catalog as ev
 from events.state import AppState, Credential, Rotation, RotationStatus, Status
 from orchestrator.domain import rules
-from orchestrator.domain.errors import InputError, NotFoundError, RefusedError
+from orchestrator.domain.errors import InputError, NotFoundError, OrchestratorError, RefusedError
 from orchestrator.domain.material import PublicMaterial
 from orchestrator.domain.rotation import (
     Params,
@@ -42,6 +43,7 @@ __all__ = [
     "decide_generated_key",
     "decide_manual_start",
     "decide_retry",
+    "decide_secret_delivered",
     "decide_step",
     "untested_credential",
 ]
@@ -161,3 +163,18 @@ def decide_abandon(state: AppState, rotation_id: str, note: str | None = None) -
         raise RefusedError(f"rotation {rotation_id} is {rot.status.value}; only a running or "
                            "parked rotation can be abandoned")
     return [ev.RotationAbandoned(rotation_id=rotation_id, note=note)]
+
+
+def decide_secret_delivered(state: AppState, rotation_id: str, version: int, fingerprint: str,
+                            at: datetime, grace: timedelta, detail: str) -> list[ev.Event]:
+    """A new client secret delivered: now ``secret.rotated`` (the previous one valid for
+    ``grace`` from ``at``, by the credential rules) and the step, once. Refused if the secret
+    moved past ``version - 1`` meanwhile (another rotation of it ran)."""
+    rot = _running(state, rotation_id)
+    if rot is None or rot.done(Recorded.DELIVERED):
+        return []
+    events = rules.decide(rules.RotateSecret(state.app, fingerprint, at, grace), state)
+    if any(isinstance(e, ev.SecretRotated) and e.version != version for e in events):
+        raise OrchestratorError(f"{state.app}: the client secret moved past v{version - 1} "
+                                "during this rotation")
+    return [*events, *decide_step(state, rotation_id, Recorded.DELIVERED, detail)]

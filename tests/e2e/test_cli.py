@@ -341,7 +341,9 @@ def test_secret_rotate_shows_the_new_secret_once_and_keeps_the_old_one_for_the_g
     assert secret["version"] == 2
     assert secret["fingerprint"] == crypto.secret_fingerprint(secrets[1])
     rotated = datetime.fromisoformat(secret["rotated_at"])
-    assert datetime.fromisoformat(secret["previous_valid_until"]) == rotated + timedelta(hours=1)
+    # the grace runs from the delivery, recorded with secret.rotated right after it
+    delivered = datetime.fromisoformat(secret["previous_valid_until"]) - timedelta(hours=1)
+    assert delivered <= rotated <= delivered + timedelta(seconds=30)
     assert FileKeystore(cli.keystore).get("secret/vault-app/v2") == secrets[1].encode()
 
 

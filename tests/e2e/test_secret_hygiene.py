@@ -98,8 +98,9 @@ def test_private_keys_and_secrets_appear_only_in_the_keystore_and_the_one_output
         assert der is not None
         needles.update({f"{usage} key {form}": value
                         for form, value in private_forms(der).items()})
+    # the current and the previous secret; older ones are removed when a rotation completes
     assert [keystore.get(f"secret/vault-app/v{v}") for v in (1, 2, 3)] == [
-        s.encode() for s in secrets]
+        None, *(s.encode() for s in secrets[1:])]
     secret_needles = {f"secret v{v}": s.encode() for v, s in enumerate(secrets, start=1)}
 
     # command output: no private key anywhere; each secret only on its own rotation's stdout
@@ -135,12 +136,21 @@ def test_private_keys_and_secrets_appear_only_in_the_keystore_and_the_one_output
                for p in cli.keystore.rglob("*") if p.is_file()}
     on_disk.update({f"name {n}": n.encode() for n in on_disk})
     assert set(keystore.ids()) >= {c["id"] for c in added.values()} | {
-        f"secret/vault-app/v{v}" for v in (1, 2, 3)}
+        f"secret/vault-app/v{v}" for v in (2, 3)}
     assert occurrences(on_disk, needles | secret_needles) == []
+
+    # the delivery files hold the current secret, for the application, and nothing else of it
+    delivery = cli.cwd / "var" / "delivery"
+    assert (delivery / "vault-app" / "client_secret" / "client_secret").read_bytes() == \
+        secrets[-1].encode()
+    delivered = {str(p.relative_to(cli.cwd)): p.read_bytes() for p in delivery.rglob("*")
+                 if p.is_file()}
+    assert sorted(occurrences(delivered, needles | secret_needles)) == [
+        f"secret v3 in {name}" for name in sorted(delivered) if name.endswith("/client_secret")]
 
     # nor does any other file the commands left under their working directory
     elsewhere = {str(p.relative_to(cli.cwd)): p.read_bytes() for p in cli.cwd.rglob("*")
-                 if p.is_file() and cli.keystore not in p.parents}
+                 if p.is_file() and cli.keystore not in p.parents and delivery not in p.parents}
     assert occurrences(elsewhere, needles | secret_needles) == []
 
     # deleting a generated credential removes its private key from the keystore

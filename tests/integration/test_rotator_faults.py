@@ -33,6 +33,7 @@ from orchestrator.adapters.delivery import FileDelivery
 from orchestrator.adapters.providers.faulty import FaultyProvider
 from orchestrator.adapters.providers.local import LocalProvider
 from orchestrator.app.rotator import StepOutcome
+from orchestrator.app.secret_steps import next_secret_version
 from orchestrator.app.service import CredentialSource, secret_item_id
 from orchestrator.bootstrap import in_memory
 from orchestrator.domain.errors import ProviderError
@@ -137,10 +138,12 @@ Handle = Credential | int  # a key or certificate credential, or a client secret
 
 def new_of(world: World, rid: str) -> Handle:
     rotation = world.state().rotations[rid]
-    if rotation.usage == SECRET:
-        secret = world.state().secret
-        assert secret is not None
-        return secret.version
+    if rotation.usage == SECRET:  # secret.rotated is recorded when the new one is delivered
+        state = world.state()
+        if not rotation.done("delivered"):
+            return next_secret_version(state)
+        assert state.secret is not None
+        return state.secret.version
     return world.state().credentials[rotation.new_credential_id]
 
 
@@ -472,7 +475,7 @@ def test_an_exhausted_budget_parks_the_rotation_and_retry_resumes_it(world: Worl
                          if r.type == ev.RotationStepRecorded.type_name
                          and r.payload["step"] == "registered"]
         assert registered.payload["detail"] == (
-            "previous secret valid until "
+            f"client secret v{new_of(world, rid)}; previous secret valid until "
             f"{format_time(retried_at + params.overlap + retry_budget(params))}")
         world.now = retried_at + params.overlap - SECOND
         assert authenticates(world, usage, old)
@@ -602,7 +605,7 @@ def test_the_previous_secret_stays_valid_for_the_overlap_after_a_late_delivery(
     assert not authenticates(world, SECRET, old)
     detail = [r.payload["detail"] for r in world.of_rotation(rid)
               if r.type == ev.RotationStepRecorded.type_name and r.payload["step"] == "delivered"]
-    assert detail == [f"previous secret valid until "
+    assert detail == [f"client secret v{new_of(world, rid)}; previous secret valid until "
                       f"{format_time(delivered_at + PARAMS[SECRET].overlap)}"]
 
 

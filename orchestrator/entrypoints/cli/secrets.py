@@ -9,6 +9,8 @@ import click
 from orchestrator.entrypoints.cli.context import system_of
 from orchestrator.entrypoints.cli.params import Duration
 
+__all__ = ["secret"]
+
 
 @click.group()
 def secret() -> None:
@@ -17,16 +19,28 @@ def secret() -> None:
 
 @secret.command("rotate")
 @click.argument("app")
-@click.option("--grace", type=Duration(), help="How long the previous secret stays valid (e.g. 1h).")
+@click.option("--grace", type=Duration(),
+              help="How long the previous secret stays valid after the new one is delivered "
+                   "[default: the overlap of the client_secret policy that selects APP, else 1h].")
 @click.pass_context
 def secret_rotate(ctx: click.Context, app: str, grace: timedelta | None) -> None:
-    """Rotate APP's client secret and show the new one, once."""
-    system = system_of(ctx)
-    version, value = system.service.rotate_secret(app, grace)
-    secret_state = system.service.load(app).secret
-    # the identity provider switches to it too (the previous one valid for the grace period)
-    system.provider.set_secret(app, version, value,
-                               secret_state.previous_valid_until if secret_state else None)
-    click.echo(f"{app}: client secret version {version}; it is shown once, store it now:",
+    """Rotate APP's client secret now, the daemon's way, and show the new one once.
+
+    The new secret is generated, registered with the identity provider, tested, delivered to
+    APP's files (client_secret, version), and only then recorded and shown on stdout; the
+    previous secret stays valid for the grace. While a rotation of APP's secret is in flight,
+    another is refused. A step that fails parks the rotation with the previous secret intact:
+    run the command again to retry it."""
+    import logging
+
+    from orchestrator.app.secret_rotation import rotate_secret_now
+    from orchestrator.entrypoints.logs import configure
+
+    configure(level=logging.CRITICAL)  # a failure is this command's one error line, not a log
+    system = system_of(ctx, record_policies=False)
+    policies = system.policies.current() if system.settings.policies.is_dir() else ()
+    shown = rotate_secret_now(system.rotator, app, policies=policies, grace=grace,
+                              actor=system.settings.actor)
+    click.echo(f"{app}: client secret version {shown.version}; it is shown once, store it now:",
                err=True)
-    click.echo(value)
+    click.echo(shown.secret)

@@ -1,0 +1,113 @@
+"""The client secret's rotation steps, carried out (the rotator calls them; their order is
+``orchestrator.domain.rotation.resume``'s). One path for the daemon and ``secret rotate``::
+
+    generate  a new secret, stored once as keystore item ``secret/<app>/v<N+1>``   "generated"
+    register  the identity provider takes it as the current secret; the previous one stays
+              valid for the overlap plus the retry budget (the app does not have the new one
+              yet, and a failed test or delivery is retried within that budget)  "registered"
+    test      the provider accepts the new secret, as version N+1                  "tested"
+    deliver   the previous secret's grace is set from now (the app can have the new one from
+              now), the app's files are replaced, and only then ``secret.rotated`` is recorded:
+              the log names a secret that is registered, tested and delivered.  "delivered"
+
+Until ``secret.rotated`` the log's current secret is version N, which the provider still
+accepts: a rotation that fails or parks at any step leaves the log and the provider agreeing on
+a secret the application holds. Every step is idempotent: a repeat finds the keystore item (the
+first process to store it wins, ``put_new``), re-registers the same secret, and records nothing
+twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from events import catalog as ev
+from events.codec import format_time
+from events.state import AppState, Rotation
+from orchestrator.app.ports import Crypto, Delivery, Keystore, Provider
+from orchestrator.app.service import secret_item_id
+from orchestrator.domain.errors import OrchestratorError
+from orchestrator.domain.rotation import Params, Recorded, Step, retry_budget
+from orchestrator.domain.rotation_events import decide_secret_delivered
+from orchestrator.domain.vocabulary import SECRET_USAGE
+
+__all__ = ["SECRET_FILE", "SECRET_STEPS", "VERSION_FILE", "SecretSteps", "next_secret_version"]
+
+SECRET_STEPS = (Step.GENERATE, Step.REGISTER, Step.TEST, Step.DELIVER)
+SECRET_FILE = "client_secret"
+VERSION_FILE = "version"
+
+# (app, rotation id, decide(state) -> events): records a step's events
+Record = Callable[[str, str, Callable[[AppState], list[ev.Event]]], None]
+# (app, rotation id, the step's recorded name, detail): records a step once
+StepEvent = Callable[[str, str, Recorded, str | None], None]
+
+
+def next_secret_version(state: AppState) -> int:
+    """The version a rotation in flight brings: the log's current one + 1 (``secret.rotated``
+    is recorded only when the new secret is delivered)."""
+    return (state.secret.version if state.secret else 0) + 1
+
+
+class SecretSteps:
+    def __init__(self, provider: Provider, keystore: Keystore, crypto: Crypto,
+                 delivery: Delivery | None, record: Record, step_event: StepEvent) -> None:
+        self.provider = provider
+        self.keystore = keystore
+        self.crypto = crypto
+        self.delivery = delivery
+        self.record = record
+        self._step = step_event
+
+    def do(self, step: Step, state: AppState, rotation: Rotation, params: Params,
+           at: datetime) -> None:
+        app, version = state.app, next_secret_version(state)
+        match step:
+            case Step.GENERATE:
+                self.keystore.put_new(secret_item_id(app, version),
+                                      self.crypto.new_secret().encode())
+                self._step(app, rotation.id, Recorded.GENERATED, f"client secret v{version}")
+            case Step.REGISTER:
+                until = (at + params.overlap + retry_budget(params)
+                         if state.secret is not None else None)
+                self.provider.set_secret(app, version, self.secret(app, version), until)
+                self._step(app, rotation.id, Recorded.REGISTERED, _detail(version, until))
+            case Step.TEST:
+                accepted = self.provider.verify_secret(app, self.secret(app, version), at)
+                if accepted != version:
+                    raise OrchestratorError(f"provider accepted client secret v{accepted}, not "
+                                            f"the new v{version}")
+                self._step(app, rotation.id, Recorded.TESTED, f"client secret v{version}")
+            case Step.DELIVER:
+                self._deliver(state, rotation, params, at, version)
+            case _:
+                raise AssertionError(f"not a client secret step: {step}")
+
+    def secret(self, app: str, version: int) -> str:
+        stored = self.keystore.get(secret_item_id(app, version))
+        if stored is None:
+            raise OrchestratorError(f"keystore has no client secret v{version} for {app!r}")
+        return stored.decode()
+
+    def _deliver(self, state: AppState, rotation: Rotation, params: Params, at: datetime,
+                 version: int) -> None:
+        app = state.app
+        secret = self.secret(app, version)
+        grace = params.overlap
+        # what rules.RotateSecret records below, at the same instant
+        until = at + grace if state.secret is not None and grace else None
+        self.provider.set_secret(app, version, secret, until)  # idempotent: same secret
+        if self.delivery is not None:  # the simulator delivers to nobody
+            self.delivery.deliver(app, SECRET_USAGE, {SECRET_FILE: secret.encode(),
+                                                      VERSION_FILE: str(version).encode()})
+        fingerprint = self.crypto.secret_fingerprint(secret)
+        detail = _detail(version, until)
+        self.record(app, rotation.id, lambda s: decide_secret_delivered(
+            s, rotation.id, version, fingerprint, at, grace, detail))
+
+
+def _detail(version: int, previous_until: datetime | None) -> str:
+    if previous_until is None:
+        return f"client secret v{version}"
+    return f"client secret v{version}; previous secret valid until {format_time(previous_until)}"

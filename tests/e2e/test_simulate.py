@@ -61,7 +61,9 @@ def test_a_failing_provider_parks_rotations_and_keeps_the_safety_invariants() ->
     assert all(result["invariants"].values())
     assert result["liveness"] == {"every_rotation_completed": False}
     assert result["totals"]["parked"] > 0
-    assert any("ended parked" in v for v in result["violations"])
+    # parked, or retried by the daemon again (an app left without a usable credential)
+    assert result["violations"]
+    assert all(v.endswith(("ended parked", "ended running")) for v in result["violations"])
 
 
 def test_simulate_refuses_a_folder_without_policies(tmp_path: Path) -> None:

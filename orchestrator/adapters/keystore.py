@@ -140,11 +140,15 @@ class FileKeystore:
         return stored
 
     def get(self, item_id: str) -> bytes | None:
-        """Decrypt the item, or None when absent; KeystoreError when it cannot be decrypted."""
+        """Decrypt the item, or None when absent; KeystoreError when it cannot be decrypted,
+        or (even for an absent item) when the keystore holds items but its key is not the one
+        given or is lost: a caller learns that before it acts, not after."""
         path = self._path(item_id)
         try:
             blob = path.read_bytes()
         except FileNotFoundError:
+            if self._key is None and self._holds_items():
+                self._master_key(create=False)
             return None
         except OSError as error:
             raise KeystoreError(

@@ -27,6 +27,8 @@ from events.codec import format_time
 from events.state import AppState, Rotation, RotationStatus, stream_id
 from events.store import ReadFilter
 from orchestrator.app.rotator import Rotator
+from orchestrator.app.secret_steps import next_secret_version
+from orchestrator.app.service import secret_item_id
 from orchestrator.domain.errors import (
     ConflictError,
     InputError,
@@ -76,6 +78,8 @@ def rotate_secret_now(rotator: Rotator, app: str, *, policies: Sequence[PlanPoli
         raise NotFoundError(f"application {app!r} is not registered "
                             f"(register it with: orchestrator app register {app})")
     _check_grace(grace, rotator.clock())
+    # the keystore opens with its own key before anything is recorded (KeystoreError if not)
+    rotator.keystore.get(secret_item_id(app, next_secret_version(state)))
     params, policy = secret_params(state, policies, grace)
     rotation_id = _start_or_retry(rotator, app, policy, actor)
     outcome = rotator.advance(app, rotation_id, params)

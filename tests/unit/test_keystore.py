@@ -254,3 +254,30 @@ def test_a_write_that_fails_is_one_keystore_error_line(tmp_path, monkeypatch):
     assert "cannot write item b" in str(info.value) and "Permission denied" in str(info.value)
     assert "\n" not in str(info.value)
     assert [p.name for p in (tmp_path / "ks" / "items").iterdir()] == [f"{_b64url(b'a')}.bin"]
+
+
+def test_deliver_takes_over_a_folder_of_the_old_layout(tmp_path):
+    """A usage folder written file by file (before the ..data layout): the first delivery
+    replaces its plain files with links into one version, and drops the names it lacks."""
+    folder = tmp_path / "out" / "billing" / "jar"
+    folder.mkdir(parents=True)
+    for name in ("private_key.pem", "kid", "alg"):
+        (folder / name).write_bytes(b"old " + name.encode())
+    deliver(tmp_path / "out", "billing", "jar", {"private_key.pem": SECRET, "kid": b"k2"})
+    version = os.readlink(folder / "..data")
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        ["..data", version, "kid", "private_key.pem"])
+    assert os.readlink(folder / "kid") == "..data/kid"
+    assert (folder / "private_key.pem").read_bytes() == SECRET
+
+
+def test_an_empty_keystore_folder_reads_as_empty_and_a_foreign_key_is_refused_at_once(tmp_path):
+    """An empty keystore folder (a fresh volume) answers None without a key; once it holds
+    items, even a read of an absent item refuses another key (before the caller acts)."""
+    directory = tmp_path / "ks"
+    directory.mkdir()
+    assert FileKeystore(directory, environ={}).get("anything") is None
+    FileKeystore(directory, master_key=KEY_A).put("a", SECRET)
+    assert FileKeystore(directory, master_key=KEY_A).get("absent") is None
+    with pytest.raises(KeystoreError, match="not the key this keystore was created with"):
+        FileKeystore(directory, master_key=KEY_B).get("absent")

@@ -339,6 +339,7 @@ def _instant(wall: datetime, zone: zoneinfo.ZoneInfo) -> datetime:
     offset_after = after.astimezone(zone).utcoffset()
     while after - before > _SECOND:
         middle = before + (after - before) // 2
+        middle -= timedelta(microseconds=middle.microsecond)  # whole seconds: so is the jump
         if middle.astimezone(zone).utcoffset() == offset_after:
             after = middle
         else:

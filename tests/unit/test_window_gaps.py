@@ -65,6 +65,15 @@ def test_a_minutely_window_closes_when_the_clocks_go_back_as_a_walk_finds() -> N
     assert window.longest_gap(REFERENCE) == M
 
 
+def test_a_window_in_the_hour_the_clocks_skip_opens_and_closes_on_whole_seconds() -> None:
+    """``* 2 * * *`` in Berlin on 29 March 2026: every 02:xx opening is the jump instant, 01:00
+    UTC, so the window is open one duration from there (the jump was once found to within a
+    second only, and closed at 02:00:00.644531)."""
+    window = CronWindow("* 2 * * *", H, "Europe/Berlin")
+    assert window.current_or_next(datetime(2026, 3, 29, 0, 30, tzinfo=UTC)) == (
+        datetime(2026, 3, 29, 1, tzinfo=UTC), datetime(2026, 3, 29, 2, tzinfo=UTC))
+
+
 @pytest.fixture
 def evaluations(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[int]]:
     count = [0]

@@ -309,8 +309,8 @@ def _decode_env_key(value: str) -> bytes:
     return key
 
 
-def _create_once(path: Path, data: bytes) -> None:
-    """Write a new 0600 file atomically; never overwrites one another process made first."""
+def _temporary_copy(path: Path, data: bytes) -> Path:
+    """``data`` in a new 0600 file beside ``path``, flushed to disk: to be linked or renamed."""
     tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
@@ -318,6 +318,17 @@ def _create_once(path: Path, data: bytes) -> None:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+    return tmp
+
+
+def _create_once(path: Path, data: bytes) -> None:
+    """Write a new 0600 file atomically; never overwrites one another process made first."""
+    tmp = _temporary_copy(path, data)
+    try:
         with contextlib.suppress(FileExistsError):  # lost a race: keep the other one
             os.link(tmp, path)
         _fsync_dir(path.parent)
@@ -346,13 +357,8 @@ def _fsync_dir(path: Path) -> None:
 def atomic_write(path: Path, data: bytes, sync_dir: bool = True) -> None:
     """Replace ``path`` with ``data`` atomically: temp file (0600) in the same dir, fsync, rename
     (and fsync the folder, unless the caller does that once for several files)."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    tmp = _temporary_copy(path, data)
     try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -26,6 +26,7 @@ __all__ = [
     "CredentialExpired",
     "CredentialExpiryChanged",
     "CredentialKind",
+    "CredentialRegistered",
     "Event",
     "PolicyApplied",
     "PolicyRejected",
@@ -128,6 +129,8 @@ class ApplicationRegistered(Event):
     type_name = "application.registered"
     app: str
     labels: dict[str, str] = {}
+    provider: str | None = None  # the identity provider resource it belongs to; None: local
+    client_id: str | None = None  # the provider's client id; None: the app's name
 
 
 # --- credentials -------------------------------------------------------------------------------
@@ -149,6 +152,16 @@ class CredentialAdded(Event):
     not_before: Time | None = None
     expires_at: Time | None = None
     generated: bool = False  # the orchestrator made the key pair; its private part is in the keystore
+
+
+class CredentialRegistered(Event):
+    """The identity provider holds the credential under its own id (an Auth0 ``cred_...``, an
+    OIDC key id): found again by it, not uploaded twice."""
+
+    type_name = "credential.registered"
+    credential_id: str
+    provider: str
+    provider_credential_id: str
 
 
 class CredentialActivated(Event):

@@ -69,6 +69,7 @@ class Credential:
     disabled_at: datetime | None = None
     expired_at: datetime | None = None
     deleted_at: datetime | None = None
+    provider_id: str | None = None  # the identity provider's own id for it, once recorded
 
     @property
     def live(self) -> bool:
@@ -133,6 +134,8 @@ class AppState:
     version: int = 0
     registered_at: datetime | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
+    provider: str | None = None  # the identity provider resource; None: the local provider
+    client_id: str | None = None  # the provider's client id; None: the app's name
     credentials: Mapping[str, Credential] = field(default_factory=dict)
     secret: Secret | None = None
     rotations: Mapping[str, Rotation] = field(default_factory=dict)
@@ -140,6 +143,11 @@ class AppState:
     @property
     def registered(self) -> bool:
         return self.registered_at is not None
+
+    @property
+    def provider_client_id(self) -> str:
+        """The client id the identity provider knows the app by."""
+        return self.client_id or self.app
 
     def live(self, usage: Usage | str) -> list[Credential]:
         return [c for c in self.credentials.values() if c.usage == usage and c.live]
@@ -206,7 +214,10 @@ def _apply(state: AppState, event: ev.Event, at: datetime) -> Changes:
     ev = _CATALOG or _load_catalog()
     match event:
         case ev.ApplicationRegistered(labels=labels):
-            return {"registered_at": at, "labels": dict(labels)}
+            return {"registered_at": at, "labels": dict(labels), "provider": event.provider,
+                    "client_id": event.client_id}
+        case ev.CredentialRegistered(credential_id=cid):
+            return _update(state, cid, at, provider_id=event.provider_credential_id)
         case ev.CredentialAdded():
             cred = Credential(
                 id=event.credential_id,

@@ -40,6 +40,7 @@ if TYPE_CHECKING:  # the parts are imported where they are built, so a command l
     from events.sql import SQLEventStore
     from events.state import AppState
     from events.store import EventStore
+    from orchestrator.adapters.providers.router import ProviderRouter
     from orchestrator.app.fleet import FleetView
     from orchestrator.app.ports import Crypto, Delivery, Keystore, Lease, Provider
     from orchestrator.app.rotator import Rotator
@@ -119,7 +120,7 @@ class Core:
     service: Service
     clock: Callable[[], datetime]
     fleet: FleetView
-    provider: Provider
+    provider: ProviderRouter
     rotator: Rotator
     ticker: Ticker
 
@@ -205,7 +206,7 @@ class System:
         return self.core.fleet
 
     @property
-    def provider(self) -> Provider:
+    def provider(self) -> ProviderRouter:
         return self.core.provider
 
     @property
@@ -235,14 +236,17 @@ def wire(
     fleet_writes: bool = True,
     should_stop: Callable[[], bool] = lambda: False,
     on_step: Callable[[str, str, Step], None] | None = None,
+    identity_providers: Callable[[], Mapping[str, Provider]] = dict,
 ) -> Core:
     """The one place the service layer is assembled, from real adapters or fakes.
 
     ``provider`` is a spec (``local``, ``faulty:<rate>[:<seed>]``) or a factory given the
-    state reader and the keystore; ``fleet_writes`` lets the write path read states from the
+    state reader and the keystore: the local provider, beside the ``identity_providers`` by
+    name (an app goes to the one it belongs to); ``fleet_writes`` lets the write path read states from the
     in-memory fleet view (the daemon, the simulator) rather than from the store.
     """
     from orchestrator.adapters.crypto import Cryptography
+    from orchestrator.adapters.providers.router import ProviderRouter
     from orchestrator.app.fleet import FleetView
     from orchestrator.app.rotator import Rotator
     from orchestrator.app.service import Service
@@ -252,8 +256,9 @@ def wire(
     fleet = FleetView(store)
     service = Service(store, keystore, clock, actor, kit, projector,
                       fleet=fleet if fleet_writes else None)
-    idp = (make_provider(provider, service.load, keystore, lambda: issuers(policies()))
-           if isinstance(provider, str) else provider(service.load, keystore))
+    local = (make_provider(provider, service.load, keystore, lambda: issuers(policies()))
+             if isinstance(provider, str) else provider(service.load, keystore))
+    idp = ProviderRouter(service.load, local, identity_providers)
     rotator = Rotator(service, idp, keystore, kit, delivery, clock, actor=rotation_actor,
                       on_step=on_step)
     ticker = Ticker(service, rotator, fleet, policies, clock, should_stop)

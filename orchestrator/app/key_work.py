@@ -11,19 +11,21 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime, timedelta
 
 from events import catalog as ev
 from events.state import AppState, Credential, Rotation
 from orchestrator.app.ports import Crypto, Keystore, Provider
 from orchestrator.domain.errors import OrchestratorError
+from orchestrator.domain.identity_provider import Proof, TestSkipped
 from orchestrator.domain.material import GeneratedKey, PublicMaterial
 from orchestrator.domain.rotation import Params, why_test_failed
-from orchestrator.domain.vocabulary import DEFAULT_ALGORITHM
 
-__all__ = ["DEFAULT_LIFETIME", "KeyWork"]
+__all__ = ["DEFAULT_LIFETIME", "METADATA_FILE", "KeyWork", "metadata_json"]
 
 DEFAULT_LIFETIME = timedelta(days=365)
+METADATA_FILE = "metadata.json"
 BACKDATE = timedelta(minutes=5)  # a new certificate is valid a little before now (clock skew)
 
 
@@ -68,30 +70,51 @@ class KeyWork:
             raise OrchestratorError(f"keystore has no private key for {credential_id}")
         return private
 
-    def prove(self, state: AppState, new: Credential, at: datetime) -> None:
-        """The test of ``new``: raises OrchestratorError naming why it does not work."""
+    def prove(self, state: AppState, new: Credential, params: Params,
+              at: datetime) -> str | None:
+        """The test of ``new`` at the provider's token endpoint: raises OrchestratorError naming
+        why it does not work. Returns why it was skipped, when the provider cannot test the
+        usage and the policy accepts that."""
         app = state.app
+        private = self.private(new.id)
         if new.usage == ev.Usage.MTLS:
             certificate = (new.certificate_pem or "").encode()
-            mine = self.crypto.public_material_of_private_key(self.private(new.id))
+            mine = self.crypto.public_material_of_private_key(private)
             if mine.fingerprint != self.crypto.parse_pem(certificate, "new certificate").fingerprint:
                 raise OrchestratorError(f"the stored private key of {new.id} does not belong to "
                                         "its certificate")
-            accepted = self.provider.verify_certificate(app, certificate.decode(), at)
-        else:
-            token = self.crypto.sign_client_assertion(
-                self.private(new.id), alg=new.alg or DEFAULT_ALGORITHM, kid=new.kid,
-                client_id=app, audience=self.provider.audience, now=at)
-            accepted = self.provider.verify_assertion(app, token, at)
-        refusal = why_test_failed(state, new, accepted)
-        if refusal is not None:
-            raise OrchestratorError(refusal)
+        proof = Proof(client_id=state.provider_client_id, usage=new.usage, credential=new,
+                      private_key_der=private)
+        try:
+            accepted = self.provider.authenticate(app, proof, at)
+        except TestSkipped as skipped:
+            if not params.accept_untested:
+                raise OrchestratorError(
+                    f"the identity provider cannot test {new.usage} credentials ({skipped}); "
+                    "set rotation.acceptUntested: true in the policy to rotate them untested"
+                ) from None
+            return f"test skipped: {skipped}"
+        if accepted is not None:
+            refusal = why_test_failed(state, new, accepted)
+            if refusal is not None:
+                raise OrchestratorError(refusal)
+        return None
 
-    def files(self, new: Credential) -> dict[str, bytes]:
+    def files(self, state: AppState, new: Credential) -> dict[str, bytes]:
         files = {"private_key.pem": self.crypto.private_key_pem(self.private(new.id)),
-                 "kid": new.kid.encode(), "credential_id": new.id.encode()}
+                 "kid": new.kid.encode(), "credential_id": new.id.encode(),
+                 METADATA_FILE: metadata_json(self.provider.metadata(state.app), new)}
         if new.alg:
             files["alg"] = new.alg.encode()
         if new.certificate_pem:
             files["certificate.pem"] = new.certificate_pem.encode()
         return files
+
+
+def metadata_json(provider: dict[str, str], new: Credential) -> bytes:
+    """``metadata.json``: everything the app needs beside the key to authenticate with it."""
+    facts = {**provider, "kid": new.kid, "alg": new.alg, "usage": str(new.usage),
+             "credential_id": new.provider_id or new.id, "orchestrator_credential_id": new.id}
+    if new.subject_dn:
+        facts["subject_dn"] = new.subject_dn
+    return (json.dumps(facts, indent=2, sort_keys=True) + "\n").encode()

@@ -8,6 +8,9 @@ service layer never imports an adapter.
 * ``local``: the embedded default; the orchestrator's own log is the identity provider's
   registry, and it verifies client assertions, mTLS certificates and client secrets the way the
   identity provider does (../shared/reference/auth0-credentials.md section 5).
+* ``auth0``: an Auth0 tenant through the Management API v2 (``providers/auth0/``).
+* ``oidc``: any OpenID provider with dynamic client registration and management (RFC 7591/7592).
+* ``router``: several named providers at once, each app sent to its own.
 * ``faulty``: wraps any provider and fails, times out, or succeeds late on command, for tests
   and for rehearsing failures (``ORCHESTRATOR_PROVIDER=faulty:<rate>``).
 
@@ -22,27 +25,33 @@ another live credential shares (``domain.rotation.shares_registration``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from events.state import Credential
+from orchestrator.domain.identity_provider import Capabilities, Proof, RemoteClient
 from orchestrator.domain.material import GeneratedKey, PublicMaterial
 
-__all__ = ["Crypto", "Delivery", "Keystore", "Lease", "Provider"]
+__all__ = ["Crypto", "Delivery", "Inventory", "Keystore", "Lease", "Provider"]
 
 
 @runtime_checkable
 class Provider(Protocol):
-    audience: str
+    """An identity provider, or several behind one router (``adapters.providers.router``),
+    each app going to the one it belongs to (``AppState.provider``)."""
 
-    def register(self, app: str, credential: Credential) -> None:
-        """Upload the public part of ``credential`` (found by its key id on a repeat; a subject
-        DN registered already is found, not uploaded twice)."""
+    def capabilities(self, app: str) -> Capabilities:
+        """What the app's provider can hold and test."""
+
+    def register(self, app: str, credential: Credential) -> str | None:
+        """Upload the public part of ``credential``; return the provider's id for it (None when
+        the provider keeps none of its own). A repeat after a lost answer finds the first
+        upload by its key id or thumbprint; a subject DN registered already is found."""
 
     def activate(self, app: str, credential_id: str) -> None:
-        """Let the credential authenticate (attach it)."""
+        """Let the credential authenticate (attach it to its usage's slot)."""
 
     def deactivate(self, app: str, credential_id: str) -> None:
         """Stop the credential authenticating (detach it)."""
@@ -52,18 +61,29 @@ class Provider(Protocol):
 
     def set_secret(self, app: str, version: int, secret: str,
                    previous_valid_until: datetime | None) -> None:
-        """Make ``secret`` the app's client secret; the previous one stays valid until then."""
+        """Make ``secret`` the app's client secret; where the provider can overlap, the previous
+        one stays valid until then."""
 
-    def verify_assertion(self, app: str, assertion: str, at: datetime) -> str:
-        """The id of the credential that signed a valid client assertion, or ProviderError."""
+    def authenticate(self, app: str, proof: Proof, at: datetime) -> str | None:
+        """The test: authenticate at the provider's token endpoint with ``proof``. Returns the
+        credential id (or the secret version, as text) the provider says it matched, None when
+        it authenticated without saying which. Raises ProviderError when refused,
+        ProviderUnavailable on a transport failure, TestSkipped when nothing can test it."""
 
-    def verify_certificate(self, app: str, certificate_pem: str, at: datetime) -> str:
-        """The id of the mTLS credential matching a client certificate, or ProviderError: a
-        self-signed one by its key, a CA-issued one by its subject DN once its chain verifies
-        to a CA the provider trusts."""
+    def metadata(self, app: str) -> dict[str, str]:
+        """How the app authenticates: at least ``issuer``, ``token_endpoint``, ``audience`` (the
+        ``aud`` of its client assertions) and ``client_id``, for the delivery folder."""
 
-    def verify_secret(self, app: str, secret: str, at: datetime) -> int:
-        """The version of the client secret that matches, or ProviderError."""
+
+@runtime_checkable
+class Inventory(Protocol):
+    """A provider that can list its clients (``import``, ``drift``)."""
+
+    def clients(self, match: str | None = None) -> Iterator[RemoteClient]:
+        """Every client of the tenant, with its credentials (``match``: a glob on the name)."""
+
+    def client(self, client_id: str) -> RemoteClient:
+        """One client as the provider has it now; ProviderError when it does not exist."""
 
 
 @runtime_checkable

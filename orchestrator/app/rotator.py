@@ -17,13 +17,14 @@ from datetime import datetime
 import structlog
 
 from events import catalog as ev
-from events.state import AppState, Rotation, RotationStatus
+from events.state import AppState, Credential, Rotation, RotationStatus
 from orchestrator.app.key_work import DEFAULT_LIFETIME, KeyWork
 from orchestrator.app.ports import Crypto, Delivery, Keystore, Provider
 from orchestrator.app.secret_steps import SecretSteps
 from orchestrator.app.service import Service, secret_item_id
 from orchestrator.domain import rules
 from orchestrator.domain.errors import OrchestratorError
+from orchestrator.domain.identity_provider import LOCAL_PROVIDER
 from orchestrator.domain.rotation import (
     SECRET_USAGE,
     Next,
@@ -205,22 +206,24 @@ class Rotator:
             case Step.GENERATE:
                 self._generate_key(state, rotation, params, at)
             case Step.REGISTER:
-                self.provider.register(app, state.credentials[rotation.new_credential_id])
-                self._step_event(app, rid, Recorded.REGISTERED)
+                new = state.credentials[rotation.new_credential_id]
+                self._registered(state, rid, new, self.provider.register(app, new))
             case Step.CONFIRM:
                 new = state.credentials[rotation.new_credential_id]
                 shared = shares_registration(state, new)
-                self.provider.register(app, new)  # finds the registration of the subject DN
-                self._step_event(app, rid, Recorded.REGISTERED,
-                                 f"subject DN already registered as {shared.id if shared else '?'}"
-                                 ": nothing changed at the identity provider")
+                # finds the registration of the subject DN
+                self._registered(state, rid, new, self.provider.register(app, new),
+                                 f"subject DN already registered as "
+                                 f"{shared.id if shared else '?'}: nothing changed at the "
+                                 "identity provider")
             case Step.ACTIVATE:
                 self.provider.activate(app, rotation.new_credential_id)
                 self._execute(app, rid, lambda s: rules.ActivateCredential(
                     app, rotation.new_credential_id, self.clock()))
             case Step.TEST:
-                self._test(state, rotation, at)
-                self._step_event(app, rid, Recorded.TESTED)
+                skipped = self.work.prove(state, state.credentials[rotation.new_credential_id],
+                                          params, at)
+                self._step_event(app, rid, Recorded.TESTED, skipped)
             case Step.DELIVER:
                 self._deliver(state, rotation)
                 self._step_event(app, rid, Recorded.DELIVERED)
@@ -249,13 +252,26 @@ class Rotator:
         self._record(state.app, rotation.id, lambda s: decide_generated_key(
             s, rotation.id, material, params, at, expires_at))
 
-    def _test(self, state: AppState, rotation: Rotation, at: datetime) -> None:
-        self.work.prove(state, state.credentials[rotation.new_credential_id], at)
+    def _registered(self, state: AppState, rotation_id: str, new: Credential,
+                    provider_id: str | None, detail: str | None = None) -> None:
+        """Record the register step, with the provider's own id for the credential when it
+        gave one (a repeat that found the first upload gives the same id)."""
+        provider = state.provider or LOCAL_PROVIDER
+
+        def decide(s: AppState) -> list[ev.Event]:
+            known = s.credentials.get(new.id)
+            bound: list[ev.Event] = [] if provider_id is None or (
+                known is not None and known.provider_id == provider_id) else [
+                ev.CredentialRegistered(credential_id=new.id, provider=provider,
+                                        provider_credential_id=provider_id)]
+            return bound + decide_step(s, rotation_id, Recorded.REGISTERED, detail)
+
+        self._record(state.app, rotation_id, decide)
 
     def _deliver(self, state: AppState, rotation: Rotation) -> None:
         app = state.app
         if self.delivery is None:  # the simulator, which delivers to nobody
             return
-        files = self.work.files(state.credentials[rotation.new_credential_id])
+        files = self.work.files(state, state.credentials[rotation.new_credential_id])
         self.delivery.deliver(app, rotation.usage, files)
 

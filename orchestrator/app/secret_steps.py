@@ -19,15 +19,18 @@ twice.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import datetime
 
 from events import catalog as ev
 from events.codec import format_time
 from events.state import AppState, Rotation
+from orchestrator.app.key_work import METADATA_FILE
 from orchestrator.app.ports import Crypto, Delivery, Keystore, Provider
 from orchestrator.app.service import secret_item_id
 from orchestrator.domain.errors import OrchestratorError
+from orchestrator.domain.identity_provider import Proof
 from orchestrator.domain.rotation import Params, Recorded, Step, retry_budget
 from orchestrator.domain.rotation_events import decide_secret_delivered
 from orchestrator.domain.vocabulary import SECRET_USAGE
@@ -74,8 +77,10 @@ class SecretSteps:
                 self.provider.set_secret(app, version, self.secret(app, version), until)
                 self._step(app, rotation.id, Recorded.REGISTERED, _detail(version, until))
             case Step.TEST:
-                accepted = self.provider.verify_secret(app, self.secret(app, version), at)
-                if accepted != version:
+                accepted = self.provider.authenticate(app, Proof(
+                    client_id=state.provider_client_id, usage=SECRET_USAGE,
+                    secret=self.secret(app, version), secret_version=version), at)
+                if accepted is not None and accepted != str(version):
                     raise OrchestratorError(f"provider accepted client secret v{accepted}, not "
                                             f"the new v{version}")
                 self._step(app, rotation.id, Recorded.TESTED, f"client secret v{version}")
@@ -99,8 +104,11 @@ class SecretSteps:
         until = at + grace if state.secret is not None and grace else None
         self.provider.set_secret(app, version, secret, until)  # idempotent: same secret
         if self.delivery is not None:  # the simulator delivers to nobody
-            self.delivery.deliver(app, SECRET_USAGE, {SECRET_FILE: secret.encode(),
-                                                      VERSION_FILE: str(version).encode()})
+            metadata = {**self.provider.metadata(app), "usage": str(SECRET_USAGE),
+                        "version": version}
+            self.delivery.deliver(app, SECRET_USAGE, {
+                SECRET_FILE: secret.encode(), VERSION_FILE: str(version).encode(),
+                METADATA_FILE: (json.dumps(metadata, indent=2, sort_keys=True) + "\n").encode()})
         fingerprint = self.crypto.secret_fingerprint(secret)
         detail = _detail(version, until)
         self.record(app, rotation.id, lambda s: decide_secret_delivered(

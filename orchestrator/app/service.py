@@ -143,13 +143,16 @@ class Service:
 
     # --- use cases -----------------------------------------------------------------------------
 
-    def register_app(self, app: str, labels: dict[str, str]) -> AppState:
+    def register_app(self, app: str, labels: dict[str, str], provider: str | None = None,
+                     client_id: str | None = None) -> AppState:
         return self.execute(
-            app, lambda s: rules.RegisterApplication(app=app, at=self.clock(), labels=labels)
+            app, lambda s: rules.RegisterApplication(app=app, at=self.clock(), labels=labels,
+                                                     provider=provider, client_id=client_id)
         )[0]
 
     def register_apps(self, apps: Sequence[tuple[str, Mapping[str, str]]],
-                      exist_ok: bool = False) -> list[tuple[str, bool]]:
+                      exist_ok: bool = False, provider: str | None = None,
+                      client_id: str | None = None) -> list[tuple[str, bool]]:
         """Register many applications: every one is checked by the rules first, so a refused
         name or label writes nothing; then each is appended. Returns ``(name, registered)``,
         False for one already registered (with ``exist_ok``; otherwise that is a refusal too)."""
@@ -163,11 +166,12 @@ class Service:
             state = self.load(app)
             if state.registered and exist_ok:
                 continue
-            rules.decide(rules.RegisterApplication(app=app, at=at, labels=dict(labels)), state)
+            rules.decide(rules.RegisterApplication(app=app, at=at, labels=dict(labels),
+                                                   provider=provider, client_id=client_id), state)
             todo.append((app, dict(labels)))
         done = {app for app, _ in todo}
         for app, labels in todo:
-            self.register_app(app, labels)
+            self.register_app(app, labels, provider, client_id)
         return [(app, app in done) for app, _ in apps]
 
     def add_credential(

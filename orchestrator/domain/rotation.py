@@ -103,6 +103,8 @@ class Params:
     attempts: int = 5
     backoff: timedelta = timedelta(minutes=1)
     max_backoff: timedelta = timedelta(hours=1)
+    accept_untested: bool = False  # where the provider cannot test the usage, go on untested
+    accept_secret_gap: bool = False  # a client secret without overlap at the provider is fine
 
 
 @dataclass(frozen=True, slots=True)

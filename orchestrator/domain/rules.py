@@ -64,6 +64,7 @@ _SMALL_PRIMES = tuple(n for n in range(2, 10_000) if all(n % d for d in range(2,
 KID_PATTERN = re.compile(r"[0-9a-zA-Z\-_]{10,64}")
 APP_PATTERN = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,{MAX_APP_NAME - 1}}}")
 LABEL_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,62}")
+CLIENT_ID_PATTERN = re.compile(rf"[\x21-\x7e]{{1,{MAX_APP_NAME}}}")  # printable, no spaces
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +72,8 @@ class RegisterApplication:
     app: str
     at: datetime
     labels: Mapping[str, str] = field(default_factory=dict)
+    provider: str | None = None  # the identity provider resource; None: local
+    client_id: str | None = None  # the provider's client id; None: the app's name
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,7 +207,13 @@ def _register(cmd: RegisterApplication, state: AppState) -> list[ev.Event]:
             )
     if state.registered:
         raise ConflictError(f"application {cmd.app!r} is already registered")
-    return [ev.ApplicationRegistered(app=cmd.app, labels=dict(cmd.labels))]
+    if cmd.client_id is not None and not CLIENT_ID_PATTERN.fullmatch(cmd.client_id):
+        raise InputError(f"client id {cmd.client_id!r} is not allowed: use 1-{MAX_APP_NAME} "
+                         "printable characters without spaces")
+    if cmd.provider is not None and not LABEL_PATTERN.fullmatch(cmd.provider):
+        raise InputError(f"identity provider name {cmd.provider!r} is not allowed")
+    return [ev.ApplicationRegistered(app=cmd.app, labels=dict(cmd.labels), provider=cmd.provider,
+                                     client_id=cmd.client_id)]
 
 
 # --- credentials -------------------------------------------------------------------------------

@@ -482,9 +482,9 @@ def test_secret_rotate_switches_the_local_provider_to_the_new_secret(tmp_path: P
     system = bootstrap(Settings(db=env["ORCHESTRATOR_DB"], keystore=tmp_path / "ks"))
     try:
         now = datetime.now(UTC)
-        assert system.provider.verify_secret("svc", second, now) == 2
-        assert system.provider.verify_secret("svc", first, now) == 1  # within the grace
+        assert system.provider.local.verify_secret("svc", second, now) == 2
+        assert system.provider.local.verify_secret("svc", first, now) == 1  # within the grace
         with pytest.raises(ProviderError):
-            system.provider.verify_secret("svc", first, now + timedelta(hours=2))
+            system.provider.local.verify_secret("svc", first, now + timedelta(hours=2))
     finally:
         system.close()

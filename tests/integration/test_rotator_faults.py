@@ -55,8 +55,8 @@ PARAMS = {
 }
 # the provider call behind each step, per usage
 REGISTER = {PKJWT: "register", JAR: "register", MTLS: "register", SECRET: "set_secret"}
-VERIFY = {PKJWT: "verify_assertion", JAR: "verify_assertion", MTLS: "verify_certificate",
-          SECRET: "verify_secret"}
+VERIFY = {PKJWT: "authenticate", JAR: "authenticate", MTLS: "authenticate",
+          SECRET: "authenticate"}
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +77,7 @@ class World:
                          delivery=FileDelivery(delivery), crypto=self.crypto, actor="cli:test")
         self.store, self.keystore, self.fleet = core.store, core.keystore, core.fleet
         self.service, self.rotator, self.ticker = core.service, core.rotator, core.ticker
-        self.provider = core.provider
+        self.provider = core.provider.local
         assert isinstance(self.provider, FaultyProvider)
         self.idp = self.provider.inner
 
@@ -368,7 +368,7 @@ LATE = [
                  id="private_key_jwt: a registration that took effect but timed out is found done"),
     pytest.param(PKJWT, "activate", Step.ACTIVATE,
                  id="private_key_jwt: an activation that took effect but timed out is found done"),
-    pytest.param(PKJWT, "verify_assertion", Step.TEST,
+    pytest.param(PKJWT, "authenticate", Step.TEST,
                  id="private_key_jwt: a test that passed but answered late is simply repeated"),
     pytest.param(JAR, "register", Step.REGISTER,
                  id="jar: a registration that took effect but timed out is found done"),
@@ -378,7 +378,7 @@ LATE = [
                  id="mtls: an activation that took effect but timed out is found done"),
     pytest.param(SECRET, "set_secret", Step.REGISTER,
                  id="client_secret: a secret set but reported timed out is found done"),
-    pytest.param(SECRET, "verify_secret", Step.TEST,
+    pytest.param(SECRET, "authenticate", Step.TEST,
                  id="client_secret: a test that passed but answered late is simply repeated"),
 ]
 
@@ -586,7 +586,7 @@ def test_the_previous_secret_stays_valid_for_the_overlap_after_a_late_delivery(
     provisioned(world, SECRET)
     rid = world.rotator.start(APP, SECRET, Reason.AGE)
     assert rid is not None
-    world.provider.fail_next("verify_secret")  # the test step fails: the rotation stops there
+    world.provider.fail_next("authenticate")  # the test step fails: the rotation stops there
     out = world.rotator.advance(APP, rid, PARAMS[SECRET])
     assert out.failed and world.state().rotations[rid].done("registered")
     world.provider.heal()

@@ -116,7 +116,8 @@ def test_round_trip_keeps_every_field(store: SQLEventStore, engine: Engine) -> N
     assert (read.actor, read.correlation_id, read.causation_id) == ("policy:p1", "rot-1", "req-9")
     assert read.occurred_at == occurred and read.occurred_at.tzinfo is UTC
     assert read.recorded_at == RECORDED_AT and read.recorded_at.tzinfo is UTC
-    assert read.payload_json == '{"app":"a","labels":{"env":"prod","zone":"Zürich"}}'
+    assert read.payload_json == ('{"app":"a","client_id":null,"labels":{"env":"prod",'
+                                 '"zone":"Zürich"},"provider":null}')
     assert read.payload_json == codec.encode_payload(event)
     assert read.event == event
     assert (read.prev_hash, read.hash) == (GENESIS, link(GENESIS, 1, read.record_bytes()))

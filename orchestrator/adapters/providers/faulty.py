@@ -17,18 +17,18 @@ from typing import Any
 from events.state import Credential
 from orchestrator.app.ports import Provider
 from orchestrator.domain.errors import ProviderError
+from orchestrator.domain.identity_provider import Capabilities, Proof, ProviderUnavailable
 
 __all__ = ["FaultyProvider", "ProviderTimeout"]
 
 
-class ProviderTimeout(ProviderError):
+class ProviderTimeout(ProviderUnavailable):
     """The provider did not answer in time (the call may or may not have taken effect)."""
 
 
 class FaultyProvider:
     def __init__(self, inner: Provider, rate: float = 0.0, seed: int = 0) -> None:
         self.inner = inner
-        self.audience = inner.audience
         self.rate = rate
         self._random = random.Random(seed)
         self._plans: dict[str, list[str]] = defaultdict(list)
@@ -61,8 +61,15 @@ class FaultyProvider:
             raise ProviderTimeout(f"provider: {method} answered too late (injected)")
         return result
 
-    def register(self, app: str, credential: Credential) -> None:
-        self._call("register", app, credential)
+    def capabilities(self, app: str) -> Capabilities:
+        return self.inner.capabilities(app)
+
+    def metadata(self, app: str) -> dict[str, str]:
+        return self.inner.metadata(app)
+
+    def register(self, app: str, credential: Credential) -> str | None:
+        result: str | None = self._call("register", app, credential)
+        return result
 
     def activate(self, app: str, credential_id: str) -> None:
         self._call("activate", app, credential_id)
@@ -77,11 +84,6 @@ class FaultyProvider:
                    previous_valid_until: datetime | None) -> None:
         self._call("set_secret", app, version, secret, previous_valid_until)
 
-    def verify_assertion(self, app: str, assertion: str, at: datetime) -> str:
-        return str(self._call("verify_assertion", app, assertion, at))
-
-    def verify_certificate(self, app: str, certificate_pem: str, at: datetime) -> str:
-        return str(self._call("verify_certificate", app, certificate_pem, at))
-
-    def verify_secret(self, app: str, secret: str, at: datetime) -> int:
-        return int(self._call("verify_secret", app, secret, at))
+    def authenticate(self, app: str, proof: Proof, at: datetime) -> str | None:
+        result: str | None = self._call("authenticate", app, proof, at)
+        return result

@@ -26,9 +26,13 @@ from events.state import AppState, Credential
 from orchestrator.adapters import crypto
 from orchestrator.app.ports import Keystore
 from orchestrator.domain.errors import ProviderError
-from orchestrator.domain.vocabulary import DEFAULT_ALGORITHM
+from orchestrator.domain.identity_provider import Capabilities, Proof
+from orchestrator.domain.vocabulary import DEFAULT_ALGORITHM, SECRET_USAGE
 
-__all__ = ["LocalProvider"]
+__all__ = ["LOCAL_CAPABILITIES", "LocalProvider"]
+
+# two per usage, any number of records, a secret whose previous version overlaps, all testable
+LOCAL_CAPABILITIES = Capabilities()
 
 SIGNING_USAGES = (ev.Usage.PRIVATE_KEY_JWT, ev.Usage.JAR)
 
@@ -48,8 +52,16 @@ class LocalProvider:
             raise ProviderError(f"provider: application {app!r} has no credential {credential_id}")
         return cred
 
-    def register(self, app: str, credential: Credential) -> None:
+    def capabilities(self, app: str) -> Capabilities:
+        return LOCAL_CAPABILITIES
+
+    def metadata(self, app: str) -> dict[str, str]:
+        return {"issuer": self.audience, "token_endpoint": f"{self.audience}oauth/token",
+                "audience": self.audience, "client_id": self._state_of(app).provider_client_id}
+
+    def register(self, app: str, credential: Credential) -> str | None:
         self._credential(app, credential.id)
+        return None  # the log is the registry: the credential id is the only id
 
     def activate(self, app: str, credential_id: str) -> None:
         self._credential(app, credential_id)
@@ -59,6 +71,21 @@ class LocalProvider:
 
     def remove(self, app: str, credential_id: str) -> None:
         return None
+
+    def authenticate(self, app: str, proof: Proof, at: datetime) -> str | None:
+        """The test, as the identity provider would run it: the new secret, the new certificate,
+        or a client assertion signed with the new key."""
+        if proof.usage == SECRET_USAGE:
+            return str(self.verify_secret(app, proof.secret or "", at))
+        cred = proof.credential
+        if cred is None or proof.private_key_der is None:
+            raise ProviderError("provider: the test needs the credential and its private key")
+        if proof.usage == ev.Usage.MTLS:
+            return self.verify_certificate(app, cred.certificate_pem or "", at)
+        token = crypto.sign_client_assertion(
+            proof.private_key_der, alg=cred.alg or DEFAULT_ALGORITHM, kid=cred.kid,
+            client_id=proof.client_id, audience=self.audience, now=at)
+        return self.verify_assertion(app, token, at)
 
     # --- secrets -----------------------------------------------------------------------------
 
@@ -110,7 +137,7 @@ class LocalProvider:
             try:
                 crypto.verify_client_assertion(
                     assertion, public_pem=cred.public_pem or "", alg=cred.alg or DEFAULT_ALGORITHM,
-                    client_id=app, audience=self.audience, now=at,
+                    client_id=state.provider_client_id, audience=self.audience, now=at,
                 )
                 return cred.id
             except ProviderError as exc:

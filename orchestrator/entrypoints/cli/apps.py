@@ -9,6 +9,7 @@ from typing import TextIO
 import click
 
 from orchestrator.domain.errors import InputError
+from orchestrator.domain.identity_provider import LOCAL_PROVIDER
 from orchestrator.entrypoints.cli.context import system_of
 from orchestrator.entrypoints.cli.output import print_table, state_json
 from orchestrator.entrypoints.cli.params import Label, label_map
@@ -27,9 +28,16 @@ def app() -> None:
 @click.option("--label", "labels", multiple=True, type=Label(),
               help="KEY=VALUE for every application, repeatable.")
 @click.option("--exist-ok", is_flag=True, help="Succeed without change for those already registered.")
+@click.option("--provider", "provider", metavar="NAME",
+              help="The identity provider the applications belong to: the name of an "
+                   "IdentityProvider resource in the policies folder (default: the embedded "
+                   "local provider).")
+@click.option("--client-id", "client_id", metavar="ID",
+              help="The application's client id at --provider (one NAME only; default: NAME).")
 @click.pass_context
 def app_register(ctx: click.Context, names: Sequence[str], from_file: TextIO | None,
-                 labels: Sequence[tuple[str, str]], exist_ok: bool) -> None:
+                 labels: Sequence[tuple[str, str]], exist_ok: bool, provider: str | None,
+                 client_id: str | None) -> None:
     """Register one or many applications (NAME arguments and/or --from-file).
 
     Every name and label is checked before anything is written: one refusal writes nothing."""
@@ -39,7 +47,14 @@ def app_register(ctx: click.Context, names: Sequence[str], from_file: TextIO | N
         apps += [(name, {**common, **own}) for name, own in _read_apps(from_file)]
     if not apps:
         raise click.UsageError("give at least one NAME or --from-file FILE")
-    for name, registered in system_of(ctx).service.register_apps(apps, exist_ok=exist_ok):
+    if client_id is not None and (len(apps) != 1 or provider is None):
+        raise click.UsageError("--client-id needs --provider and exactly one NAME")
+    system = system_of(ctx)
+    if provider is not None and provider != LOCAL_PROVIDER:
+        system.provider.named(provider)  # refused, nothing written, when it is not configured
+    bound = None if provider == LOCAL_PROVIDER else provider
+    for name, registered in system.service.register_apps(apps, exist_ok=exist_ok,
+                                                         provider=bound, client_id=client_id):
         click.echo(f"registered {name}" if registered else f"{name} is already registered")
 
 

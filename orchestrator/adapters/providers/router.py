@@ -1,0 +1,66 @@
+"""Several identity providers at once: each application's calls go to the provider it belongs
+to (``AppState.provider``, recorded when it was registered), the local provider for the rest.
+
+The named providers come from the ``IdentityProvider`` resources beside the policies, read
+again when they change (``named``); an application whose provider is not configured is refused
+with one line naming it, and its rotation fails (and is retried) rather than going elsewhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import datetime
+
+from events.state import AppState, Credential
+from orchestrator.app.ports import Provider
+from orchestrator.domain.errors import ProviderError
+from orchestrator.domain.identity_provider import LOCAL_PROVIDER, Capabilities, Proof
+
+__all__ = ["ProviderRouter"]
+
+
+class ProviderRouter:
+    def __init__(self, state_of: Callable[[str], AppState], local: Provider,
+                 named: Callable[[], Mapping[str, Provider]] = dict) -> None:
+        self._state_of = state_of
+        self.local = local
+        self._named = named
+
+    def named(self, name: str) -> Provider:
+        """The provider configured under ``name`` (``local``: the embedded one)."""
+        if name == LOCAL_PROVIDER:
+            return self.local
+        found = self._named().get(name)
+        if found is None:
+            known = ", ".join(sorted([LOCAL_PROVIDER, *self._named()]))
+            raise ProviderError(f"identity provider {name!r} is not configured (no "
+                                f"IdentityProvider resource of that name; known: {known})")
+        return found
+
+    def of(self, app: str) -> Provider:
+        return self.named(self._state_of(app).provider or LOCAL_PROVIDER)
+
+    def capabilities(self, app: str) -> Capabilities:
+        return self.of(app).capabilities(app)
+
+    def metadata(self, app: str) -> dict[str, str]:
+        return self.of(app).metadata(app)
+
+    def register(self, app: str, credential: Credential) -> str | None:
+        return self.of(app).register(app, credential)
+
+    def activate(self, app: str, credential_id: str) -> None:
+        self.of(app).activate(app, credential_id)
+
+    def deactivate(self, app: str, credential_id: str) -> None:
+        self.of(app).deactivate(app, credential_id)
+
+    def remove(self, app: str, credential_id: str) -> None:
+        self.of(app).remove(app, credential_id)
+
+    def set_secret(self, app: str, version: int, secret: str,
+                   previous_valid_until: datetime | None) -> None:
+        self.of(app).set_secret(app, version, secret, previous_valid_until)
+
+    def authenticate(self, app: str, proof: Proof, at: datetime) -> str | None:
+        return self.of(app).authenticate(app, proof, at)

@@ -1,0 +1,97 @@
+"""What the orchestrator knows of an identity provider, as plain values (no I/O).
+
+* ``Capabilities``: what a provider can hold and test. Real providers differ: Auth0 keeps at most
+  2 credentials per slot and a pool of 4 per client, one client secret with no overlap, and can
+  test JAR keys through a pushed authorization request; an RFC 7592 provider replaces the whole
+  client record, has one secret it cannot rotate, and tests JAR only where it offers PAR.
+* ``Proof``: what the test of a new credential presents at the provider's token endpoint.
+* ``RemoteClient`` / ``RemoteCredential``: a client as the provider reports it, for ``import``
+  and ``drift``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from events.kinds import CredentialKind
+from events.state import Credential
+from orchestrator.domain.errors import ProviderError
+from orchestrator.domain.vocabulary import SECRET_USAGE, Usage
+
+__all__ = [
+    "LOCAL_PROVIDER",
+    "Capabilities",
+    "Proof",
+    "ProviderUnavailable",
+    "RemoteClient",
+    "RemoteCredential",
+    "TestSkipped",
+]
+
+LOCAL_PROVIDER = "local"
+ALL_USAGES = frozenset({Usage.PRIVATE_KEY_JWT, Usage.JAR, Usage.MTLS, SECRET_USAGE})
+
+
+class ProviderUnavailable(ProviderError):
+    """A transport failure (connection, timeout, TLS, 5xx, 429, a malformed answer): the call
+    may or may not have taken effect; the rotation retries it with backoff."""
+
+
+class TestSkipped(ProviderError):
+    """Nothing at the provider can test this credential (the reason is the message)."""
+
+    __test__ = False  # not a pytest class
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    usages: frozenset[str] = ALL_USAGES
+    per_slot: int = 2  # credentials attached at once to one usage
+    per_client: int | None = None  # credential records a client may hold (None: no limit)
+    secret_overlap: bool = True  # the previous client secret keeps working after a switch
+    untestable: tuple[tuple[str, str], ...] = ()  # (usage, why it cannot be tested)
+
+    def why_untestable(self, usage: str) -> str | None:
+        return dict(self.untestable).get(usage)
+
+
+@dataclass(frozen=True, slots=True)
+class Proof:
+    """The test's request: a client assertion signed with ``private_key_der`` (private_key_jwt),
+    a request object (jar), the certificate and its key on the TLS connection (mtls), or the
+    client ``secret``."""
+
+    client_id: str
+    usage: str
+    credential: Credential | None = None
+    private_key_der: bytes | None = field(default=None, repr=False)
+    secret: str | None = field(default=None, repr=False)
+    secret_version: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteCredential:
+    """A credential record at the provider; ``attached`` names the usages whose slot holds it."""
+
+    provider_id: str
+    kind: CredentialKind
+    attached: tuple[str, ...] = ()
+    kid: str | None = None
+    alg: str | None = None
+    fingerprint: str | None = None  # ours: "sha256:<hex>" of the SPKI, when the provider says
+    thumbprint: str | None = None  # the provider's own (RFC 7638 kid, x5t#S256)
+    subject_dn: str | None = None
+    expires_at: datetime | None = None
+    public_pem: str | None = None
+    certificate_pem: str | None = None
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteClient:
+    client_id: str
+    name: str
+    auth_method: str | None = None  # private_key_jwt, tls_client_auth, client_secret_post, ...
+    credentials: tuple[RemoteCredential, ...] = ()
+    has_secret: bool = False

@@ -145,6 +145,7 @@ def state_from_json(text: str) -> AppState:
         app=data["app"], version=data["version"],
         registered_at=parse_time(data["registered_at"]) if data["registered_at"] else None,
         labels=data["labels"], credentials=creds, secret=secret, rotations=rotations,
+        provider=data.get("provider"), client_id=data.get("client_id"),
     )
 
 

@@ -432,3 +432,23 @@ def test_status_reports_lag(db: Db) -> None:
     assert (status.position, status.head, status.lag) == (5, 7, 2)
     db.projector.rebuild()
     assert db.projector.status().lag == 0
+
+
+def test_read_model_keeps_the_provider_binding_and_provider_ids() -> None:
+    """An app bound to an identity provider, with a credential the provider knows by its own
+    id, reads back from the read model's stored state exactly as the log folds it."""
+    from events.projector import state_from_json
+
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    state = fold("a", [
+        (ev.ApplicationRegistered(app="a", provider="auth0-prod", client_id="AbC123"), at),
+        (ev.CredentialAdded(credential_id="c1", usage=ev.Usage.PRIVATE_KEY_JWT,
+                            kind=ev.CredentialKind.PUBLIC_KEY, kid="k" * 12,
+                            fingerprint="sha256:00"), at),
+        (ev.CredentialRegistered(credential_id="c1", provider="auth0-prod",
+                                 provider_credential_id="cred_x"), at),
+    ])
+    back = state_from_json(state_to_json(state))
+    assert (back.provider, back.client_id) == ("auth0-prod", "AbC123")
+    assert back.credentials["c1"].provider_id == "cred_x"
+    assert back == state

@@ -87,13 +87,13 @@ def test_management_audience_needs_its_trailing_slash(emulator):
 
 
 def test_management_token_expires_on_the_emulator_clock(clock):
-    with Auth0Emulator({"management_token_expires_in": 600}, clock=clock) as emu:
-        with api_session(emu) as api:
-            assert api.get("/clients").status_code == 200
-            clock.advance(599)
-            assert api.get("/clients").status_code == 200
-            clock.advance(1)
-            refused(api.get("/clients"), 401, "Expired token")
+    with Auth0Emulator({"management_token_expires_in": 600}, clock=clock) as emu, \
+            api_session(emu) as api:
+        assert api.get("/clients").status_code == 200
+        clock.advance(599)
+        assert api.get("/clients").status_code == 200
+        clock.advance(1)
+        refused(api.get("/clients"), 401, "Expired token")
 
 
 def test_missing_or_forged_token_is_401(emulator):

@@ -9,8 +9,13 @@ a process (``python -m tests.peers.auth0 --port 0``, see ``__main__``; ``emulato
 """
 
 from tests.peers.auth0.clock import Clock
-from tests.peers.auth0.config import ALL_SCOPES, EmulatorConfig, FaultRates, ManagementApp, \
-    RateLimit
+from tests.peers.auth0.config import (
+    ALL_SCOPES,
+    EmulatorConfig,
+    FaultRates,
+    ManagementApp,
+    RateLimit,
+)
 from tests.peers.auth0.process import emulator_process
 from tests.peers.auth0.server import Auth0Emulator
 

@@ -31,8 +31,13 @@ import jwt
 
 from tests.peers.auth0.credentials import ALGORITHMS
 from tests.peers.auth0.errors import OAuthError
-from tests.peers.auth0.keys import cert_thumbprint, cert_valid_at, dn_lines, load_certificate, \
-    normalize_dn
+from tests.peers.auth0.keys import (
+    cert_thumbprint,
+    cert_valid_at,
+    dn_lines,
+    load_certificate,
+    normalize_dn,
+)
 from tests.peers.auth0.model import Client, Credential
 from tests.peers.auth0.rules import Tenant
 
@@ -173,12 +178,14 @@ def _check_claims(tenant: Tenant, claims: dict[str, Any], client_id: str | None)
     if not any(item in audiences for item in offered):
         raise _refuse(f"client_assertion aud must be {audiences[0]} (with the trailing slash)")
     now = tenant.clock.now()
-    exp, iat, nbf = claims.get("exp"), claims.get("iat"), claims.get("nbf")
-    if not _number(exp):
+    if not _number(claims.get("exp")):
         raise _refuse("client_assertion exp is required")
-    for label, value in (("iat", iat), ("nbf", nbf)):
-        if value is not None and not _number(value):
+    for label in ("iat", "nbf"):
+        if claims.get(label) is not None and not _number(claims[label]):
             raise _refuse(f"client_assertion {label} must be a number")
+    exp: float = claims["exp"]
+    iat: float | None = claims.get("iat")
+    nbf: float | None = claims.get("nbf")
     if now >= exp:
         raise _refuse("client_assertion has expired")
     if exp - (iat if iat is not None else now) > MAX_LIFETIME:
@@ -216,7 +223,7 @@ def verify_signed(token: str, header: dict[str, Any], attached: list[Credential]
         raise refuse(f"{what} alg {header.get('alg')} differs from the credential's alg")
     for cred in fitting:
         try:
-            jwt.decode(token, cred.public_key(), algorithms=[cred.alg],  # type: ignore[arg-type]
+            jwt.decode(token, cred.public_key(), algorithms=[str(cred.alg)],  # type: ignore[arg-type]
                        options={"verify_exp": False, "verify_aud": False, "verify_iat": False,
                                 "verify_nbf": False, "verify_iss": False, "verify_sub": False,
                                 "verify_jti": False})

@@ -94,7 +94,8 @@ class EmulatorConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> EmulatorConfig:
-        return _build(cls, data or {}, "config")
+        config: EmulatorConfig = _build(cls, data or {}, "config")
+        return config
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

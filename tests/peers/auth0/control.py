@@ -66,7 +66,7 @@ def _handle(emu: Auth0Emulator, request: Request) -> Response:
             count = generate_clients(emu, int(spec["count"]), str(spec.get("name_prefix",
                                                                               "app-")))
             return Response(201, {"created": count})
-        specs = body["clients"] if "clients" in body else [body]
+        specs = body.get("clients", [body])
         return Response(201, {"clients": [emu.seed_client(s).snapshot() for s in specs]})
     if name == "grants" and method == "POST":
         grant = emu.seed_grant(body["client_id"], body["audience"], body.get("scope", []))

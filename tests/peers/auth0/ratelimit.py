@@ -76,7 +76,7 @@ class TokenBucket:
         return Decision(
             allowed=allowed,
             limit=self.limit.burst,
-            remaining=int(math.floor(self._tokens)),
-            reset=int(math.ceil(now + missing / rate)),
-            retry_after=max(1, int(math.ceil((1.0 - self._tokens) / rate))),
+            remaining=math.floor(self._tokens),
+            reset=math.ceil(now + missing / rate),
+            retry_after=max(1, math.ceil((1.0 - self._tokens) / rate)),
         )

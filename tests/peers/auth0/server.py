@@ -61,7 +61,7 @@ class Auth0Emulator:
         server.daemon_threads = True
         server.emulator = self  # type: ignore[attr-defined]
         self._server = server
-        host, port = server.server_address[:2]
+        host, port = str(server.server_address[0]), int(server.server_address[1])
         self.base_url = f"http://{host}:{port}"
         self.domain = self.config.domain or f"{host}:{port}"
         self.issuer = TokenIssuer(self.domain, self.clock)

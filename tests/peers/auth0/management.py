@@ -78,11 +78,13 @@ def _int_arg(request: Request, name: str, default: int, maximum: int | None = No
     return number
 
 
-def _page(request: Request, items: list[Any], key: str) -> Any:
+def _page(request: Request, items: list[Any], key: str,
+          render: Callable[[Any], dict[str, Any]]) -> Any:
+    """One page of ``items`` (only that page rendered: 5,000 clients stay cheap to page)."""
     page = _int_arg(request, "page", 0)
     per_page = _int_arg(request, "per_page", 50, maximum=100)
     start = page * per_page
-    chunk = items[start:start + per_page]
+    chunk = [render(item) for item in items[start:start + per_page]]
     if _bool_arg(request, "include_totals", False):
         return {key: chunk, "start": start, "limit": per_page, "total": len(items)}
     return chunk
@@ -112,8 +114,8 @@ def _write_view(client: Client) -> dict[str, Any]:
 
 def list_clients(tenant: Tenant, request: Request, granted: set[str],
                  _: dict[str, str]) -> Response:
-    views = [_fields(request, _read_view(c, granted)) for c in tenant.list_clients()]
-    return Response(200, _page(request, views, "clients"))
+    return Response(200, _page(request, tenant.list_clients(), "clients",
+                               lambda client: _fields(request, _read_view(client, granted))))
 
 
 def get_client(tenant: Tenant, request: Request, granted: set[str],
@@ -189,7 +191,7 @@ def delete_credential(tenant: Tenant, request: Request, granted: set[str],
 def list_grants(tenant: Tenant, request: Request, granted: set[str],
                 _: dict[str, str]) -> Response:
     grants = tenant.list_grants(request.arg("client_id"), request.arg("audience"))
-    return Response(200, _page(request, [g.view() for g in grants], "client_grants"))
+    return Response(200, _page(request, grants, "client_grants", lambda grant: grant.view()))
 
 
 def create_grant(tenant: Tenant, request: Request, granted: set[str],

@@ -25,6 +25,7 @@ __all__ = [
     "cert_header",
     "create_credential",
     "http_client",
+    "management_grant",
     "public_pem",
     "token_request",
 ]
@@ -75,12 +76,18 @@ def token_request(emu: Auth0Emulator, data: dict[str, Any],
     return _shared().post(emu.token_url, data=data, headers=headers)
 
 
+def management_grant(emu: Auth0Emulator, audience: str | None = None) -> dict[str, str]:
+    """The token request of the management app (for the Management API unless ``audience``)."""
+    app = emu.config.management
+    return {"grant_type": "client_credentials", "client_id": app.client_id,
+            "client_secret": app.client_secret,
+            "audience": emu.management_audience if audience is None else audience}
+
+
 def api_session(emu: Auth0Emulator, scopes: list[str] | None = None) -> httpx.Client:
     """A Management API session whose token came from ``POST /oauth/token`` (the management
     app's grant narrowed to ``scopes`` when given)."""
-    app = emu.config.management
-    data = {"grant_type": "client_credentials", "client_id": app.client_id,
-            "client_secret": app.client_secret, "audience": emu.management_audience}
+    data = management_grant(emu)
     if scopes is not None:
         data["scope"] = " ".join(scopes)
     answer = token_request(emu, data)

@@ -26,6 +26,7 @@ from tests.peers.kit import (
     attach,
     create_credential,
     http_client,
+    management_grant,
     public_pem,
     token_request,
 )
@@ -57,10 +58,8 @@ def cert_pem(key, dn="CN=payments-api,O=Acme,C=DE", days=30) -> str:
 
 
 def test_management_token_comes_from_the_client_credentials_grant(emulator):
-    app = emulator.config.management
-    answer = token_request(emulator, {
-        "grant_type": "client_credentials", "client_id": app.client_id,
-        "client_secret": app.client_secret, "audience": f"https://{emulator.domain}/api/v2/"})
+    answer = token_request(emulator, management_grant(
+        emulator, f"https://{emulator.domain}/api/v2/"))
     assert answer.status_code == 200
     body = answer.json()
     assert body["token_type"] == "Bearer"
@@ -69,19 +68,14 @@ def test_management_token_comes_from_the_client_credentials_grant(emulator):
 
 
 def test_management_token_json_body_is_accepted_too(emulator):
-    app = emulator.config.management
-    answer = http_client().post(emulator.token_url, json={
-        "grant_type": "client_credentials", "client_id": app.client_id,
-        "client_secret": app.client_secret, "audience": emulator.management_audience,
-        "organization": None})
+    answer = http_client().post(emulator.token_url,
+                                json={**management_grant(emulator), "organization": None})
     assert answer.status_code == 200, answer.text
 
 
 def test_management_audience_needs_its_trailing_slash(emulator):
-    app = emulator.config.management
-    answer = token_request(emulator, {
-        "grant_type": "client_credentials", "client_id": app.client_id,
-        "client_secret": app.client_secret, "audience": f"https://{emulator.domain}/api/v2"})
+    answer = token_request(emulator, management_grant(
+        emulator, f"https://{emulator.domain}/api/v2"))
     assert answer.status_code == 403
     assert answer.json()["error"] == "access_denied"
 

@@ -5,12 +5,21 @@ surface, and the emulator as a separate process."""
 from __future__ import annotations
 
 import math
+import subprocess
+import sys
 
 import httpx
 import pytest
 
+from tests.conftest import ROOT
 from tests.peers.auth0 import Auth0Emulator, emulator_process
-from tests.peers.kit import create_credential, http_client, public_pem, token_request
+from tests.peers.kit import (
+    create_credential,
+    http_client,
+    management_grant,
+    public_pem,
+    token_request,
+)
 
 CREDENTIALS = "/api/v2/clients/{id}/credentials"
 
@@ -64,9 +73,7 @@ def test_retry_after_is_a_switch(clock):
 def test_token_endpoint_has_its_own_bucket(clock):
     with Auth0Emulator({"management_rate": {"burst": 1, "per_second": 1},
                         "oauth_rate": {"burst": 2, "per_second": 1}}, clock=clock) as emu:
-        app = emu.config.management
-        data = {"grant_type": "client_credentials", "client_id": app.client_id,
-                "client_secret": app.client_secret, "audience": emu.management_audience}
+        data = management_grant(emu)
         statuses = [token_request(emu, data).status_code for _ in range(3)]
         assert statuses == [200, 200, 429]
         with session(emu) as api:
@@ -140,11 +147,9 @@ def test_fault_rates_are_seeded_and_reproducible(clock):
 def test_faults_spare_the_token_endpoint_unless_asked(clock):
     config = {"faults": {"error_rate": 1.0}, "management_rate": None}
     with Auth0Emulator(config, clock=clock) as emu:
-        app = emu.config.management
-        data = {"grant_type": "client_credentials", "client_id": app.client_id,
-                "client_secret": app.client_secret, "audience": emu.management_audience}
+        data = management_grant(emu)
         assert token_request(emu, data).status_code == 200
-        emu.configure(faults={"error_rate": 1.0, "apply_to_oauth": True})
+        emu.configure(faults={"apply_to_oauth": True})  # merged into the running rates
         assert token_request(emu, data).status_code in (500, 502, 503)
 
 
@@ -245,3 +250,22 @@ def test_the_emulator_runs_as_a_process_and_prints_its_base_url(tmp_path):
             listed = http.get("/api/v2/clients", headers={"authorization": f"Bearer {token}"})
             assert listed.status_code == 200
             assert listed.headers["x-ratelimit-limit"] == "10"
+
+
+def test_fault_rates_set_over_http_merge_into_the_running_ones(clock):
+    with Auth0Emulator({"faults": {"seed": 5}, "management_rate": None}, clock=clock) as emu, \
+            http_client(base_url=f"{emu.base_url}/__emulator") as control:
+        rates = control.post("/faults", json={"rates": {"error_rate": 1.0}}).json()["rates"]
+        assert (rates["seed"], rates["error_rate"]) == (5, 1.0)
+        with session(emu) as api:
+            assert api.get("/clients").status_code in (500, 502, 503)
+
+
+def test_the_command_refuses_an_unknown_config_key(tmp_path):
+    config = tmp_path / "config.json"
+    config.write_text('{"pool_capp": 3}')
+    done = subprocess.run([sys.executable, "-m", "tests.peers.auth0", "--config", str(config)],
+                          cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "unknown keys ['pool_capp']" in done.stderr
+    assert done.stdout == ""

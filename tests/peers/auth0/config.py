@@ -101,11 +101,15 @@ class EmulatorConfig:
         return dataclasses.asdict(self)
 
     def update(self, changes: dict[str, Any]) -> None:
-        """Apply run-time switches in place (the seeds are refused: they act only at start)."""
+        """Apply run-time switches in place; a nested object (``faults``, a rate limit) is
+        merged key by key. The seeds are refused: they act only at start."""
         seeds = {"management", "clients", "grants", "generate_clients"} & set(changes)
         if seeds:
             raise ValueError(f"config: {sorted(seeds)} can only be set at start")
-        merged = self.to_dict() | changes
+        merged = self.to_dict()
+        for key, value in changes.items():
+            nested = key in _NESTED and isinstance(value, dict) and merged.get(key) is not None
+            merged[key] = merged[key] | value if nested else value  # nested objects merge
         fresh = EmulatorConfig.from_dict(merged)
         for item in dataclasses.fields(self):
             setattr(self, item.name, getattr(fresh, item.name))

@@ -22,7 +22,6 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
-from tests.peers.auth0.config import FaultRates
 from tests.peers.auth0.errors import ApiError
 from tests.peers.auth0.wire import Request, Response
 
@@ -106,8 +105,7 @@ def _set_faults(emu: Auth0Emulator, body: dict[str, Any]) -> None:
     if body.get("clear_script"):
         emu.faults.clear_script()
     if "rates" in body:
-        merged = dataclasses.asdict(emu.faults.rates) | dict(body["rates"])
-        emu.configure(faults=dataclasses.asdict(FaultRates(**merged)))
+        emu.configure(faults=dict(body["rates"]))  # merged into the running rates
     for item in body.get("script", []):
         emu.faults.script(str(item["fault"]), method=item.get("method"),
                           route=item.get("route"), count=int(item.get("count", 1)),

@@ -10,19 +10,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
+import auth0.authentication as auth0_authentication  # the dev extra pins auth0-python
+import auth0.management as auth0_management
 import jwt
 import pytest
+from auth0.authentication.pushed_authorization_requests import PushedAuthorizationRequests
+from auth0.management.errors import BadRequestError
 from cryptography.hazmat.primitives import serialization
 
 from tests.peers.auth0 import Auth0Emulator, Clock
 from tests.peers.kit import public_pem
-
-auth0_authentication = pytest.importorskip("auth0.authentication")
-auth0_management = pytest.importorskip("auth0.management")
-from auth0.authentication.pushed_authorization_requests import (  # noqa: E402
-    PushedAuthorizationRequests,
-)
-from auth0.management.errors import BadRequestError  # noqa: E402
 
 API = "https://api.example.com/"
 

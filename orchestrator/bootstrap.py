@@ -273,14 +273,16 @@ def in_memory(
     delivery: Delivery | None = None,
     crypto: Crypto | None = None,
     actor: str = "scheduler",
+    identity_providers: Callable[[], Mapping[str, Provider]] = dict,
 ) -> Core:
-    """An in-memory log, keystore and local provider: the simulator's and the tests' system."""
+    """An in-memory log, keystore and local provider (and the named ``identity_providers``):
+    the simulator's and the tests' system."""
     from events.store import InMemoryEventStore
     from orchestrator.adapters.keystore import MemoryKeystore
 
     return wire(InMemoryEventStore(clock), keystore=MemoryKeystore(), clock=clock,
                 policies=policies, provider=provider, delivery=delivery, crypto=crypto,
-                actor=actor, rotation_actor=actor)
+                actor=actor, rotation_actor=actor, identity_providers=identity_providers)
 
 
 def fast_keys() -> Crypto:

@@ -21,6 +21,7 @@ from orchestrator.adapters.crypto.assertions import (
     MAX_JTI_LENGTH,
     AssertionInvalid,
     sign_client_assertion,
+    sign_request_object,
     verify_client_assertion,
 )
 from orchestrator.adapters.crypto.client_secrets import (
@@ -75,6 +76,7 @@ __all__ = [
     "public_material_of_private_key",
     "secret_fingerprint",
     "sign_client_assertion",
+    "sign_request_object",
     "spki_fingerprint",
     "subject_dn_material",
     "verify_client_assertion",

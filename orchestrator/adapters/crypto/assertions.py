@@ -4,6 +4,7 @@ the identity provider's token endpoint does (PyJWT)."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -21,6 +22,7 @@ __all__ = [
     "MAX_JTI_LENGTH",
     "AssertionInvalid",
     "sign_client_assertion",
+    "sign_request_object",
     "verify_client_assertion",
 ]
 
@@ -65,6 +67,29 @@ def sign_client_assertion(
     iat = _epoch(now)
     claims = {"iss": client_id, "sub": client_id, "aud": audience, "iat": iat,
               "exp": iat + lifetime_seconds, "jti": jti if jti is not None else str(uuid.uuid4())}  # fmt: skip
+    headers = {"kid": kid} if kid is not None else None
+    key = _load_private_der(private_key_der)
+    return jwt.encode(claims, key, algorithm=alg, headers=headers)  # type: ignore[arg-type]
+
+
+def sign_request_object(
+    private_key_der: bytes,
+    *,
+    alg: str,
+    kid: str | None,
+    client_id: str,
+    audience: str,
+    now: datetime,
+    lifetime_seconds: int = 60,
+    parameters: Mapping[str, str] | None = None,
+) -> str:
+    """A signed authorization request object (RFC 9101, JAR): the request's ``parameters``
+    (response_type, scope, ...) with iss = client_id = the client, aud, iat = nbf = now, exp
+    and a jti (uuid4)."""
+    iat = _epoch(now)
+    claims: dict[str, Any] = {**(parameters or {}), "iss": client_id, "client_id": client_id,
+                              "aud": audience, "iat": iat, "nbf": iat,
+                              "exp": iat + lifetime_seconds, "jti": str(uuid.uuid4())}
     headers = {"kid": kid} if kid is not None else None
     key = _load_private_der(private_key_der)
     return jwt.encode(claims, key, algorithm=alg, headers=headers)  # type: ignore[arg-type]

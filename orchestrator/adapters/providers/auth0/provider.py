@@ -1,0 +1,305 @@
+"""``Auth0Provider``: the ``Provider`` and ``Inventory`` ports on one Auth0 tenant's Management
+API v2 (auth0-credentials.md sections 1 to 4; identity-providers.md section 1).
+
+Each method is one *operation* retried whole (``retries.RetryPolicy``), so a repeat after a
+lost answer finds what the first attempt did instead of doing it twice:
+
+* ``register`` lists the client's credential pool and finds ours (kid, certificate thumbprint
+  or subject DN) before it uploads, and again after Auth0 says the key already exists;
+* ``activate`` / ``deactivate`` read the client and PATCH only when the slot must change,
+  sending the slot's whole list of ``{id}`` references (at most 2) and every other slot as it is;
+* ``remove`` detaches the credential from any slot still holding it, then DELETEs it (404: done);
+* ``set_secret`` PATCHes ``client_secret`` (the same value again is harmless).
+
+Our credential ids become Auth0's through ``Credential.provider_id`` (recorded from
+``register``), or, for a credential the log has no provider id for, by finding it in the pool.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import time
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from typing import Any, TypeVar
+from urllib.parse import quote
+
+import httpx
+
+from events.state import AppState, Credential
+from orchestrator.adapters.providers.auth0 import mapping
+from orchestrator.adapters.providers.auth0.client import Auth0Http, Reply
+from orchestrator.adapters.providers.auth0.pacer import Pacer, RateLimit, tenant_pacer
+from orchestrator.adapters.providers.auth0.retries import RetryPolicy, Transient
+from orchestrator.adapters.providers.auth0.token_endpoint import MTLS_UNTESTABLE, TokenEndpoint
+from orchestrator.app.ports import Keystore
+from orchestrator.domain.errors import ProviderError
+from orchestrator.domain.identity_provider import (
+    ALL_USAGES,
+    Capabilities,
+    Proof,
+    RemoteClient,
+)
+from orchestrator.domain.vocabulary import Usage
+
+__all__ = ["DUPLICATE_KEY", "PER_PAGE", "Auth0Provider"]
+
+T = TypeVar("T")
+PER_PAGE = 100
+DUPLICATE_KEY = "credentials contains public keys that already exist in client"
+POOL_FULL = re.compile(r"maximum of (\d+) credentials")
+STILL_ATTACHED = "still associated"
+CLIENT_FIELDS = ("client_id,name,app_type,token_endpoint_auth_method,"
+                 "client_authentication_methods,signed_request_object")
+
+
+class Auth0Provider:
+    def __init__(self, name: str, *, domain: str, client_id: str, client_secret: str,
+                 base_url: str | None, state_of: Callable[[str], AppState], keystore: Keystore,
+                 rate_limit: tuple[float, int] | None = None, max_credentials: int = 4,
+                 mtls_edge: bool = False, transport: httpx.BaseTransport | None = None,
+                 wall_clock: Callable[[], float] = time.time,
+                 sleep: Callable[[float], None] = time.sleep, audience: str | None = None,
+                 retry: RetryPolicy | None = None) -> None:
+        self.name = name
+        self.domain = domain.strip().removeprefix("https://").rstrip("/")
+        self.base_url = (base_url or f"https://{self.domain}").rstrip("/")
+        self.issuer = f"https://{self.domain}/"
+        self.max_credentials = max_credentials
+        self.mtls_edge = mtls_edge
+        self._state_of = state_of
+        self._sleep = sleep
+        self.retry = retry or RetryPolicy()
+        limit = RateLimit(*rate_limit) if rate_limit is not None else None
+        self.pacer: Pacer = tenant_pacer(self.domain, limit, wall_clock, sleep)
+        self.http = Auth0Http(
+            domain=self.domain, base_url=self.base_url, client_id=client_id,
+            client_secret=client_secret, management_pacer=self.pacer,
+            authentication_pacer=tenant_pacer(f"{self.domain} authentication", None,
+                                               wall_clock, sleep),
+            transport=transport, wall_clock=wall_clock)
+        self.tests = TokenEndpoint(self.http, issuer=self.issuer,
+                                   audience=audience or self.http.management_audience,
+                                   state_of=state_of, keystore=keystore, wall_clock=wall_clock,
+                                   mtls_edge=mtls_edge)
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __repr__(self) -> str:
+        return f"Auth0Provider({self.name!r}, domain={self.domain!r})"
+
+    # --- what it is ----------------------------------------------------------------------------
+
+    def capabilities(self, app: str) -> Capabilities:
+        untestable = () if self.mtls_edge else ((str(Usage.MTLS), MTLS_UNTESTABLE),)
+        return Capabilities(usages=ALL_USAGES, per_slot=mapping.MAX_PER_SLOT,
+                            per_client=self.max_credentials, secret_overlap=False,
+                            untestable=untestable)
+
+    def metadata(self, app: str) -> dict[str, str]:
+        return {"issuer": self.issuer, "token_endpoint": f"{self.base_url}/oauth/token",
+                "audience": self.issuer, "client_id": self._state_of(app).provider_client_id}
+
+    # --- credentials ---------------------------------------------------------------------------
+
+    def register(self, app: str, credential: Credential) -> str | None:
+        client_id = self._client_id(app)
+        body = mapping.create_body(credential, credential.name or
+                                   f"{app} {credential.usage} {credential.id}")
+        path = f"/clients/{_q(client_id)}/credentials"
+
+        def attempt() -> str:
+            found = self._find(client_id, credential)
+            if found is not None:
+                return found
+            reply = self.http.management("POST", path, json_body=body)
+            if reply.status in (200, 201) and isinstance(reply.body, dict) and reply.body.get("id"):
+                return str(reply.body["id"])
+            if reply.status == 400 and DUPLICATE_KEY in reply.message:
+                found = self._find(client_id, credential)
+                if found is not None:
+                    return found
+                raise ProviderError(f"Auth0 {self.domain}: client {client_id} already holds the "
+                                    f"key of {credential.id} under another key id")
+            full = POOL_FULL.search(reply.message) if reply.status == 400 else None
+            if full is not None:
+                raise ProviderError(
+                    f"Auth0 {self.domain}: client {client_id} holds its maximum of "
+                    f"{full.group(1)} credentials; a slot must be freed (a retired credential "
+                    "deleted) before another is uploaded")
+            raise self._refused(reply, f"upload of {credential.id} to client {client_id}")
+
+        return self._run(attempt, f"register {credential.id}")
+
+    def activate(self, app: str, credential_id: str) -> None:
+        credential = self._credential(app, credential_id)
+        if credential is None:
+            raise ProviderError(f"Auth0: application {app!r} has no credential {credential_id}")
+        client_id, slot = self._client_id(app), mapping.slot_of(credential)
+
+        def attempt() -> None:
+            provider_id = self._provider_id(client_id, credential)
+            if provider_id is None:
+                raise ProviderError(f"Auth0 {self.domain}: credential {credential_id} is not "
+                                    f"registered at client {client_id}")
+            client = self._client(client_id)
+            held = mapping.slot_ids(client, slot)
+            if provider_id not in held:
+                self._patch(client_id, mapping.slot_patch(client, slot, [*held, provider_id]),
+                            f"attach {credential_id} to {mapping.slot_path(slot)}")
+
+        self._run(attempt, f"activate {credential_id}")
+
+    def deactivate(self, app: str, credential_id: str) -> None:
+        credential = self._credential(app, credential_id)
+        if credential is None:
+            return
+        client_id, slot = self._client_id(app), mapping.slot_of(credential)
+
+        def attempt() -> None:
+            provider_id = self._provider_id(client_id, credential)
+            if provider_id is None:
+                return
+            client = self._client(client_id)
+            held = mapping.slot_ids(client, slot)
+            if provider_id in held:
+                self._patch(client_id, mapping.slot_patch(
+                    client, slot, [cid for cid in held if cid != provider_id]),
+                    f"detach {credential_id} from {mapping.slot_path(slot)}")
+
+        self._run(attempt, f"deactivate {credential_id}")
+
+    def remove(self, app: str, credential_id: str) -> None:
+        credential = self._credential(app, credential_id)
+        if credential is None:
+            return
+        client_id = self._client_id(app)
+
+        def attempt() -> None:
+            provider_id = self._provider_id(client_id, credential)
+            if provider_id is None:
+                return
+            client = self._client(client_id)
+            for slot in (*mapping.AUTH_METHOD_SLOTS, mapping.JAR_SLOT):
+                held = mapping.slot_ids(client, slot)
+                if provider_id in held:
+                    client = self._patch(client_id, mapping.slot_patch(
+                        client, slot, [cid for cid in held if cid != provider_id]),
+                        f"detach {credential_id} from {mapping.slot_path(slot)}")
+            reply = self.http.management(
+                "DELETE", f"/clients/{_q(client_id)}/credentials/{_q(provider_id)}")
+            if reply.status in (200, 204, 404):
+                return
+            if reply.status == 400 and STILL_ATTACHED in reply.message:
+                raise Transient(f"{credential_id} is still attached (read again)")
+            raise self._refused(reply, f"delete of {credential_id} from client {client_id}")
+
+        self._run(attempt, f"remove {credential_id}")
+
+    def set_secret(self, app: str, version: int, secret: str,
+                   previous_valid_until: datetime | None) -> None:
+        """A custom client secret (reference 4.3); the previous one stops at once."""
+        client_id = self._client_id(app)
+
+        def attempt() -> None:
+            reply = self.http.management("PATCH", f"/clients/{_q(client_id)}",
+                                         json_body={"client_secret": secret})
+            if reply.status != 200:
+                refused = self._refused(reply, f"client secret v{version} of client {client_id}")
+                raise ProviderError(str(refused).replace(secret, "[secret]"))
+
+        self._run(attempt, f"set client secret v{version}")
+
+    def authenticate(self, app: str, proof: Proof, at: datetime) -> str | None:
+        return self._run(lambda: self.tests.test(app, proof, at),
+                         f"test of {proof.usage} for {app!r}")
+
+    # --- inventory -----------------------------------------------------------------------------
+
+    def clients(self, match: str | None = None) -> Iterator[RemoteClient]:
+        page = 0
+        while True:
+            params = {"page": page, "per_page": PER_PAGE, "include_totals": "true",
+                      "fields": CLIENT_FIELDS, "include_fields": "true"}
+            body = self._run(lambda params=params: self._read("/clients", params),  # type: ignore[misc]
+                             f"list clients, page {page}")
+            items, total = (body.get("clients"), body.get("total")) if isinstance(
+                body, dict) else (body, None)
+            if not isinstance(items, list):
+                raise ProviderError(f"Auth0 {self.domain}: GET /clients answered no list")
+            for item in items:
+                if match is None or fnmatch.fnmatchcase(str(item.get("name", "")), match):
+                    yield self._remote(item)
+            page += 1
+            if len(items) < PER_PAGE or (isinstance(total, int) and page * PER_PAGE >= total):
+                return
+
+    def client(self, client_id: str) -> RemoteClient:
+        return self._remote(self._run(lambda: self._client(client_id), f"read {client_id}"))
+
+    def _remote(self, client: dict[str, Any]) -> RemoteClient:
+        client_id = str(client["client_id"])
+        pool = self._run(lambda: self._pool(client_id), f"list credentials of {client_id}")
+        return mapping.remote_client(client, pool)
+
+    # --- single requests (one attempt each) ----------------------------------------------------
+
+    def _run(self, operation: Callable[[], T], what: str) -> T:
+        return self.retry.run(operation, f"{self.domain}: {what}", self._sleep)
+
+    def _client_id(self, app: str) -> str:
+        return self._state_of(app).provider_client_id
+
+    def _credential(self, app: str, credential_id: str) -> Credential | None:
+        return self._state_of(app).credentials.get(credential_id)
+
+    def _read(self, path: str, params: dict[str, Any] | None = None) -> Any:
+        reply = self.http.management("GET", path, params=params)
+        if reply.status == 404:
+            raise ProviderError(f"Auth0 {self.domain}: {reply.message or 'not found'} "
+                                f"(GET {path})")
+        if reply.status != 200:
+            raise self._refused(reply, f"GET {path}")
+        return reply.body
+
+    def _client(self, client_id: str) -> dict[str, Any]:
+        body = self._read(f"/clients/{_q(client_id)}")
+        if not isinstance(body, dict) or "client_id" not in body:
+            raise Transient(f"GET /clients/{client_id}: malformed client")
+        return body
+
+    def _pool(self, client_id: str) -> list[dict[str, Any]]:
+        body = self._read(f"/clients/{_q(client_id)}/credentials")
+        items = body.get("credentials") if isinstance(body, dict) else body
+        if not isinstance(items, list) or not all(isinstance(i, dict) and "id" in i
+                                                  for i in items):
+            raise Transient(f"GET /clients/{client_id}/credentials: malformed list")
+        return items
+
+    def _find(self, client_id: str, credential: Credential) -> str | None:
+        for item in self._pool(client_id):
+            if mapping.matches(credential, item):
+                return str(item["id"])
+        return None
+
+    def _provider_id(self, client_id: str, credential: Credential) -> str | None:
+        return credential.provider_id or self._find(client_id, credential)
+
+    def _patch(self, client_id: str, body: dict[str, Any], what: str) -> dict[str, Any]:
+        reply = self.http.management("PATCH", f"/clients/{_q(client_id)}", json_body=body)
+        if reply.status == 200 and isinstance(reply.body, dict) and "client_id" in reply.body:
+            return reply.body
+        if reply.status == 200:
+            return self._client(client_id)
+        raise self._refused(reply, f"{what} of client {client_id}")
+
+    def _refused(self, reply: Reply, what: str) -> ProviderError:
+        code = f" {reply.error}" if reply.error else ""
+        return ProviderError(f"Auth0 {self.domain} refused the {what}: {reply.status}{code} "
+                             f"{reply.message}".rstrip())
+
+
+def _q(part: str) -> str:
+    return quote(part, safe="")

@@ -1,0 +1,69 @@
+"""Retries within one call to Auth0: a few attempts with backoff and jitter, then
+``ProviderUnavailable`` so the rotation's own backoff (minutes to hours) takes over.
+
+What is retried is a whole *operation*, not one request: a read-modify-write (GET the client,
+PATCH a slot) is read again before it is written again, and a credential upload lists the
+client's pool before it uploads again (a lost answer may hide a success). Worth another attempt
+(``Transient``): 408, 409 (seen under rate limiting), 429, 5xx, a connection error, a timeout, a
+TLS failure, a malformed answer. A 429 has already held the tenant's pacer until the moment the
+tenant named, so its retry adds only a little jitter; one asking for longer than ``max_wait``
+ends the call at once. The jitter's random source is injectable (seeded in tests).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import structlog
+
+from orchestrator.domain.identity_provider import ProviderUnavailable
+
+__all__ = ["RetryPolicy", "Transient"]
+
+log = structlog.get_logger("orchestrator.auth0")
+T = TypeVar("T")
+
+
+class Transient(ProviderUnavailable):
+    """A failure another attempt may get past; ``wait``: what the tenant asked (a 429)."""
+
+    def __init__(self, message: str, *, wait: float | None = None) -> None:
+        super().__init__(message)
+        self.wait = wait
+
+
+@dataclass
+class RetryPolicy:
+    attempts: int = 4
+    base: float = 0.5  # seconds before the second attempt (doubled each time, jittered)
+    cap: float = 8.0
+    max_wait: float = 30.0  # a 429 asking for longer ends the call
+    rng: random.Random = field(default_factory=random.Random)
+
+    def delay(self, attempt: int, failure: Transient) -> float | None:
+        """Seconds before attempt ``attempt + 1``; None: give up now."""
+        if failure.wait is not None:
+            if failure.wait > self.max_wait:
+                return None
+            return self.rng.uniform(0.0, self.base / 4)  # the pacer holds until the tenant's time
+        backoff = min(self.cap, self.base * 2 ** (attempt - 1))
+        return self.rng.uniform(backoff / 2, backoff)
+
+    def run(self, operation: Callable[[], T], what: str, sleep: Callable[[float], None]) -> T:
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return operation()
+            except Transient as failure:
+                delay = self.delay(attempt, failure) if attempt < self.attempts else None
+                if delay is None:
+                    raise ProviderUnavailable(
+                        f"Auth0 {what}: {failure} (gave up after {attempt} attempt"
+                        f"{'s' if attempt > 1 else ''}; the rotation retries later)") from None
+                log.warning("auth0_call_retried", call=what, attempt=attempt,
+                            error=str(failure), wait=round(delay, 3))
+                sleep(delay)

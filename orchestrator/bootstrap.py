@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from orchestrator.domain.errors import InputError, OrchestratorError
 
@@ -56,6 +56,7 @@ __all__ = [
     "Settings",
     "System",
     "bootstrap",
+    "build_identity_provider",
     "ensure_schema",
     "fast_keys",
     "in_memory",
@@ -415,6 +416,36 @@ def bootstrap(
 def issuers(policies: Sequence[PlanPolicy]) -> tuple[bytes, ...]:
     """The CA certificates the policies issue from: the ones the local provider's edge trusts."""
     return tuple(p.params.issuer_cert for p in policies if p.params.issuer_cert is not None)
+
+
+def build_identity_provider(name: str, resource: Any, *, state_of: Callable[[str], AppState],
+                            keystore: Keystore, wall_clock: Callable[[], float] | None = None
+                            ) -> Provider:
+    """The provider an IdentityProvider resource describes (minimal, auth0 only, until the
+    resources land): ``resource.spec.auth0`` with ``domain``, ``base_url``, ``client_id``,
+    ``client_secret`` (a reference with ``resolve(where)``, or the secret), ``rate_limit``
+    (``per_second``, ``bucket``), ``max_credentials`` and ``mtls_edge``. ``wall_clock``: the
+    adapter's own (``time.time`` by default; a provider checks what it is sent against its own
+    clock, never the orchestrator's, which a test may have moved)."""
+    import time
+
+    from orchestrator.adapters.providers.auth0 import Auth0Provider
+
+    auth0 = getattr(resource.spec, "auth0", None)
+    if auth0 is None:
+        raise InputError(f"identity provider {name}: only auth0 providers can be built yet")
+    secret = auth0.client_secret
+    if hasattr(secret, "resolve"):
+        secret = secret.resolve(f"identity provider {name}: spec.auth0.clientSecret")
+    if hasattr(secret, "get_secret_value"):
+        secret = secret.get_secret_value()
+    limit = auth0.rate_limit
+    return Auth0Provider(
+        name, domain=auth0.domain, client_id=auth0.client_id, client_secret=str(secret),
+        base_url=auth0.base_url, state_of=state_of, keystore=keystore,
+        rate_limit=(limit.per_second, limit.bucket) if limit is not None else None,
+        max_credentials=auth0.max_credentials, mtls_edge=auth0.mtls_edge,
+        wall_clock=wall_clock or time.time)
 
 
 def make_provider(spec: str, state_of: Callable[[str], AppState], keystore: Keystore,

@@ -1,112 +1,36 @@
-"""The Auth0 adapter against the Auth0 emulator (tests/peers/auth0), in process.
+"""The Auth0 adapter against the Auth0 emulator (tests/peers/auth0), in process: every
+Provider and Inventory method, checked at the emulator (its snapshot and request counters).
 
-Every Provider and Inventory method is driven against the emulator's HTTP server and checked
-at the emulator (its snapshot and its request counters); the token endpoint test must accept an
-attached key and refuse a detached or deleted one; faults (a lost answer, 5xx, 429) are
-injected by the emulator; whole rotations run through the real rotator. One virtual clock
-serves the orchestrator, the adapter and the emulator: nothing sleeps.
+The token endpoint test must accept an attached key and refuse a detached or deleted one; a
+register repeated after a lost answer finds the first upload; a slot never gets a third key.
+One virtual clock serves the orchestrator, the adapter and the emulator: nothing sleeps.
+Faults and the pacer: test_auth0_adapter_faults.py; whole rotations: test_auth0_rotations.py.
 """
 
 from __future__ import annotations
 
 import re
 from datetime import timedelta
-from typing import Any
 
-import httpx
 import pytest
-from structlog.testing import capture_logs
 
 from events.kinds import CredentialKind
 from orchestrator.adapters.crypto import PrimePairKeys
-from orchestrator.adapters.providers.auth0 import Auth0Provider, Pacer, RateLimit
+from orchestrator.adapters.providers.auth0 import Auth0Provider, RateLimit
 from orchestrator.adapters.providers.auth0.token_endpoint import MTLS_UNTESTABLE
 from orchestrator.app.service import CredentialSource, secret_item_id
 from orchestrator.domain.errors import ProviderError
-from orchestrator.domain.identity_provider import Proof, ProviderUnavailable, TestSkipped
-from orchestrator.domain.rotation import Params
+from orchestrator.domain.identity_provider import Proof, TestSkipped
 from tests.conftest import NOW
-from tests.helpers import certificate, rsa_key
 from tests.peers.auth0 import Auth0Emulator, Clock
-from tests.support.auth0_site import Site
+from tests.support.auth0_site import Site, accepted, key, pkjwt_app, proof, registered
 
 PKJWT, JAR, MTLS, SECRET = "private_key_jwt", "jar", "mtls", "client_secret"
 CREDENTIALS = "POST /api/v2/clients/{id}/credentials"
 PATCH_CLIENT = "PATCH /api/v2/clients/{id}"
 TOKEN = "POST /oauth/token"
 HOUR, DAY = timedelta(hours=1), timedelta(days=1)
-CA_DN = "CN=Test Issuing CA,O=Acme,C=DE"
 
-
-@pytest.fixture(scope="module")
-def key_source() -> PrimePairKeys:
-    return PrimePairKeys()
-
-
-@pytest.fixture(scope="module")
-def ca() -> tuple[bytes, bytes]:
-    from cryptography.hazmat.primitives import serialization
-
-    key = rsa_key()
-    pem = certificate(key, CA_DN, not_before=NOW - 10 * DAY, not_after=NOW + 3650 * DAY,
-                      ca=True)
-    return pem, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                  serialization.NoEncryption())
-
-
-def emulator(**config: Any) -> Auth0Emulator:
-    config.setdefault("management_rate", None)
-    return Auth0Emulator(config, clock=Clock(NOW))
-
-
-@pytest.fixture
-def emu() -> Any:
-    with emulator() as running:
-        yield running
-
-
-@pytest.fixture
-def site(emu: Auth0Emulator, key_source: PrimePairKeys) -> Site:
-    return Site(emu, key_source)
-
-
-def pkjwt_app(site: Site, name: str = "payments") -> tuple[str, str]:
-    """A client-secret client at the tenant with no grant, and the app bound to it."""
-    client_id = site.client(name)
-    return site.app(name, client_id), client_id
-
-
-def key(site: Site, app: str, usage: str = PKJWT, alg: str | None = None, **options: Any) -> Any:
-    """A new key (or self-signed certificate, for mtls) of the app, in the log and keystore."""
-    return site.service.add_credential(app, usage, CredentialSource(generate=True), alg=alg,
-                                       **options)
-
-
-def registered(site: Site, app: str, usage: str = PKJWT, **options: Any) -> Any:
-    """A new key of the app, uploaded and its provider id recorded as the rotator does."""
-    from events import catalog as ev
-
-    cred = key(site, app, usage, **options)
-    provider_id = site.provider.register(app, cred)
-    assert provider_id is not None
-    site.service.append_decided(app, lambda s: ([ev.CredentialRegistered(
-        credential_id=cred.id, provider="auth0-test", provider_credential_id=provider_id)],
-        site.now()))
-    return site.credential(app, cred.id)
-
-
-def proof(site: Site, app: str, cred: Any) -> Proof:
-    return Proof(client_id=site.state(app).provider_client_id, usage=cred.usage,
-                 credential=cred, private_key_der=site.keystore.get(cred.id))
-
-
-def accepted(site: Site, app: str, cred: Any) -> bool:
-    try:
-        site.provider.authenticate(app, proof(site, app, cred), site.now())
-        return True
-    except ProviderError as refused:
-        assert not isinstance(refused, ProviderUnavailable), refused
-        return False
 
 
 # --- the Management API token ---------------------------------------------------------------
@@ -308,6 +232,19 @@ def test_a_lost_patch_is_read_again_not_blindly_repeated(site: Site) -> None:
     assert site.count(PATCH_CLIENT, "lost") == 1 and site.count(PATCH_CLIENT) == 1
 
 
+def test_a_second_authentication_method_is_refused_naming_the_one_in_use(site: Site) -> None:
+    app, client_id = pkjwt_app(site)
+    signing, cert = registered(site, app, PKJWT), registered(site, app, MTLS)
+    site.provider.activate(app, signing.id)
+    with pytest.raises(ProviderError, match="authenticates with private_key_jwt"):
+        site.provider.activate(app, cert.id)
+    assert site.attached(client_id, "private_key_jwt") == [signing.provider_id]
+    site.provider.deactivate(app, signing.id)  # an empty method gives way
+    site.provider.activate(app, cert.id)
+    assert site.remote(client_id)["client_authentication_methods"] == {
+        "self_signed_tls_client_auth": [cert.provider_id]}
+
+
 # --- the test at the token endpoint -------------------------------------------------------------
 
 
@@ -466,247 +403,23 @@ def test_inventory_pages_through_every_client_with_its_credentials(site: Site) -
         site.provider.client("no-such-client")
 
 
-# --- transport failures, 5xx, 429 and the pacer ----------------------------------------------------
+def test_bootstrap_builds_the_provider_an_identity_provider_resource_describes(
+        site: Site) -> None:
+    from types import SimpleNamespace
 
+    from orchestrator.bootstrap import build_identity_provider
 
-def test_5xx_and_409_are_retried_within_the_call(site: Site) -> None:
+    management = site.emu.config.management
+    auth0 = SimpleNamespace(domain=site.emu.domain, base_url=site.emu.base_url,
+                            client_id=management.client_id,
+                            client_secret=management.client_secret,
+                            rate_limit=SimpleNamespace(per_second=16.0, bucket=50),
+                            max_credentials=3, mtls_edge=False)
+    provider = build_identity_provider("auth0-prod", SimpleNamespace(spec=SimpleNamespace(
+        auth0=auth0)), state_of=site.service.load, keystore=site.keystore,
+        wall_clock=site.emu.clock.now)
+    assert isinstance(provider, Auth0Provider)
+    assert provider.pacer.limit == RateLimit(16.0, 50)
     app, client_id = pkjwt_app(site)
-    cred = registered(site, app)
-    site.emu.faults.script("503", method="GET", route="/api/v2/clients/{id}")
-    site.emu.faults.script("409", method="PATCH", route="/api/v2/clients/{id}")
-    site.provider.activate(app, cred.id)
-    assert site.attached(client_id, "private_key_jwt") == [cred.provider_id]
-    assert site.count("GET /api/v2/clients/{id}", 503) == 1
-    assert site.count(PATCH_CLIENT, 409) == 1 and site.count(PATCH_CLIENT, 200) == 1
-    assert len(site.slept) == 2 and all(0 < s <= 1.0 for s in site.slept)  # backoff, jittered
-
-
-def test_a_failure_that_outlasts_the_attempts_is_provider_unavailable(site: Site) -> None:
-    app, _ = pkjwt_app(site)
-    cred = key(site, app)
-    site.emu.faults.script("500", method="GET", count=10)
-    with pytest.raises(ProviderUnavailable, match=r"500 .*gave up after 4 attempts"):
-        site.provider.register(app, cred)
-    assert site.count(CREDENTIALS) == 0  # never uploaded blind
-    assert site.count("GET /api/v2/clients/{id}/credentials", 500) == 4
-
-
-def test_nothing_from_httpx_escapes(site: Site) -> None:
-    app, client_id = pkjwt_app(site)
-    cred = key(site, app)
-
-    def malformed(request: httpx.Request) -> httpx.Response:
-        if request.url.path == "/oauth/token":
-            return httpx.Response(200, json={"access_token": "t", "expires_in": 86400})
-        return httpx.Response(200, content=b"<html>proxy error</html>")
-
-    def broken(request: httpx.Request) -> httpx.Response:
-        raise httpx.ReadTimeout("timed out", request=request)
-
-    for transport, reason in ((httpx.MockTransport(malformed), "malformed JSON"),
-                              (httpx.MockTransport(broken), "timed out")):
-        provider = site.build(transport=transport)
-        with pytest.raises(ProviderUnavailable, match=reason):
-            provider.register(app, cred)
-    refused = site.build()
-    site.emu.stop()
-    with pytest.raises(ProviderUnavailable, match="cannot connect"):
-        refused.client(client_id)
-
-
-def test_a_tls_failure_is_provider_unavailable(site: Site) -> None:
-    _, client_id = pkjwt_app(site)
-    provider = Auth0Provider("tls", domain=site.emu.domain, client_id="x", client_secret="y",
-                             base_url=site.emu.base_url.replace("http://", "https://"),
-                             state_of=site.service.load, keystore=site.keystore,
-                             wall_clock=site.emu.clock.now, sleep=site.sleep)
-    with pytest.raises(ProviderUnavailable, match="TLS failure"):
-        provider.client(client_id)
-
-
-def test_a_429_waits_for_the_time_the_tenant_names(emu: Auth0Emulator,
-                                                   key_source: PrimePairKeys) -> None:
-    emu.configure(management_rate={"burst": 3, "per_second": 0.5}, retry_after=True)
-    site = Site(emu, key_source, rate_limit=(0.5, 3))
-    _, client_id = pkjwt_app(site)
-    site.provider.client(client_id)  # two reads: one token left, as far as the pacer knows
-    with httpx.Client(base_url=emu.api_url) as elsewhere:  # another process takes it
-        token = emu.management_token()
-        assert elsewhere.get("/clients", headers={"authorization": f"Bearer {token}"}
-                             ).status_code == 200
-    site.provider.client(client_id)  # 429, Retry-After: 2 (the next token at 0.5/s)
-    assert emu.counters.snapshot()["rate_limited"] == 1
-    assert sum(site.slept) >= 2.0 + 2.0  # held 2 s, then paced 2 s for the second read
-    assert emu.counters.count("GET /api/v2/clients/{id}", 200) == 2
-
-
-def test_the_pacer_learns_the_budget_and_avoids_a_429_storm(emu: Auth0Emulator,
-                                                            key_source: PrimePairKeys) -> None:
-    emu.configure(management_rate={"burst": 5, "per_second": 2})
-    site = Site(emu, key_source)  # no rateLimit configured: learned from x-ratelimit-*
-    _, client_id = pkjwt_app(site)
-    for _ in range(30):
-        site.provider.client(client_id)
-    limited = emu.counters.snapshot()["rate_limited"]
-    assert limited <= 1, limited
-    assert emu.counters.count("GET /api/v2/clients/{id}", 200) == 30
-    assert sum(site.slept) >= (60 - 5) / 2 * 0.9  # 60 reads at 2/s after a burst of 5
-
-
-def test_a_configured_budget_paces_every_provider_of_the_tenant_with_no_429(
-        emu: Auth0Emulator, key_source: PrimePairKeys) -> None:
-    emu.configure(management_rate={"burst": 10, "per_second": 4})
-    site = Site(emu, key_source, rate_limit=(4.0, 10))
-    _, client_id = pkjwt_app(site)
-    other = site.build()  # the resource reloaded: the same pacer
-    assert other.pacer is site.provider.pacer
-    for provider in [site.provider, other] * 15:
-        provider.client(client_id)
-    assert emu.counters.snapshot()["rate_limited"] == 0
-    assert emu.counters.count(status=200) == 61  # the token, and 60 reads
-
-
-def test_the_pacer_shares_one_bucket_between_threads() -> None:
-    import threading
-
-    waits: list[float] = []
-    pacer = Pacer(RateLimit(per_second=10, burst=5), lambda: 1000.0, waits.append)
-    threads = [threading.Thread(target=pacer.acquire) for _ in range(25)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    # 5 at once, then one every 0.1 s: each caller reserves its own token, no race, no spin
-    assert sorted(round(w, 6) for w in waits) == [round(0.1 * n, 6) for n in range(1, 21)]
-
-
-def test_no_secret_or_key_reaches_a_log_line_or_an_error(emu: Auth0Emulator,
-                                                         key_source: PrimePairKeys) -> None:
-    emu.configure(faults={"seed": 3, "error_rate": 0.3})
-    site = Site(emu, key_source, attempts=8)
-    app, _ = pkjwt_app(site)
-    with capture_logs() as logs:
-        cred = registered(site, app)
-        site.provider.activate(app, cred.id)
-        site.provider.set_secret(app, 1, "sekret-" + "s" * 30, None)
-    assert any(entry["event"] == "auth0_call_retried" for entry in logs)
-    text = repr(logs)
-    for secret in ("sekret-" + "s" * 30, emu.config.management.client_secret,
-                   cred.public_pem.splitlines()[1]):
-        assert secret not in text
-
-
-# --- whole rotations through the real rotator ---------------------------------------------------
-
-PARAMS = {
-    PKJWT: Params(usage=PKJWT, algorithm="PS256", overlap=HOUR, lifetime=90 * DAY),
-    JAR: Params(usage=JAR, algorithm="RS256", overlap=HOUR, lifetime=90 * DAY),
-    MTLS: Params(usage=MTLS, algorithm=None, overlap=HOUR, lifetime=90 * DAY,
-                 subject="CN={app}.clients.example"),
-    SECRET: Params(usage=SECRET, algorithm=None, overlap=HOUR, accept_secret_gap=True),
-}
-SLOT = {PKJWT: "private_key_jwt", JAR: "signed_request_object",
-        MTLS: "self_signed_tls_client_auth"}
-
-
-def rotated(site: Site, app: str, rid: str) -> tuple[Any, Any]:
-    rotation = site.state(app).rotations[rid]
-    return (site.credential(app, rotation.new_credential_id),
-            site.credential(app, rotation.old_credential_id or ""))
-
-
-@pytest.mark.parametrize("usage", [PKJWT, JAR, MTLS])
-def test_a_rotation_leaves_exactly_the_new_key_attached_and_the_old_refused(
-        site: Site, usage: str) -> None:
-    app, client_id = pkjwt_app(site, f"app-{usage.replace('_', '-')}")
-    if usage == JAR:  # the client authenticates at PAR with the secret the orchestrator set
-        site.rotate(app, PARAMS[SECRET])
-    params = PARAMS[usage]
-    first = site.rotate(app, params)
-    second = site.rotate(app, params)
-    new, old = rotated(site, app, second)
-    assert old.id == site.state(app).rotations[first].new_credential_id
-    assert site.attached(client_id, SLOT[usage]) == [new.provider_id]
-    assert accepted(site, app, new)
-    if usage != JAR:  # a jar key is refused at PAR the same way; tested above
-        assert not accepted(site, app, old)
-    # the next rotation frees the retired one's slot: deleted at Auth0, not left behind
-    third = site.rotate(app, params)
-    newest, _ = rotated(site, app, third)
-    pool = {c["id"] for c in site.pool(client_id)}
-    assert old.provider_id not in pool
-    assert site.attached(client_id, SLOT[usage]) == [newest.provider_id]
-    live = {c.provider_id for c in site.state(app).credentials.values() if c.live}
-    assert pool == live  # nothing at the provider the log does not know
-    assert site.count(CREDENTIALS) == 3
-
-
-def test_a_ca_issued_certificate_rotation_keeps_its_one_registration(
-        site: Site, ca: tuple[bytes, bytes]) -> None:
-    app, client_id = pkjwt_app(site, "bank")
-    params = Params(usage=MTLS, algorithm=None, overlap=HOUR, lifetime=30 * DAY,
-                    subject="CN={app},O=Acme,C=DE", issuer_cert=ca[0], issuer_key=ca[1])
-    site.rotate(app, params)
-    second = site.rotate(app, params)
-    new, old = rotated(site, app, second)
-    [registration] = site.pool(client_id)
-    assert registration["subject_dn"] == "C=DE\nO=Acme\nCN=bank"
-    assert new.provider_id == old.provider_id == registration["id"]
-    assert site.attached(client_id, "tls_client_auth") == [registration["id"]]
-    assert accepted(site, app, new)
-    assert site.count(CREDENTIALS) == 1  # the successor was confirmed, not uploaded
-
-
-def test_a_client_secret_rotation_sets_the_secret_at_auth0(site: Site) -> None:
-    app, client_id = pkjwt_app(site)
-    site.rotate(app, PARAMS[SECRET])
-    site.rotate(app, PARAMS[SECRET])
-    state = site.state(app)
-    assert state.secret is not None and state.secret.version == 2
-    current = site.keystore.get(secret_item_id(app, 2))
-    previous = site.keystore.get(secret_item_id(app, 1))
-    assert current is not None and previous is not None
-    assert site.remote(client_id)["client_secret"] == current.decode()
-    for secret, works in ((current, True), (previous, False)):
-        try:
-            site.provider.authenticate(app, Proof(client_id=client_id, usage=SECRET,
-                                                  secret=secret.decode()), site.now())
-            assert works
-        except ProviderError:
-            assert not works
-
-
-def test_fifty_rotations_under_5xx_409_lost_answers_and_a_tight_rate_limit(
-        emu: Auth0Emulator, key_source: PrimePairKeys) -> None:
-    """Faults at the emulator: 5% 5xx, 2% 409 under load, 2% lost answers (on /oauth/* too),
-    a bucket of 5 refilled at 4/s and no budget configured. Every rotation completes (the
-    adapter retries within the call, the rotator after its backoff); no duplicate upload,
-    nothing left behind, never 3 in a slot, every new key accepted, no 429 storm."""
-    emu.configure(management_rate={"burst": 5, "per_second": 4},
-                  faults={"seed": 11, "error_rate": 0.05, "conflict_rate": 0.02,
-                          "lost_rate": 0.02, "apply_to_oauth": True})
-    site = Site(emu, key_source)
-    apps = [pkjwt_app(site, f"fleet-{n}") for n in range(5)]
-    started = emu.clock.now()
-    for _ in range(10):
-        for app, client_id in apps:
-            rid = site.rotate(app, PARAMS[PKJWT])
-            new = site.credential(app, site.state(app).rotations[rid].new_credential_id)
-            held = site.attached(client_id, "private_key_jwt")
-            assert len(held) <= 2 and held[-1] == new.provider_id
-    for app, client_id in apps:
-        pool = site.pool(client_id)
-        assert len({c["kid"] for c in pool}) == len(pool)  # no duplicate upload
-        live = {c.provider_id for c in site.state(app).credentials.values() if c.live}
-        assert {c["id"] for c in pool} == live  # nothing the log does not know
-        newest = max((c for c in site.state(app).credentials.values() if c.live),
-                     key=lambda c: c.added_at)
-        assert accepted(site, app, newest)
-    counts = emu.counters.snapshot()
-    print("faulty run:", {k: counts[k] for k in ("total", "by_status", "rate_limited",
-                                                   "faults")},
-          f"paced {sum(site.slept):.1f} s of {emu.clock.now() - started:.0f} s virtual")
-    faults = counts["faults"]
-    assert faults.get("lost", 0) >= 5 and faults.get("409", 0) >= 1
-    assert sum(faults.get(code, 0) for code in ("500", "502", "503")) >= 10
-    assert counts["rate_limited"] <= 3  # paced, not a 429 storm
+    assert provider.client(client_id).client_id == client_id
+    assert provider.capabilities(app).per_client == 3

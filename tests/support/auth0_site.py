@@ -1,6 +1,7 @@
 """An Auth0 emulator and an orchestrator wired to it through the Auth0 adapter, in process.
 
-``Site`` wires the production pieces over an in-memory log (``bootstrap.in_memory``) with an
+The fixtures ``key_source``, ``ca``, ``emu`` and ``site`` are imported by the test modules that
+use them (``from tests.support.auth0_site import emu, site``). ``Site`` wires the production pieces over an in-memory log (``bootstrap.in_memory``) with an
 ``Auth0Provider`` named ``auth0-test`` pointing at the emulator. One virtual clock serves both
 sides: the orchestrator's ``now``, the adapter's wall clock (assertion dates, token expiry, the
 pacer) and the emulator's clock; the adapter's ``sleep`` moves it. Nothing waits for real.
@@ -9,22 +10,34 @@ pacer) and the emulator's clock; the adapter's ``sleep`` moves it. Nothing waits
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
 import httpx
+import pytest
+from cryptography.hazmat.primitives import serialization
 
+from events import catalog as ev
 from events.state import AppState, Credential
 from orchestrator.adapters.crypto import Cryptography, PrimePairKeys
 from orchestrator.adapters.providers.auth0 import Auth0Provider, RetryPolicy
+from orchestrator.app.service import CredentialSource
 from orchestrator.bootstrap import in_memory
+from orchestrator.domain.errors import ProviderError
+from orchestrator.domain.identity_provider import Proof, ProviderUnavailable
 from orchestrator.domain.rotation import Params, Reason, Step
-from tests.peers.auth0 import Auth0Emulator
+from tests.conftest import NOW
+from tests.helpers import certificate, rsa_key
+from tests.peers.auth0 import Auth0Emulator, Clock
 
-__all__ = ["NAME", "Site"]
+__all__ = ["NAME", "Site", "accepted", "ca", "emu", "emulator", "key", "key_source",
+           "pkjwt_app", "proof", "registered", "site"]
 
 NAME = "auth0-test"
+PKJWT = "private_key_jwt"
+DAY = timedelta(days=1)
+CA_DN = "CN=Test Issuing CA,O=Acme,C=DE"
 
 
 class Site:
@@ -128,3 +141,82 @@ class Site:
         status = self.state(app).rotations[rid].status.value
         assert status == "completed", (status, self.state(app).rotations[rid].last_error)
         return rid
+
+
+# --- fixtures ------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def key_source() -> PrimePairKeys:
+    """One pool of primes per module: real RSA keys in microseconds once warm."""
+    return PrimePairKeys()
+
+
+@pytest.fixture(scope="module")
+def ca() -> tuple[bytes, bytes]:
+    """A CA's certificate and key (PEM) that issues mTLS certificates by subject DN."""
+    key = rsa_key()
+    pem = certificate(key, CA_DN, not_before=NOW - 10 * DAY, not_after=NOW + 3650 * DAY,
+                      ca=True)
+    return pem, key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption())
+
+
+def emulator(**config: Any) -> Auth0Emulator:
+    """An emulator on a frozen clock at NOW; no rate limit unless the config says one."""
+    config.setdefault("management_rate", None)
+    return Auth0Emulator(config, clock=Clock(NOW))
+
+
+@pytest.fixture
+def emu() -> Iterator[Auth0Emulator]:
+    with emulator() as running:
+        yield running
+
+
+@pytest.fixture
+def site(emu: Auth0Emulator, key_source: PrimePairKeys) -> Site:
+    return Site(emu, key_source)
+
+
+# --- helpers -------------------------------------------------------------------------------------
+
+
+def pkjwt_app(site: Site, name: str = "payments") -> tuple[str, str]:
+    """A client-secret client at the tenant with no grant, and the app bound to it."""
+    client_id = site.client(name)
+    return site.app(name, client_id), client_id
+
+
+def key(site: Site, app: str, usage: str = PKJWT, alg: str | None = None,
+        **options: Any) -> Credential:
+    """A new key (or self-signed certificate, for mtls) of the app, in the log and keystore."""
+    return site.service.add_credential(app, usage, CredentialSource(generate=True), alg=alg,
+                                       **options)
+
+
+def registered(site: Site, app: str, usage: str = PKJWT, **options: Any) -> Credential:
+    """A new key of the app, uploaded, and its provider id recorded as the rotator does."""
+    cred = key(site, app, usage, **options)
+    provider_id = site.provider.register(app, cred)
+    assert provider_id is not None
+    site.service.append_decided(app, lambda s: ([ev.CredentialRegistered(
+        credential_id=cred.id, provider=NAME, provider_credential_id=provider_id)],
+        site.now()))
+    return site.credential(app, cred.id)
+
+
+def proof(site: Site, app: str, cred: Credential) -> Proof:
+    return Proof(client_id=site.state(app).provider_client_id, usage=cred.usage,
+                 credential=cred, private_key_der=site.keystore.get(cred.id))
+
+
+def accepted(site: Site, app: str, cred: Credential) -> bool:
+    """Whether Auth0 lets the app in with ``cred`` now (the adapter's test at the token
+    endpoint); a transport failure is not an answer."""
+    try:
+        site.provider.authenticate(app, proof(site, app, cred), site.now())
+        return True
+    except ProviderError as refused:
+        assert not isinstance(refused, ProviderUnavailable), refused
+        return False

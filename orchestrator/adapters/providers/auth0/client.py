@@ -58,8 +58,10 @@ class Reply:
 
     @property
     def error(self) -> str | None:
+        """The error code: the Management API's ``errorCode`` (often absent), or the
+        authentication API's ``error`` (``invalid_client``, ``access_denied``, ...)."""
         body = self.body if isinstance(self.body, dict) else {}
-        code = body.get("error") if "error_description" in body else body.get("errorCode")
+        code = body.get("errorCode") if "statusCode" in body else body.get("error")
         return str(code) if code else None
 
 

@@ -162,12 +162,7 @@ class Auth0Provider:
             provider_id = self._provider_id(client_id, credential)
             if provider_id is None:
                 return
-            client = self._client(client_id)
-            held = mapping.slot_ids(client, slot)
-            if provider_id in held:
-                self._patch(client_id, mapping.slot_patch(
-                    client, slot, [cid for cid in held if cid != provider_id]),
-                    f"detach {credential_id} from {mapping.slot_path(slot)}")
+            self._detach(client_id, self._client(client_id), (slot,), provider_id, credential_id)
 
         self._run(attempt, f"deactivate {credential_id}")
 
@@ -181,13 +176,8 @@ class Auth0Provider:
             provider_id = self._provider_id(client_id, credential)
             if provider_id is None:
                 return
-            client = self._client(client_id)
-            for slot in (*mapping.AUTH_METHOD_SLOTS, mapping.JAR_SLOT):
-                held = mapping.slot_ids(client, slot)
-                if provider_id in held:
-                    client = self._patch(client_id, mapping.slot_patch(
-                        client, slot, [cid for cid in held if cid != provider_id]),
-                        f"detach {credential_id} from {mapping.slot_path(slot)}")
+            self._detach(client_id, self._client(client_id),
+                         (*mapping.AUTH_METHOD_SLOTS, mapping.JAR_SLOT), provider_id, credential_id)
             reply = self.http.management(
                 "DELETE", f"/clients/{_q(client_id)}/credentials/{_q(provider_id)}")
             if reply.status in (200, 204, 404):
@@ -286,6 +276,16 @@ class Auth0Provider:
 
     def _provider_id(self, client_id: str, credential: Credential) -> str | None:
         return credential.provider_id or self._find(client_id, credential)
+
+    def _detach(self, client_id: str, client: dict[str, Any], slots: tuple[str, ...],
+                provider_id: str, credential_id: str) -> None:
+        """Take ``provider_id`` out of each of ``slots`` that holds it (one PATCH a slot)."""
+        for slot in slots:
+            held = mapping.slot_ids(client, slot)
+            if provider_id in held:
+                client = self._patch(client_id, mapping.slot_patch(
+                    client, slot, [cid for cid in held if cid != provider_id]),
+                    f"detach {credential_id} from {mapping.slot_path(slot)}")
 
     def _patch(self, client_id: str, body: dict[str, Any], what: str) -> dict[str, Any]:
         reply = self.http.management("PATCH", f"/clients/{_q(client_id)}", json_body=body)

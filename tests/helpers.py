@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import copy
 import errno
 import hashlib
 import json
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+import yaml
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
@@ -192,6 +194,29 @@ def assert_key_belongs(files: dict[str, bytes], registered: str | bytes | None =
 
 
 # --- policy files --------------------------------------------------------------------------------
+
+
+def variant(base: dict[str, Any], **changes: Any) -> dict[str, Any]:
+    """``base`` (a resource as data) with dotted keys set (``spec__rotation__overlap="1h"``);
+    None deletes."""
+    data = copy.deepcopy(base)
+    for dotted, value in changes.items():
+        *parents, last = dotted.split("__")
+        node = data
+        for key in parents:
+            node = node.setdefault(key, {})
+        if value is None:
+            node.pop(last, None)
+        else:
+            node[last] = value
+    return data
+
+
+def write_yaml(folder: Path, name: str, data: dict[str, Any] | str) -> Path:
+    """``data`` written as the YAML file ``folder/name`` (text as it is)."""
+    path = folder / name
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data, sort_keys=False))
+    return path
 
 
 def policy_yaml(name: str, apps: str, credential: str, rotation: str,

@@ -1,69 +1,59 @@
-"""Policy files on disk: finding, parsing (YAML) and validating them, with one-line errors
-naming file and field; detecting policies that claim the same application and usage.
+"""Resource files on disk: finding, parsing (safe YAML) and validating them, one line per error
+naming file and field.
 
-The models live in ``orchestrator.policies.models``; this module reads files into them.
+A folder holds resources of two kinds, told apart by ``kind``: ``RotationPolicy``
+(``orchestrator.policies.models``) and ``IdentityProvider``
+(``orchestrator.policies.identity_providers``). The checks across files (names given twice,
+policies claiming one application, a client-secret policy beside a provider with one secret)
+are in ``orchestrator.policies.cross_checks``.
 """
 
 from __future__ import annotations
 
 import hashlib
-import re
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from functools import cache
-from itertools import combinations
+from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from orchestrator.domain.errors import PolicyError
+from orchestrator.policies.cross_checks import duplicate_providers, policy_conflicts, secret_gaps
+from orchestrator.policies.explain import explain
+from orchestrator.policies.identity_providers import IdentityProvider
+from orchestrator.policies.loaded import (
+    LoadedIdentityProvider,
+    LoadedPolicy,
+    PolicyFileError,
+    PolicySet,
+)
 from orchestrator.policies.models import ONE_POLICY, Policy, Usage
+from orchestrator.policies.safe_yaml import parse_yaml
 
 __all__ = [
+    "KINDS",
     "MAX_POLICY_BYTES",
+    "Loaded",
+    "LoadedIdentityProvider",
     "LoadedPolicy",
     "PolicyFileError",
     "PolicySet",
     "find_conflicts",
     "load_policies",
     "load_policy_file",
+    "load_resource_file",
     "validate_paths",
 ]
 
-MAX_POLICY_BYTES = 1024 * 1024  # a policy is a page of YAML; a bigger file is refused unread
-
-# -- loading ---------------------------------------------------------------------------------
-
-
-class PolicyFileError(PolicyError):
-    """A refused policy: ``errors`` holds every problem found, one line each; ``str()`` is the
-    first."""
-
-    def __init__(self, errors: Sequence[str]) -> None:
-        super().__init__(errors[0])
-        self.errors: list[str] = list(errors)
+MAX_POLICY_BYTES = 1024 * 1024  # a resource is a page of YAML; a bigger file is refused unread
+KINDS: dict[str, type[BaseModel]] = {"RotationPolicy": Policy, "IdentityProvider": IdentityProvider}
+Loaded = LoadedPolicy | LoadedIdentityProvider
 
 
-@dataclass(frozen=True)
-class LoadedPolicy:
-    policy: Policy
-    path: Path
-    content_hash: str  # "sha256:<hex>" of the file's bytes
-
-
-@dataclass(frozen=True)
-class PolicySet:
-    """The policies that loaded and conflict with no other, and every refusal."""
-
-    policies: tuple[LoadedPolicy, ...]
-    errors: tuple[PolicyError, ...]
-
-
-def load_policy_file(path: Path) -> LoadedPolicy:
-    """Read, parse and validate one policy file; PolicyFileError names the file and field."""
+def load_resource_file(path: Path) -> Loaded:
+    """Read, parse and validate one resource file of any kind; PolicyFileError names the file
+    and field of every problem."""
     try:
         with path.open("rb") as file:
             raw = file.read(MAX_POLICY_BYTES + 1)  # never more: the file may be huge or growing
@@ -73,31 +63,59 @@ def load_policy_file(path: Path) -> LoadedPolicy:
         ) from None
     if len(raw) > MAX_POLICY_BYTES:
         raise PolicyFileError([f"{path}: larger than {MAX_POLICY_BYTES // 1024} KiB, the most a "
-                               "policy file may hold; split it or check that it is a policy"])
-    data = _parse_yaml(path, raw)
-    try:
-        policy = Policy.model_validate(data)
+                               "resource file may hold; split it or check that it is one"])
+    data = parse_yaml(path, raw)
+    model = _model_of(path, data)
+    try:  # relative paths in a resource start at its folder
+        resource = model.model_validate(data, context={"base": path.parent})
     except ValidationError as exc:
-        raise PolicyFileError([f"{path}: {line}" for line in _explain(exc)]) from None
-    if missing := _issuer_problems(policy, path.parent):
-        raise PolicyFileError([f"{path}: {line}" for line in missing])
-    return LoadedPolicy(policy, path, "sha256:" + hashlib.sha256(raw).hexdigest())
+        raise PolicyFileError([f"{path}: {line}" for line in explain(exc, model)]) from None
+    content_hash = "sha256:" + hashlib.sha256(raw).hexdigest()
+    if isinstance(resource, IdentityProvider):
+        if problems := _ca_problems(resource):
+            raise PolicyFileError([f"{path}: {line}" for line in problems])
+        return LoadedIdentityProvider(resource, path, content_hash)
+    assert isinstance(resource, Policy)
+    if problems := _issuer_problems(resource, path.parent):
+        raise PolicyFileError([f"{path}: {line}" for line in problems])
+    return LoadedPolicy(resource, path, content_hash)
+
+
+def load_policy_file(path: Path) -> LoadedPolicy:
+    """One RotationPolicy file (another kind is refused, naming it)."""
+    loaded = load_resource_file(path)
+    if not isinstance(loaded, LoadedPolicy):
+        raise PolicyFileError([f"{path}: kind: an IdentityProvider, not a RotationPolicy; "
+                               "give a policy file"])
+    return loaded
 
 
 def load_policies(paths: Iterable[Path]) -> PolicySet:
     """Load files and folders (their ``*.yaml``/``*.yml``, sorted, not recursive); a broken
-    file is reported and the rest still load; duplicate names and overlapping selectors are
-    reported and leave both policies out."""
+    file is reported and the rest still load. Duplicate names and overlapping selectors are
+    reported and leave both resources out; a client-secret policy the providers cannot honour
+    is reported and left out."""
     files, errors = _policy_files(paths)
-    loaded: list[LoadedPolicy] = []
+    policies: list[LoadedPolicy] = []
+    providers: list[LoadedIdentityProvider] = []
     for file in files:
         try:
-            loaded.append(load_policy_file(file))
+            loaded = load_resource_file(file)
         except PolicyError as exc:
             errors.append(exc)
-    conflicts, conflicted = _conflicts(loaded)
-    kept = tuple(item for item in loaded if item.path not in conflicted)
-    return PolicySet(policies=kept, errors=(*errors, *conflicts))
+            continue
+        if isinstance(loaded, LoadedPolicy):
+            policies.append(loaded)
+        else:
+            providers.append(loaded)
+    refused: set[Path] = set()
+    for found, left_out in (policy_conflicts(policies), duplicate_providers(providers),
+                            secret_gaps(policies, providers)):
+        errors.extend(found)
+        refused |= left_out
+    return PolicySet(policies=tuple(p for p in policies if p.path not in refused),
+                     errors=tuple(errors),
+                     identity_providers=tuple(p for p in providers if p.path not in refused))
 
 
 def validate_paths(paths: Iterable[Path]) -> list[str]:
@@ -125,6 +143,18 @@ def find_conflicts(
     return lines
 
 
+def _model_of(path: Path, data: dict[Any, Any]) -> type[BaseModel]:
+    kinds = " or ".join(KINDS)
+    if "kind" not in data:
+        raise PolicyFileError([f"{path}: kind: required key missing; add it ({kinds})"])
+    kind = data["kind"]
+    model = KINDS.get(kind) if isinstance(kind, str) else None
+    if model is None:
+        shown = repr(kind) if isinstance(kind, str) and len(kind) <= 64 else "this"
+        raise PolicyFileError([f"{path}: kind: {shown} is not a resource kind; use {kinds}"])
+    return model
+
+
 def _issuer_problems(policy: Policy, folder: Path) -> list[str]:
     certificate = policy.spec.credential.certificate
     if certificate is None or certificate.issuer is None:
@@ -132,6 +162,27 @@ def _issuer_problems(policy: Policy, folder: Path) -> list[str]:
     from orchestrator.policies.issuer import issuer_problems
 
     return issuer_problems(folder / certificate.issuer.certificate, folder / certificate.issuer.key)
+
+
+def _ca_problems(resource: IdentityProvider) -> list[str]:
+    """An OIDC provider's caFile: readable, and PEM certificates (the bundle its TLS is
+    verified with; checked at load, as a policy's issuer is)."""
+    oidc = resource.spec.oidc
+    if oidc is None or oidc.ca_file is None:
+        return []
+    try:
+        data = oidc.ca_file.read_bytes()
+    except OSError as exc:
+        return [f"spec.oidc.caFile: cannot read {oidc.ca_file} ({exc.strerror}); check the path "
+                "(relative paths start at this file's folder)"]
+    from cryptography import x509
+
+    try:
+        x509.load_pem_x509_certificates(data)
+    except ValueError:
+        return [f"spec.oidc.caFile: {oidc.ca_file} holds no PEM certificate; give the CA "
+                "bundle that signed the provider's TLS certificate"]
+    return []
 
 
 def _lines(error: PolicyError) -> list[str]:
@@ -154,212 +205,3 @@ def _policy_files(paths: Iterable[Path]) -> tuple[list[Path], list[PolicyError]]
     for file in files:
         unique.setdefault(file.resolve(), file)
     return list(unique.values()), errors
-
-
-class _Loader(yaml.SafeLoader):  # type: ignore[misc]  # PyYAML ships no type hints
-    """SafeLoader that refuses a key given twice in one mapping (PyYAML keeps the last), and
-    every anchor and alias (``&a``, ``*a``, ``<<: *a``): a policy does not need them, and
-    aliases nest into a "billion laughs" that takes gigabytes to build. The first anchor met
-    is refused, before anything is expanded."""
-
-    def compose_node(self, parent: Any, index: Any) -> Any:
-        event = self.peek_event()
-        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
-            raise yaml.composer.ComposerError(
-                None, None, "anchors and aliases (&name, *name) are not allowed in a policy: "
-                "write the value out", event.start_mark)
-        return super().compose_node(parent, index)
-
-
-def _mapping(loader: _Loader, node: yaml.MappingNode) -> dict[Any, Any]:
-    loader.flatten_mapping(node)
-    seen: list[Any] = []
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=True)
-        if key in seen:
-            raise yaml.constructor.ConstructorError(
-                None, None, f"key {key!r} appears twice in one mapping", key_node.start_mark
-            )
-        seen.append(key)
-    try:
-        return dict(loader.construct_pairs(node, deep=True))
-    except TypeError:  # a list or mapping used as a key
-        raise yaml.constructor.ConstructorError(
-            None, None, "a key must be plain text", node.start_mark
-        ) from None
-
-
-_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
-
-
-def _parse_yaml(path: Path, raw: bytes) -> dict[Any, Any]:
-    try:
-        data = yaml.load(raw, Loader=_Loader)  # a SafeLoader: builds plain data only
-    except RecursionError:
-        raise PolicyFileError(
-            [f"{path}: nested too deeply to be a policy; fix the YAML"]
-        ) from None
-    except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "YAML"
-        what = exc.problem or exc.context or "invalid YAML"
-        if exc.problem and exc.context and exc.context_mark:
-            what += f" ({exc.context}, line {exc.context_mark.line + 1})"
-        raise PolicyFileError([f"{path}: {where}: {what}; fix the YAML there"]) from None
-    except yaml.YAMLError as exc:
-        raise PolicyFileError(
-            [f"{path}: not readable as YAML ({exc}); save it as UTF-8 YAML"]
-        ) from None
-    if data is None:
-        raise PolicyFileError(
-            [f"{path}: the file is empty; write a policy (apiVersion, kind, metadata, spec)"]
-        )
-    if not isinstance(data, dict):
-        raise PolicyFileError(
-            [f"{path}: holds a {type(data).__name__}, not a mapping; start with 'apiVersion:'"]
-        )
-    return data
-
-
-# -- turning pydantic's errors into one line each -------------------------------------------
-
-
-def _explain(exc: ValidationError) -> list[str]:
-    lines = []
-    for error in exc.errors(include_url=False):
-        loc, ctx = list(error["loc"]), error.get("ctx") or {}
-        if error["type"] == "policy_rule":  # cross-field rules: each broken one, one line
-            for field, message in [(ctx["field"], ctx["message"]), *ctx.get("more", ())]:
-                lines.append(f"{_dotted([*loc, *field.split('.')])}: {message}")
-            continue
-        lines.append(f"{_dotted(loc)}: {_describe(error, loc)}")
-    return lines
-
-
-def _dotted(loc: Sequence[int | str]) -> str:
-    text = ""
-    for part in loc:
-        text += f"[{part}]" if isinstance(part, int) else f".{part}" if text else str(part)
-    return text or "(top level)"
-
-
-def _describe(error: Any, loc: Sequence[int | str]) -> str:
-    kind, ctx, value = error["type"], error.get("ctx") or {}, error.get("input")
-    if kind == "policy_rule":
-        return str(ctx["message"])
-    if kind == "value_error":
-        return str(ctx["error"])
-    if kind == "extra_forbidden":
-        allowed = ", ".join(_allowed_keys(loc[:-1]))
-        return f"unknown key {loc[-1]!r} (allowed: {allowed}); remove it or fix its spelling"
-    if kind == "missing":
-        return "required key missing; add it"
-    if kind in ("literal_error", "enum"):
-        return f"{value!r} is not allowed; use {ctx['expected']}"
-    if kind in ("model_type", "model_attributes_type", "dict_type"):
-        return f"expected a mapping (key: value), got {_kind(value)}; write it as one"
-    if kind in ("tuple_type", "list_type"):
-        return f'expected a list, got {_kind(value)}; write it as one, e.g. ["payments-*"]'
-    if kind == "too_short":
-        return f"needs at least {ctx['min_length']} item; add one"
-    if kind == "string_type":
-        return f"expected text, got {_kind(value)}; quote it"
-    if kind in ("int_type", "int_parsing", "int_from_float"):
-        return f"expected a whole number, got {value!r}; write e.g. 5"
-    if kind == "greater_than_equal":
-        return f"{value!r} is too small; use {ctx['ge']} or more"
-    if kind == "less_than_equal":
-        return f"{value!r} is too large; use {ctx['le']} or fewer"
-    return f"{error['msg']}; fix this value"
-
-
-def _kind(value: object) -> str:
-    if isinstance(value, dict):
-        return "a mapping"
-    if isinstance(value, list):
-        return "a list"
-    return repr(value)
-
-
-def _allowed_keys(loc: Sequence[int | str]) -> list[str]:
-    model: type[BaseModel] | None = Policy
-    for part in loc:
-        if model is None or isinstance(part, int):
-            continue
-        field = next((f for n, f in model.model_fields.items() if part in (n, f.alias)), None)
-        model = _model_in(field.annotation) if field is not None else None
-    if model is None:
-        return []
-    return [field.alias or name for name, field in model.model_fields.items()]
-
-
-def _model_in(annotation: Any) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    return next(filter(None, (_model_in(arg) for arg in get_args(annotation))), None)
-
-
-# -- selectors that can claim the same application --------------------------------------------
-
-
-def _conflicts(loaded: Sequence[LoadedPolicy]) -> tuple[list[PolicyError], set[Path]]:
-    errors: list[PolicyError] = []
-    conflicted: set[Path] = set()
-    for first, second in combinations(loaded, 2):
-        a, b = first.policy, second.policy
-        if a.name == b.name:
-            line = (
-                f"{first.path}: metadata.name: '{a.name}' is also the name of the policy in "
-                f"{second.path}; give each policy a unique name"
-            )
-        elif (shared := _shared_claim(a, b)) is not None:
-            line = (
-                f"{first.path}: spec.selector: policy '{a.name}' and policy '{b.name}' "
-                f"({second.path}) can both claim an application for usage {a.usage} (apps "
-                f"{shared[0]!r} and {shared[1]!r} can match one name, labels do not "
-                f"contradict); {ONE_POLICY}"
-            )
-        else:
-            continue
-        errors.append(PolicyFileError([line]))
-        conflicted.update((first.path, second.path))
-    return errors, conflicted
-
-
-def _shared_claim(a: Policy, b: Policy) -> tuple[str, str] | None:
-    """Two app globs that can match one name, if the policies' usages and labels allow it."""
-    left, right = a.spec.selector, b.spec.selector
-    if a.usage != b.usage or any(
-        key in right.labels and right.labels[key] != value for key, value in left.labels.items()
-    ):
-        return None
-    return next(((x, y) for x in left.apps for y in right.apps if _globs_meet(x, y)), None)
-
-
-def _globs_meet(x: str, y: str) -> bool:
-    """Whether some name can match both fnmatch globs. ``*`` and ``?`` are exact; a bracket
-    class is taken as ``?`` (any one character), which may report an overlap that classes
-    would rule out, never miss one."""
-    a, b = _glob_tokens(x), _glob_tokens(y)
-
-    @cache
-    def meet(i: int, j: int) -> bool:
-        if i == len(a) and j == len(b):
-            return True
-        p, q = a[i] if i < len(a) else "", b[j] if j < len(b) else ""
-        if (p == "*" and meet(i + 1, j)) or (q == "*" and meet(i, j + 1)):
-            return True  # a * that matches nothing
-        if not p or not q or p == q == "*":
-            return False
-        if p != q and "*" not in (p, q) and "?" not in (p, q):
-            return False  # two different characters
-        return meet(i + (p != "*"), j + (q != "*"))  # a * stays to take more characters
-
-    return meet(0, 0)
-
-
-def _glob_tokens(pattern: str) -> list[str]:
-    """One token per position: a literal character, "?" (also for a [class]), or "*"."""
-    literal = re.sub(r"\[(?:!?\]?[^\]]*)\]", "\0", pattern)  # classes become a placeholder
-    tokens = ["?" if c == "\0" else c for c in literal]
-    return [t for k, t in enumerate(tokens) if not (t == "*" and k and tokens[k - 1] == "*")]

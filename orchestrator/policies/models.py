@@ -51,6 +51,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainValidator,
+    StrictBool,
     field_validator,
     model_validator,
 )
@@ -82,6 +83,7 @@ __all__ = [
     "Spec",
     "Usage",
     "WindowSpec",
+    "refuse",
 ]
 
 WINDOW_REFERENCE = datetime(2026, 1, 1, tzinfo=UTC)  # where window gaps are measured from
@@ -109,13 +111,13 @@ PositiveDuration = Annotated[timedelta, PlainValidator(lambda v: _duration(v, ze
 Duration = Annotated[timedelta, PlainValidator(lambda v: _duration(v, zero_ok=True))]
 
 
-def _refuse(field: str, message: str) -> PydanticCustomError:
+def refuse(field: str, message: str) -> PydanticCustomError:
     """A cross-field refusal, reported at ``field`` (dotted, YAML spelling) under the model."""
     return PydanticCustomError("policy_rule", "{message}", {"field": field, "message": message})
 
 
 def _refuse_all(broken: list[tuple[str, str]]) -> PydanticCustomError:
-    """Several cross-field refusals at once: the first as ``_refuse``, the rest in ``more``
+    """Several cross-field refusals at once: the first as ``refuse``, the rest in ``more``
     (``orchestrator.policies.files`` reports one line each)."""
     (field, message), *more = broken
     return PydanticCustomError("policy_rule", "{message}",
@@ -209,13 +211,13 @@ class Credential(BaseModel):
         if self.usage is Usage.CLIENT_SECRET:
             for field, value in (("algorithm", self.algorithm), ("keySize", self.key_size)):
                 if value is not None:
-                    raise _refuse(field, f"a client secret has no {field}; remove it")
+                    raise refuse(field, f"a client secret has no {field}; remove it")
         if self.usage is Usage.MTLS and self.certificate is None:
-            raise _refuse(
+            raise refuse(
                 "certificate", "mtls needs a certificate; add certificate: {subject: CN={app},...}"
             )
         if self.usage is not Usage.MTLS and self.certificate is not None:
-            raise _refuse(
+            raise refuse(
                 "certificate", f"only mtls has a certificate, not {self.usage}; remove it"
             )
         return self
@@ -230,7 +232,7 @@ class Retry(BaseModel):
     @model_validator(mode="after")
     def _ordered(self) -> Retry:
         if self.max_backoff < self.backoff:
-            raise _refuse(
+            raise refuse(
                 "maxBackoff",
                 f"{_d(self.max_backoff)} is shorter than backoff ({_d(self.backoff)}); make it "
                 f"at least {_d(self.backoff)}",
@@ -268,7 +270,7 @@ class WindowSpec(BaseModel):
     def _opens(self) -> WindowSpec:
         end = WINDOW_REFERENCE + _WINDOW_HORIZON
         if next(self.window.openings(WINDOW_REFERENCE, end), None) is None:
-            raise _refuse(
+            raise refuse(
                 "cron",
                 f"{self.cron!r} does not open once in the 400 days after 2026-01-01 "
                 "(a day that does not exist?); choose days that occur every year",
@@ -293,6 +295,14 @@ class Rotation(BaseModel):
     window: WindowSpec | None = None
     max_per_tick: int = Field(50, ge=1, alias="maxPerTick")
     retry: Retry = Retry()
+    # where the app's identity provider cannot test the usage (nothing there authenticates
+    # with it, e.g. a JAR key without pushed authorization requests), go on untested: the
+    # rotation records that the test was skipped and why; without it, such a rotation parks
+    accept_untested: StrictBool = Field(False, alias="acceptUntested")
+    # client_secret only: the app's provider holds one secret (Auth0, RFC 7592), so the old
+    # one stops working when the new one is set and the app is refused until it reads the
+    # new one from its delivery folder; without it, such a policy is refused
+    accept_secret_gap: StrictBool = Field(False, alias="acceptSecretGap")
 
     @property
     def max_start_delay(self) -> timedelta:
@@ -314,7 +324,7 @@ class Spec(BaseModel):
     def _rules(self) -> Spec:
         """Every cross-field rule, each broken one reported (not only the first)."""
         broken = [found for check in (self._sound_triggers, self._no_expiry_before_overlap,
-                                      self._one_subject_per_app)
+                                      self._one_subject_per_app, self._gap_of_secrets_only)
                   for found in check()]
         if broken:
             raise _refuse_all(broken)
@@ -376,6 +386,16 @@ class Spec(BaseModel):
                 "credential.certificate.subject",
                 f"{certificate.subject!r} has no {{app}}, so every application the selector "
                 "matches would get the same subject DN; put {app} in it, e.g. CN={app},O=Acme",
+            )]
+        return []
+
+
+    def _gap_of_secrets_only(self) -> list[tuple[str, str]]:
+        if self.rotation.accept_secret_gap and self.credential.usage is not Usage.CLIENT_SECRET:
+            return [(
+                "rotation.acceptSecretGap",
+                f"only a client_secret rotation can have a secret gap, not {self.credential.usage} "
+                "(its old and new credentials overlap); remove it",
             )]
         return []
 

@@ -1,17 +1,21 @@
-"""Policies as the daemon sees them: loaded from files, reloaded on change, last good kept.
+"""Resources as the daemon sees them: loaded from files, reloaded on change, last good kept.
 
-``PolicySource.current()`` re-reads the policy files when any changed (by content hash). A file
-that no longer validates keeps its last good version in force; the error is logged and recorded
-once as ``policy.rejected``. Each accepted version is recorded once as ``policy.applied`` with
-its content hash (stream ``policy:<name>``), so the log says which policy was in force when.
+``PolicySource.current()`` re-reads the resource files when any changed (by content hash) and
+returns the policies; ``identity_providers()`` returns the IdentityProvider resources of the
+same reload (loading them on first use). A file that no longer validates keeps its last good
+version in force; the error is logged and recorded once as ``policy.rejected``. Each accepted
+version is recorded once as ``policy.applied`` with its content hash (stream ``policy:<name>``
+for a policy, ``identity-provider:<name>`` for a provider), so the log says which was in force
+when.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
+from types import MappingProxyType
 from typing import TYPE_CHECKING
 
 import structlog
@@ -25,13 +29,15 @@ from orchestrator.domain.vocabulary import DEFAULT_KEY_SIZE, SIGNING_USAGES
 from orchestrator.policies.windows import CronWindow
 
 if TYPE_CHECKING:
-    from orchestrator.policies.files import LoadedPolicy
+    from orchestrator.policies.identity_providers import IdentityProvider
+    from orchestrator.policies.loaded import LoadedIdentityProvider, LoadedPolicy
 
 __all__ = ["PolicySource", "to_plan_policy"]
 
 log = structlog.get_logger("orchestrator.policies")
 _Good = tuple["LoadedPolicy", PlanPolicy]  # a file as loaded, and what the planner takes of it
 POLICY_STREAM = "policy:"
+PROVIDER_STREAM = "identity-provider:"
 REJECTED_STREAM = "policies:rejected"
 
 
@@ -64,6 +70,8 @@ def to_plan_policy(loaded: LoadedPolicy) -> PlanPolicy:
         attempts=rot.retry.attempts,
         backoff=rot.retry.backoff,
         max_backoff=rot.retry.max_backoff,
+        accept_untested=rot.accept_untested,
+        accept_secret_gap=rot.accept_secret_gap,
     )
     return PlanPolicy(
         name=policy.metadata.name,
@@ -89,6 +97,8 @@ class PolicySource:
         self._fingerprint: str | None = None
         self._good: dict[Path, _Good] = {}
         self._current: tuple[PlanPolicy, ...] = ()
+        self._good_providers: dict[Path, LoadedIdentityProvider] = {}
+        self._providers: Mapping[str, IdentityProvider] = MappingProxyType({})
         self._rejected: set[tuple[str, str]] = set()
         self.errors: tuple[str, ...] = ()
 
@@ -110,23 +120,24 @@ class PolicySource:
         return digest.hexdigest()
 
     def check(self) -> None:
-        """Refuse a policy set with any problem (PolicyError, one line: the first problem and
+        """Refuse a resource set with any problem (PolicyError, one line: the first problem and
         how many there are), recording nothing. A fresh daemon has no last good version to
         keep, so it checks this before it starts: refusing to start is better than silently
         rotating nothing (or less than the files say)."""
         if not self.directory.is_dir():
             raise PolicyError(f"policies folder {self.directory} not found, so the daemon does "
                               "not start; create it or give --policies DIR")
-        errors = self._load()[2]
+        errors = self._load()[3]
         if errors:
             more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
             raise PolicyError(
                 f"the daemon does not start on a policy set with problems: {errors[0]}{more}; "
                 f"orchestrator policy validate {self.directory} lists them all")
 
-    def _load(self) -> tuple[dict[Path, _Good], list[PolicyError], list[str]]:
-        """Every file that loads (with its issuer files read), the refusals, and every error
-        line."""
+    def _load(self) -> tuple[dict[Path, _Good], dict[Path, LoadedIdentityProvider],
+                             list[PolicyError], list[str]]:
+        """Every policy file that loads (with its issuer files read), every identity provider
+        file that loads, the refusals, and every error line."""
         from orchestrator.policies.files import PolicyFileError, load_policies
 
         result = load_policies([self.directory])
@@ -139,7 +150,8 @@ class PolicySource:
                 refused.append(PolicyFileError([
                     f"{item.path}: spec.credential.certificate.issuer: cannot read "
                     f"{exc.filename}: {exc.strerror}"]))
-        return loaded, refused, [str(e) for e in refused]
+        providers = {item.path: item for item in result.identity_providers}
+        return loaded, providers, refused, [str(e) for e in refused]
 
     def current(self) -> Sequence[PlanPolicy]:
         fingerprint = self._scan()
@@ -151,20 +163,43 @@ class PolicySource:
             log.error("policies_not_found", directory=str(self.directory),
                       kept=len(self._current))
             return self._current
-        loaded, refused, errors = self._load()
+        loaded, providers, refused, errors = self._load()
         present = set(self.directory.glob("*.y*ml"))
         for path, last_good in self._good.items():  # a broken file keeps its last good version
             if path in present and path not in loaded:
                 loaded[path] = last_good
+        named = {item.resource.name for item in providers.values()}
+        for path, last_provider in self._good_providers.items():
+            if (path in present and path not in providers
+                    and last_provider.resource.name not in named):
+                providers[path] = last_provider
         for error in refused:
             self._reject(error)
         for path in sorted(loaded):
-            self._applied(loaded[path][0])
+            item = loaded[path][0]
+            self._applied(POLICY_STREAM, item.policy.metadata.name, item.content_hash, path)
+        for path in sorted(providers):
+            provider = providers[path]
+            self._applied(PROVIDER_STREAM, provider.resource.name, provider.content_hash, path)
         self._good = loaded
         self._current = tuple(loaded[path][1] for path in sorted(loaded))
+        self._good_providers = providers
+        self._providers = MappingProxyType(
+            {p.resource.name: p.resource for p in sorted(providers.values(),
+                                                         key=lambda p: p.resource.name)})
         self.errors = tuple(errors)
-        log.info("policies_loaded", count=len(self._current), errors=len(errors))
+        log.info("policies_loaded", count=len(self._current), identity_providers=len(providers),
+                 errors=len(errors))
         return self._current
+
+    def identity_providers(self) -> Mapping[str, IdentityProvider]:
+        """The IdentityProvider resources by name, as of the last reload (``current()``, which
+        the daemon calls every tick); loaded on first use. Without the folder there are none
+        (the quick start needs none, and a command that only asks for a provider by name says
+        which names exist)."""
+        if self._fingerprint is None and self.directory.is_dir():
+            self.current()
+        return self._providers
 
     def _append(self, stream: str, event: ev.Event) -> None:
         if self.store is None:
@@ -177,20 +212,18 @@ class PolicySource:
             except ConcurrencyError:
                 continue
 
-    def _applied(self, loaded: LoadedPolicy) -> None:
-        stream = POLICY_STREAM + loaded.policy.metadata.name
+    def _applied(self, prefix: str, name: str, content_hash: str, path: Path) -> None:
+        stream = prefix + name
         if self.store is None:
             return
         last = None
         for rec in self.store.read(ReadFilter(stream_id=stream)):
             last = rec.payload.get("content_hash")
-        if last == loaded.content_hash:
+        if last == content_hash:
             return
-        self._append(stream, ev.PolicyApplied(name=loaded.policy.metadata.name,
-                                              content_hash=loaded.content_hash,
-                                              path=str(loaded.path)))
-        log.info("policy_applied", policy=loaded.policy.metadata.name,
-                 content_hash=loaded.content_hash)
+        self._append(stream, ev.PolicyApplied(name=name, content_hash=content_hash,
+                                              path=str(path)))
+        log.info("policy_applied", policy=name, stream=stream, content_hash=content_hash)
 
     def _reject(self, error: PolicyError) -> None:
         message = str(error)

@@ -7,14 +7,12 @@ example is covered without touching this file.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from cryptography.hazmat.primitives import serialization
 
 from orchestrator.domain.durations import format_duration, parse_duration
@@ -29,7 +27,8 @@ from orchestrator.policies.files import (
 )
 from orchestrator.policies.models import Algorithm, Usage
 from tests.conftest import NOW
-from tests.helpers import certificate, rsa_key
+from tests.helpers import certificate, rsa_key, variant
+from tests.helpers import write_yaml as write
 
 EXAMPLES = sorted((Path(__file__).parents[2] / "policies").glob("*.yaml"))
 DAY, HOUR = timedelta(days=1), timedelta(hours=1)
@@ -70,27 +69,6 @@ MTLS: dict[str, Any] = {
         "lifetime": "45d",
     },
 }
-
-
-def variant(base: dict[str, Any], **changes: Any) -> dict[str, Any]:
-    """``base`` with dotted keys set (``spec__rotation__overlap="1h"``); None deletes."""
-    data = copy.deepcopy(base)
-    for dotted, value in changes.items():
-        *parents, last = dotted.split("__")
-        node = data
-        for key in parents:
-            node = node.setdefault(key, {})
-        if value is None:
-            node.pop(last, None)
-        else:
-            node[last] = value
-    return data
-
-
-def write(folder: Path, name: str, data: dict[str, Any] | str) -> Path:
-    path = folder / name
-    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data, sort_keys=False))
-    return path
 
 
 def refusal(path: Path) -> PolicyFileError:
@@ -176,7 +154,8 @@ REFUSALS = [
                  id="an unknown top-level key is refused with the allowed keys"),
     pytest.param(variant(VALID, spec__rotation__overlapp="1h"), "spec.rotation.overlapp",
                  "unknown key 'overlapp' (allowed: every, beforeExpiry, overlap, window, "
-                 "maxPerTick, retry); remove it or fix its spelling",
+                 "maxPerTick, retry, acceptUntested, acceptSecretGap); remove it or fix its "
+                 "spelling",
                  id="an unknown nested key is refused with the keys allowed there"),
     pytest.param(variant(VALID, spec__rotation__window__tz="UTC"), "spec.rotation.window.tz",
                  "(allowed: cron, duration, timezone)",
@@ -234,8 +213,8 @@ REFUSALS = [
                  "'orchestrator/v2' is not allowed; use 'orchestrator/v1'",
                  id="a wrong apiVersion is refused"),
     pytest.param(variant(VALID, kind="Policy"), "kind",
-                 "'Policy' is not allowed; use 'RotationPolicy'",
-                 id="a wrong kind is refused"),
+                 "'Policy' is not a resource kind; use RotationPolicy or IdentityProvider",
+                 id="an unknown kind is refused naming the known ones"),
     pytest.param(variant(VALID, apiVersion=None), "apiVersion", "required key missing; add it",
                  id="a missing apiVersion is refused"),
     pytest.param(variant(VALID, metadata__name="Payments_JWT"), "metadata.name",
@@ -313,7 +292,7 @@ TEXT_REFUSALS = [
     pytest.param("apiVersion: orchestrator/v1\n  kind: x\n", "line 2, column 7: mapping "
                  "values are not allowed here; fix the YAML there",
                  id="bad indentation is refused with its line"),
-    pytest.param("", "the file is empty; write a policy", id="an empty file is refused"),
+    pytest.param("", "the file is empty; write a resource", id="an empty file is refused"),
     pytest.param("# nothing yet\n", "the file is empty", id="a file of comments is refused"),
     pytest.param("- apiVersion: orchestrator/v1\n", "holds a list, not a mapping",
                  id="a list instead of a mapping is refused"),

@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import getpass
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import cached_property
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from orchestrator.domain.errors import InputError, OrchestratorError
 
@@ -48,10 +48,12 @@ if TYPE_CHECKING:  # the parts are imported where they are built, so a command l
     from orchestrator.app.tick import Ticker
     from orchestrator.domain.planner import PlanPolicy
     from orchestrator.domain.rotation import Step
+    from orchestrator.policies.identity_providers import IdentityProvider
     from orchestrator.policies.source import PolicySource
 
 __all__ = [
     "DEFAULT_DB",
+    "BuiltProviders",
     "Core",
     "Settings",
     "System",
@@ -144,6 +146,7 @@ class System:
         self._daemon = daemon
         self._should_stop = should_stop
         self._wrap_store = wrap_store
+        self._built: dict[str, tuple[IdentityProvider, Provider]] = {}
 
     @cached_property
     def sql_store(self) -> SQLEventStore:
@@ -196,7 +199,17 @@ class System:
                     delivery=FileDelivery(settings.delivery, self.clock), actor=settings.actor,
                     rotation_actor="scheduler" if self._daemon else settings.actor,
                     projector=self.projector, fleet_writes=self._daemon,
-                    should_stop=self._should_stop)
+                    should_stop=self._should_stop, identity_providers=self.identity_providers)
+
+    def identity_providers(self) -> Mapping[str, Provider]:
+        """The IdentityProvider resources of the policies folder, by name, as providers. Each is
+        built when first asked for (so one whose secret cannot be had fails alone, and naming
+        the providers builds none) and kept while its resource is unchanged: a reload keeps
+        the provider object, its token cache and its tenant's rate pacer."""
+        return BuiltProviders(self.policies.identity_providers(), self._built,
+                               lambda name, resource: build_identity_provider(
+                                   name, resource, state_of=self.service.load,
+                                   keystore=self.keystore))
 
     @property
     def service(self) -> Service:
@@ -284,6 +297,37 @@ def in_memory(
     return wire(InMemoryEventStore(clock), keystore=MemoryKeystore(), clock=clock,
                 policies=policies, provider=provider, delivery=delivery, crypto=crypto,
                 actor=actor, rotation_actor=actor, identity_providers=identity_providers)
+
+
+class BuiltProviders(Mapping[str, "Provider"]):
+    """name -> provider over the current resources, each built on first access; ``built``
+    (kept by the caller across reloads) holds what was built, by name, with the resource it was
+    built from. A changed resource is built again; a removed one is dropped."""
+
+    def __init__(self, resources: Mapping[str, IdentityProvider],
+                 built: dict[str, tuple[IdentityProvider, Provider]],
+                 build: Callable[[str, IdentityProvider], Provider]) -> None:
+        self._resources = resources
+        self._built = built
+        self._build = build
+        for gone in [name for name in built if name not in resources]:
+            del built[gone]
+
+    def __getitem__(self, name: str) -> Provider:
+        resource = self._resources[name]
+        cached = self._built.get(name)
+        if cached is not None and cached[0] == resource:
+            return cached[1]
+        provider = self._build(name, resource)
+        self._built[name] = (resource, provider)
+        return provider
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._resources)
+
+    def __len__(self) -> int:
+        return len(self._resources)
+
 
 
 def fast_keys() -> Crypto:
@@ -418,35 +462,34 @@ def issuers(policies: Sequence[PlanPolicy]) -> tuple[bytes, ...]:
     return tuple(p.params.issuer_cert for p in policies if p.params.issuer_cert is not None)
 
 
-def build_identity_provider(name: str, resource: Any, *, state_of: Callable[[str], AppState],
-                            keystore: Keystore, wall_clock: Callable[[], float] | None = None
-                            ) -> Provider:
-    """The provider an IdentityProvider resource describes (minimal, auth0 only, until the
-    resources land): ``resource.spec.auth0`` with ``domain``, ``base_url``, ``client_id``,
-    ``client_secret`` (a reference with ``resolve(where)``, or the secret), ``rate_limit``
-    (``per_second``, ``bucket``), ``max_credentials`` and ``mtls_edge``. ``wall_clock``: the
-    adapter's own (``time.time`` by default; a provider checks what it is sent against its own
-    clock, never the orchestrator's, which a test may have moved)."""
+def build_identity_provider(name: str, resource: IdentityProvider, *,
+                            state_of: Callable[[str], AppState], keystore: Keystore,
+                            wall_clock: Callable[[], float] | None = None) -> Provider:
+    """The provider an IdentityProvider resource describes. Its secrets are resolved here: an
+    unset variable or an unreadable file is one InputError naming the resource and the
+    reference. ``wall_clock``: the adapter's own (``time.time`` by default; a provider checks
+    what it is sent against its own clock, never the orchestrator's, which a test may have
+    moved)."""
     import time
 
-    from orchestrator.adapters.providers.auth0 import Auth0Provider
+    if (auth0 := resource.spec.auth0) is not None:
+        from orchestrator.adapters.providers.auth0 import Auth0Provider
 
-    auth0 = getattr(resource.spec, "auth0", None)
-    if auth0 is None:
-        raise InputError(f"identity provider {name}: only auth0 providers can be built yet")
-    secret = auth0.client_secret
-    if hasattr(secret, "resolve"):
-        secret = secret.resolve(f"identity provider {name}: spec.auth0.clientSecret")
-    if hasattr(secret, "get_secret_value"):
-        secret = secret.get_secret_value()
-    limit = auth0.rate_limit
-    return Auth0Provider(
-        name, domain=auth0.domain, client_id=auth0.client_id, client_secret=str(secret),
-        base_url=auth0.base_url, state_of=state_of, keystore=keystore,
-        rate_limit=(limit.per_second, limit.bucket) if limit is not None else None,
-        max_credentials=auth0.max_credentials, mtls_edge=auth0.mtls_edge,
-        wall_clock=wall_clock or time.time)
-
+        secret = auth0.client_secret.resolve(f"identity provider {name}: spec.auth0.clientSecret")
+        limit = auth0.rate_limit
+        return Auth0Provider(
+            name, domain=auth0.domain, client_id=auth0.client_id,
+            client_secret=secret.get_secret_value(), base_url=auth0.base_url,
+            state_of=state_of, keystore=keystore,
+            rate_limit=(limit.per_second, limit.bucket) if limit is not None else None,
+            max_credentials=auth0.max_credentials, mtls_edge=auth0.mtls_edge,
+            wall_clock=wall_clock or time.time)
+    if (oidc := resource.spec.oidc) is not None:
+        if oidc.initial_access_token is not None:
+            oidc.initial_access_token.resolve(
+                f"identity provider {name}: spec.oidc.initialAccessToken")
+        raise InputError(f"identity provider {name}: the oidc adapter is not available yet")
+    raise AssertionError(f"identity provider {name}: neither auth0 nor oidc")
 
 def make_provider(spec: str, state_of: Callable[[str], AppState], keystore: Keystore,
                   trusted_cas: Callable[[], Sequence[bytes]] = tuple) -> Provider:

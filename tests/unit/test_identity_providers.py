@@ -16,6 +16,7 @@ import yaml
 from structlog.testing import capture_logs
 
 from events.store import InMemoryEventStore, ReadFilter
+from orchestrator.adapters.keystore import MemoryKeystore
 from orchestrator.bootstrap import BuiltProviders, build_identity_provider
 from orchestrator.domain.errors import InputError, PolicyError
 from orchestrator.policies.files import (
@@ -324,11 +325,12 @@ def test_a_file_reference_is_relative_to_the_resource_and_drops_one_newline(
 
 
 def test_a_missing_variable_is_one_line_naming_the_resource_and_the_variable(
-        tmp_path: Path) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("AUTH0_MGMT_SECRET", raising=False)
     resource = provider(write(tmp_path, "idp.yaml", AUTH0))
     with pytest.raises(InputError) as caught:
-        build_identity_provider("auth0-prod", resource, state_of=_no_state, keystore=None,  # type: ignore[arg-type]
-                                clock=lambda: NOW)
+        build_identity_provider("auth0-prod", resource, state_of=_no_state,
+                                keystore=MemoryKeystore())
     message = str(caught.value)
     assert message == ("identity provider auth0-prod: spec.auth0.clientSecret: environment "
                        "variable AUTH0_MGMT_SECRET is not set; set it in the orchestrator's "

@@ -49,7 +49,8 @@ def app_register(ctx: click.Context, names: Sequence[str], from_file: TextIO | N
         raise click.UsageError("give at least one NAME or --from-file FILE")
     if client_id is not None and (len(apps) != 1 or provider is None):
         raise click.UsageError("--client-id needs --provider and exactly one NAME")
-    system = system_of(ctx)
+    # a provider is looked up in the policies folder, which is only read: nothing recorded
+    system = system_of(ctx, record_policies=provider is None)
     if provider is not None and provider != LOCAL_PROVIDER:
         system.provider.named(provider)  # refused, nothing written, when it is not configured
     bound = None if provider == LOCAL_PROVIDER else provider

@@ -11,14 +11,19 @@ from orchestrator.domain.errors import InputError
 
 @click.group()
 def policy() -> None:
-    """Check policy files."""
+    """Check resource files: rotation policies and identity providers."""
 
 
 @policy.command("validate")
 @click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
 @click.pass_context
 def policy_validate(ctx: click.Context, paths: tuple[Path, ...]) -> None:
-    """Validate policy files or folders (default: the policies folder); for ops' own CI."""
+    """Validate resource files or folders (default: the policies folder); for ops' own CI.
+
+    Checks RotationPolicy and IdentityProvider files, and the rules across them (names given
+    twice, policies claiming one application, a client_secret policy beside a provider with one
+    secret and no acceptSecretGap). A provider's secret references are not resolved here: the
+    pipeline need not hold the secrets."""
     from orchestrator.policies.files import load_policies
 
     targets = list(paths) or [ctx.obj["settings"].policies]
@@ -28,10 +33,13 @@ def policy_validate(ctx: click.Context, paths: tuple[Path, ...]) -> None:
     result = load_policies(targets)
     for loaded in result.policies:
         click.echo(f"ok      {loaded.path}  {loaded.policy.metadata.name}  {loaded.content_hash[:19]}")
+    for provider in result.identity_providers:
+        click.echo(f"ok      {provider.path}  {provider.resource.name}  "
+                   f"{provider.content_hash[:19]}  identity provider ({provider.resource.spec.type})")
     for error in result.errors:  # every problem of every file, one line each
         for line in getattr(error, "errors", None) or [str(error)]:
             click.echo(f"error: {line}", err=True)
     if result.errors:
         raise click.exceptions.Exit(1)
-    if not result.policies:
-        raise InputError(f"no policy files (*.yaml) in {', '.join(map(str, targets))}")
+    if not result.policies and not result.identity_providers:
+        raise InputError(f"no resource files (*.yaml) in {', '.join(map(str, targets))}")

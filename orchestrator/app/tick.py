@@ -7,6 +7,14 @@ Each action is carried out on its own; one that fails is logged and the tick goe
 request (SIGTERM) is honoured between actions: the current step finishes, nothing is cut in half.
 Every tick logs, at error level, each application left without a usable credential of a usage
 it had (``app_without_usable_credential``): the planner's alarms, kept for the apps it planned.
+
+A client-secret rotation is not started for an application whose identity provider holds one
+secret (``Capabilities.secret_overlap`` False: Auth0, RFC 7592) unless its policy accepts the gap
+(``acceptSecretGap``): the old secret would stop working before the application has the new
+one. The loader refuses such a policy beside such a provider; this guard holds wherever a
+provider comes from. The applications refused are logged at error level in one line per tick
+(``client_secret_rotation_refused``), and stay due, so the line comes back each tick until the
+policy or the application's provider changes.
 """
 
 from __future__ import annotations
@@ -37,11 +45,17 @@ from orchestrator.domain.planner import (
 )
 from orchestrator.domain.rotation import Params
 from orchestrator.domain.rotation_events import decide_abandon, decide_retry
+from orchestrator.domain.vocabulary import SECRET_USAGE
 
 __all__ = ["TickReport", "Ticker"]
 
 log = structlog.get_logger("orchestrator.tick")
 MIN_RECHECK = timedelta(seconds=1)  # something due now but not done (cap, failure): next tick
+NAMED_AT_MOST = 20  # applications named in one log line; the count says how many in all
+SECRET_GAP_FIX = ("its identity provider holds one client secret, so the old secret stops "
+                  "working when the new one is set, before the application reads it; set "
+                  "acceptSecretGap: true in the client_secret policy to accept that gap, or "
+                  "authenticate the application with private_key_jwt, whose keys overlap")
 
 
 @dataclass
@@ -52,6 +66,7 @@ class TickReport:
     done: Counter[str] = field(default_factory=Counter)
     failed: int = 0  # actions that failed: an error, or a rotation step that failed
     parked: int = 0  # of those, rotations whose failure used up the retry budget
+    refused: int = 0  # client-secret rotations not started: the provider cannot overlap them
     problems: tuple[str, ...] = ()
     planned_apps: int = 0
     alarms: tuple[Alarm, ...] = ()
@@ -132,12 +147,16 @@ class Ticker:
         for problem in the_plan.problems:
             log.warning("policy_conflict_found", problem=problem)
         by_name = {p.name: p for p in policies}
+        gaps: list[str] = []
         for action in the_plan.actions:
             if self.should_stop():
                 log.info("tick_interrupted", remaining=report.planned - sum(report.done.values()))
                 apps.update(a.app for a in the_plan.actions)
                 break
             try:
+                if self.secret_gap_refused(action, by_name):
+                    gaps.append(action.app)
+                    continue
                 outcome = self.carry_out(action, by_name)
             except OrchestratorError as exc:
                 report.failed += 1
@@ -149,15 +168,28 @@ class Ticker:
                 report.parked += outcome.parked
             else:
                 report.done[action.kind.value] += 1
+        if gaps:
+            report.refused = len(gaps)
+            log.error("client_secret_rotation_refused", apps=sorted(gaps)[:NAMED_AT_MOST],
+                      count=len(gaps), fix=SECRET_GAP_FIX)
         self.fleet.refresh()
         self._note_due(apps, the_plan, policies, now)
         report.alarms = self._raise_alarms(apps, now)
         if report.planned or report.failed or report.problems:
-            (log.warning if report.failed else log.info)(
+            (log.warning if report.failed or report.refused else log.info)(
                 "tick_completed", planned=report.planned, deferred=report.deferred,
-                failed=report.failed, parked=report.parked, apps=len(apps),
-                     **{k: v for k, v in report.done.items()})
+                failed=report.failed, parked=report.parked, refused=report.refused,
+                apps=len(apps), **{k: v for k, v in report.done.items()})
         return report
+
+    def secret_gap_refused(self, action: Action, by_name: dict[str, PlanPolicy]) -> bool:
+        """Whether ``action`` starts a client-secret rotation that the application's provider
+        cannot overlap, under a policy that does not accept the gap."""
+        if action.kind is not Kind.START or action.usage != SECRET_USAGE:
+            return False
+        if self.params_for(action.policy, action.usage, by_name).accept_secret_gap:
+            return False
+        return not self.rotator.provider.capabilities(action.app).secret_overlap
 
     def _raise_alarms(self, apps: set[str], now: datetime) -> tuple[Alarm, ...]:
         """Judge again the apps just planned, after what was carried out (their state changed,

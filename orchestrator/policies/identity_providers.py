@@ -60,6 +60,7 @@ DEFAULT_MAX_CREDENTIALS = 4  # Auth0's documented pool of credential records per
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})  # http is allowed only here
 _MODEL = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 _HOST_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
+_DOMAIN = re.compile(r"(?P<host>[a-z0-9.-]+|\[[0-9a-f:.]+\])(?::(?P<port>[0-9]{1,5}))?")
 
 
 def _url(value: str, what: str, example: str) -> str:
@@ -110,14 +111,19 @@ class Auth0Spec(BaseModel):
     @field_validator("domain")
     @classmethod
     def _domain(cls, domain: str) -> str:
-        if "://" in domain or "/" in domain:
+        """The tenant's host name (a local emulator's may be an address with a port)."""
+        if "://" in domain or "/" in domain or "@" in domain:
             raise ValueError(f"{domain!r} is not a host name; write the tenant's domain alone "
                              "(e.g. example.eu.auth0.com) and any other address in baseUrl")
-        labels = domain.split(".")
-        if len(domain) > 253 or len(labels) < 2 or not all(map(_HOST_LABEL.fullmatch, labels)):
+        found = _DOMAIN.fullmatch(domain.lower())
+        port = int(found["port"]) if found and found["port"] else None
+        host = found["host"] if found else ""
+        labels = host.split(".")
+        if (found is None or len(host) > 253 or (port is not None and not 0 < port < 65536)
+                or (not host.startswith("[") and not all(map(_HOST_LABEL.fullmatch, labels)))):
             raise ValueError(f"{domain!r} is not a host name; write the tenant's domain, e.g. "
-                             "example.eu.auth0.com (lowercase letters, digits, '-' and dots)")
-        return domain
+                             "example.eu.auth0.com (letters, digits, '-' and dots)")
+        return domain.lower()
 
     @field_validator("base_url")
     @classmethod

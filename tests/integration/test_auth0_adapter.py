@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -21,6 +22,7 @@ from orchestrator.adapters.providers.auth0.token_endpoint import MTLS_UNTESTABLE
 from orchestrator.app.service import CredentialSource, secret_item_id
 from orchestrator.domain.errors import ProviderError
 from orchestrator.domain.identity_provider import Proof, TestSkipped
+from orchestrator.policies.identity_providers import IdentityProvider
 from tests.conftest import NOW
 from tests.peers.auth0 import Auth0Emulator, Clock
 from tests.support.auth0_site import Site, accepted, key, pkjwt_app, proof, registered
@@ -404,20 +406,21 @@ def test_inventory_pages_through_every_client_with_its_credentials(site: Site) -
 
 
 def test_bootstrap_builds_the_provider_an_identity_provider_resource_describes(
-        site: Site) -> None:
-    from types import SimpleNamespace
-
+        site: Site, tmp_path: Path) -> None:
     from orchestrator.bootstrap import build_identity_provider
 
     management = site.emu.config.management
-    auth0 = SimpleNamespace(domain=site.emu.domain, base_url=site.emu.base_url,
-                            client_id=management.client_id,
-                            client_secret=management.client_secret,
-                            rate_limit=SimpleNamespace(per_second=16.0, bucket=50),
-                            max_credentials=3, mtls_edge=False)
-    provider = build_identity_provider("auth0-prod", SimpleNamespace(spec=SimpleNamespace(
-        auth0=auth0)), state_of=site.service.load, keystore=site.keystore,
-        wall_clock=site.emu.clock.now)
+    (tmp_path / "auth0-secret").write_text(management.client_secret + "\n")
+    resource = IdentityProvider.model_validate({
+        "apiVersion": "orchestrator/v1", "kind": "IdentityProvider",
+        "metadata": {"name": "auth0-prod"},
+        "spec": {"auth0": {"domain": site.emu.domain, "baseUrl": site.emu.base_url,
+                           "clientId": management.client_id,
+                           "clientSecret": {"file": "auth0-secret"},
+                           "rateLimit": {"perSecond": 16, "burst": 50},
+                           "maxCredentials": 3}}}, context={"base": tmp_path})
+    provider = build_identity_provider("auth0-prod", resource, state_of=site.service.load,
+                                       keystore=site.keystore, wall_clock=site.emu.clock.now)
     assert isinstance(provider, Auth0Provider)
     assert provider.pacer.limit == RateLimit(16.0, 50)
     app, client_id = pkjwt_app(site)

@@ -119,6 +119,10 @@ def test_a_local_emulator_may_be_reached_over_plain_http_on_loopback(tmp_path: P
             AUTH0, spec__auth0__baseUrl=url))).spec.auth0
         assert spec is not None
         assert spec.url == url.rstrip("/")
+    emulator = provider(write(tmp_path, "e.yaml", variant(  # an emulator's domain: host:port
+        AUTH0, spec__auth0__domain="127.0.0.1:8080",
+        spec__auth0__baseUrl="http://127.0.0.1:8080"))).spec.auth0
+    assert emulator is not None and emulator.domain == "127.0.0.1:8080"
 
 
 # -- refusals: one line each, naming file and field ---------------------------------------------
@@ -137,6 +141,8 @@ def test_a_local_emulator_may_be_reached_over_plain_http_on_loopback(tmp_path: P
     pytest.param(variant(AUTH0, spec__auth0__domain="https://example.eu.auth0.com"),
                  "spec.auth0.domain", "write the tenant's domain alone",
                  id="a URL where the domain goes"),
+    pytest.param(variant(AUTH0, spec__auth0__domain="example..auth0.com"), "spec.auth0.domain",
+                 "is not a host name", id="a domain that is not a host name"),
     pytest.param(variant(AUTH0, spec__auth0__baseUrl="http://auth0.example.com"),
                  "spec.auth0.baseUrl", "plain http to another machine",
                  id="plain http to a remote host"),

@@ -69,9 +69,11 @@ def secret_params(state: AppState, policies: Sequence[PlanPolicy],
 
 
 def rotate_secret_now(rotator: Rotator, app: str, *, policies: Sequence[PlanPolicy] = (),
-                      grace: timedelta | None = None, actor: str | None = None) -> ShownSecret:
+                      grace: timedelta | None = None, actor: str | None = None,
+                      accept_gap: bool = False) -> ShownSecret:
     """Rotate ``app``'s client secret to its end; the new secret, once. OrchestratorError (one
-    line) when it is refused or parked."""
+    line) when it is refused or parked. At a provider that keeps one secret (no overlap) it is
+    refused unless ``accept_gap`` or the selecting policy accepts the gap."""
     service = rotator.service
     state = service.load(app)
     if not state.registered:
@@ -81,6 +83,13 @@ def rotate_secret_now(rotator: Rotator, app: str, *, policies: Sequence[PlanPoli
     # the keystore opens with its own key before anything is recorded (KeystoreError if not)
     rotator.keystore.get(secret_item_id(app, next_secret_version(state)))
     params, policy = secret_params(state, policies, grace)
+    if not (accept_gap or params.accept_secret_gap
+            or rotator.provider.capabilities(app).secret_overlap):
+        raise RefusedError(
+            f"{app!r} belongs to identity provider {state.provider!r}, which keeps one client "
+            "secret: the previous one stops working the moment the new one is set, before the "
+            "application has read it; run again with --accept-gap to accept that gap (or move "
+            "the application to private_key_jwt, whose keys overlap)")
     rotation_id = _start_or_retry(rotator, app, policy, actor)
     outcome = rotator.advance(app, rotation_id, params)
     rotation = service.load(app).rotations[rotation_id]

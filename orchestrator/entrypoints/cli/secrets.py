@@ -22,8 +22,13 @@ def secret() -> None:
 @click.option("--grace", type=Duration(),
               help="How long the previous secret stays valid after the new one is delivered "
                    "[default: the overlap of the client_secret policy that selects APP, else 1h].")
+@click.option("--accept-gap", is_flag=True,
+              help="At an identity provider that keeps one client secret (Auth0, RFC 7592), "
+                   "accept that the previous secret stops working the moment the new one is "
+                   "set, before APP reads it; refused without it.")
 @click.pass_context
-def secret_rotate(ctx: click.Context, app: str, grace: timedelta | None) -> None:
+def secret_rotate(ctx: click.Context, app: str, grace: timedelta | None,
+                  accept_gap: bool) -> None:
     """Rotate APP's client secret now, the daemon's way, and show the new one once.
 
     The new secret is generated, registered with the identity provider, tested, delivered to
@@ -40,7 +45,7 @@ def secret_rotate(ctx: click.Context, app: str, grace: timedelta | None) -> None
     system = system_of(ctx, record_policies=False)
     policies = system.policies.current() if system.settings.policies.is_dir() else ()
     shown = rotate_secret_now(system.rotator, app, policies=policies, grace=grace,
-                              actor=system.settings.actor)
+                              actor=system.settings.actor, accept_gap=accept_gap)
     click.echo(f"{app}: client secret version {shown.version}; it is shown once, store it now:",
                err=True)
     click.echo(shown.secret)

@@ -25,6 +25,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
+from tests.support.oidc_peer import oidc_provider  # noqa: F401  (one per session, every folder)
+
 ROOT = Path(__file__).resolve().parents[1]
 NOW = datetime(2026, 11, 22, 12, 0, 0, tzinfo=UTC)
 PG_BASE = os.environ.get(

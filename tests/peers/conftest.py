@@ -1,8 +1,7 @@
 """Fixtures for the test peers: real identity providers the orchestrator is tested against.
 
-``oidc_provider`` is node ``oidc-provider`` (tests/peers/oidc), one per test session (per xdist
-worker), started with ``debug=True`` so that ``last_refusal()`` tells why it refused something;
-its tests are skipped, saying why, where Node.js or the installed package is missing.
+``oidc_provider`` (node ``oidc-provider``) is shared by every test folder:
+tests/support/oidc_peer.py, imported by tests/conftest.py.
 
 ``emulator`` is the Auth0 emulator (tests/peers/auth0) in-process on a frozen ``clock``, without
 a Management API rate limit (a frozen clock never refills the bucket); ``api`` is a Management
@@ -22,16 +21,6 @@ from tests.conftest import NOW
 from tests.helpers import rsa_key
 from tests.peers.auth0 import Auth0Emulator, Clock
 from tests.peers.kit import api_session
-from tests.peers.oidc import OidcPeer, node_available, start_oidc_provider
-
-
-@pytest.fixture(scope="session")
-def oidc_provider(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OidcPeer]:
-    available, why = node_available()
-    if not available:
-        pytest.skip(why)
-    with start_oidc_provider(tmp_path_factory.mktemp("oidc-provider"), debug=True) as peer:
-        yield peer
 
 
 @pytest.fixture

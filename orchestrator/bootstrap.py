@@ -485,10 +485,13 @@ def build_identity_provider(name: str, resource: IdentityProvider, *,
             max_credentials=auth0.max_credentials, mtls_edge=auth0.mtls_edge,
             wall_clock=wall_clock or time.time)
     if (oidc := resource.spec.oidc) is not None:
-        if oidc.initial_access_token is not None:
-            oidc.initial_access_token.resolve(
-                f"identity provider {name}: spec.oidc.initialAccessToken")
-        raise InputError(f"identity provider {name}: the oidc adapter is not available yet")
+        from orchestrator.adapters.providers.oidc import OidcProvider
+
+        token = None if oidc.initial_access_token is None else oidc.initial_access_token.resolve(
+            f"identity provider {name}: spec.oidc.initialAccessToken").get_secret_value()
+        return OidcProvider(name, issuer=oidc.issuer, state_of=state_of, keystore=keystore,
+                            initial_access_token=token, ca_file=oidc.ca_file,
+                            wall_clock=wall_clock or time.time)
     raise AssertionError(f"identity provider {name}: neither auth0 nor oidc")
 
 def make_provider(spec: str, state_of: Callable[[str], AppState], keystore: Keystore,

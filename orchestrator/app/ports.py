@@ -34,7 +34,7 @@ from events.state import Credential
 from orchestrator.domain.identity_provider import Capabilities, Proof, RemoteClient
 from orchestrator.domain.material import GeneratedKey, PublicMaterial
 
-__all__ = ["Crypto", "Delivery", "Inventory", "Keystore", "Lease", "Provider"]
+__all__ = ["ClientRegistrar", "Crypto", "Delivery", "Inventory", "Keystore", "Lease", "Provider"]
 
 
 @runtime_checkable
@@ -84,6 +84,24 @@ class Inventory(Protocol):
 
     def client(self, client_id: str) -> RemoteClient:
         """One client as the provider has it now; ProviderError when it does not exist."""
+
+
+@runtime_checkable
+class ClientRegistrar(Protocol):
+    """A provider whose clients are each managed with a token of their own (RFC 7592): an app
+    is bound to an existing client by handing over its token, or to a client made for it."""
+
+    def adopt(self, client_id: str, registration_token: str) -> None:
+        """Check that ``registration_token`` manages ``client_id``, then keep it (replacing a
+        kept one); ProviderError when the provider refuses it."""
+
+    def create(self, name: str) -> str:
+        """Register a new client named ``name`` and keep its token; return its client id. A
+        repeat before ``created(name)`` returns the same client."""
+
+    def created(self, name: str) -> None:
+        """The client made for ``name`` is recorded in the log: forget what let a repeat of
+        ``create`` find it."""
 
 
 @runtime_checkable

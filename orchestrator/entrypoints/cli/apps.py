@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import click
 
@@ -13,6 +13,9 @@ from orchestrator.domain.identity_provider import LOCAL_PROVIDER
 from orchestrator.entrypoints.cli.context import system_of
 from orchestrator.entrypoints.cli.output import print_table, state_json
 from orchestrator.entrypoints.cli.params import Label, label_map
+
+if TYPE_CHECKING:
+    from orchestrator.bootstrap import System
 
 
 @click.group()
@@ -34,10 +37,20 @@ def app() -> None:
                    "local provider).")
 @click.option("--client-id", "client_id", metavar="ID",
               help="The application's client id at --provider (one NAME only; default: NAME).")
+@click.option("--registration-token-file", "token_file", type=click.File("r", encoding="utf-8"),
+              metavar="FILE",
+              help="OpenID providers (RFC 7592): the client's registration access token, read "
+                   "from FILE ('-': stdin), checked with the provider and kept in the keystore "
+                   "(never printed). With --exist-ok on an application bound to that client, "
+                   "replaces the kept token.")
+@click.option("--create", is_flag=True,
+              help="OpenID providers (RFC 7591): register a new client for NAME with the "
+                   "provider's initial access token; its client id is recorded, its "
+                   "registration access token kept in the keystore.")
 @click.pass_context
 def app_register(ctx: click.Context, names: Sequence[str], from_file: TextIO | None,
                  labels: Sequence[tuple[str, str]], exist_ok: bool, provider: str | None,
-                 client_id: str | None) -> None:
+                 client_id: str | None, token_file: TextIO | None, create: bool) -> None:
     """Register one or many applications (NAME arguments and/or --from-file).
 
     Every name and label is checked before anything is written: one refusal writes nothing."""
@@ -49,14 +62,63 @@ def app_register(ctx: click.Context, names: Sequence[str], from_file: TextIO | N
         raise click.UsageError("give at least one NAME or --from-file FILE")
     if client_id is not None and (len(apps) != 1 or provider is None):
         raise click.UsageError("--client-id needs --provider and exactly one NAME")
+    if (token_file is not None or create) and (len(apps) != 1 or provider is None):
+        raise click.UsageError("--registration-token-file and --create need --provider and "
+                               "exactly one NAME")
+    if create and (token_file is not None or client_id is not None):
+        raise click.UsageError("--create makes a new client: give no --client-id or "
+                               "--registration-token-file with it")
     # a provider is looked up in the policies folder, which is only read: nothing recorded
     system = system_of(ctx, record_policies=provider is None)
+    if provider is not None and (token_file is not None or create):
+        _bind_client(system, apps[0], provider, client_id, token_file, create, exist_ok)
+        return
     if provider is not None and provider != LOCAL_PROVIDER:
         system.provider.named(provider)  # refused, nothing written, when it is not configured
     bound = None if provider == LOCAL_PROVIDER else provider
     for name, registered in system.service.register_apps(apps, exist_ok=exist_ok,
                                                          provider=bound, client_id=client_id):
         click.echo(f"registered {name}" if registered else f"{name} is already registered")
+
+
+def _bind_client(system: System, app: tuple[str, dict[str, str]], provider: str,
+                 client_id: str | None, token_file: TextIO | None, create: bool,
+                 exist_ok: bool) -> None:
+    from orchestrator.app.onboarding import bind_client
+    from orchestrator.app.ports import ClientRegistrar
+
+    registrar = system.provider.named(provider)
+    if not isinstance(registrar, ClientRegistrar):
+        raise InputError(f"--provider {provider}: this identity provider manages no client with "
+                         "a registration access token (RFC 7592): drop --registration-token-file "
+                         "and --create")
+    token = _read_token(token_file) if token_file is not None else None
+    name, labels = app
+    registered = bind_client(system.service, registrar, name, labels, provider,
+                             client_id=client_id, registration_token=token, create=create,
+                             exist_ok=exist_ok)
+    if registered:
+        bound = system.service.load(name).provider_client_id
+        click.echo(f"registered {name} (client {bound}, {'created' if create else 'adopted'} "
+                   f"at {provider})")
+    else:
+        click.echo(f"{name} is already registered" + (
+            " (its registration access token was replaced)" if token is not None else ""))
+
+
+MAX_TOKEN_FILE = 64 * 1024  # characters: a registration access token is far shorter
+
+
+def _read_token(handle: TextIO) -> str:
+    where = getattr(handle, "name", "FILE")
+    try:
+        text = handle.read(MAX_TOKEN_FILE + 1)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"--registration-token-file {where}: cannot be read ({exc})") from None
+    if len(text) > MAX_TOKEN_FILE or not text.strip():
+        raise InputError(f"--registration-token-file {where}: holds no registration access "
+                         "token")
+    return text.strip()
 
 
 MAX_APPS_FILE = 16 * 1024 * 1024  # characters: a million applications; never read without end

@@ -51,6 +51,7 @@ class Capabilities:
     per_client: int | None = None  # credential records a client may hold (None: no limit)
     secret_overlap: bool = True  # the previous client secret keeps working after a switch
     untestable: tuple[tuple[str, str], ...] = ()  # (usage, why it cannot be tested)
+    expiry: bool = True  # the provider keeps each credential's expiry (drift compares them)
 
     def why_untestable(self, usage: str) -> str | None:
         return dict(self.untestable).get(usage)

@@ -27,6 +27,7 @@ __all__ = [
     "CredentialExpiryChanged",
     "CredentialKind",
     "CredentialRegistered",
+    "DriftRepaired",
     "Event",
     "PolicyApplied",
     "PolicyRejected",
@@ -198,6 +199,21 @@ class SecretRotated(Event):
     version: int
     fingerprint: str
     previous_valid_until: Time | None = None
+
+
+# --- drift -------------------------------------------------------------------------------------
+
+
+class DriftRepaired(Event):
+    """The identity provider was put back to what the log says (``drift --repair``): one
+    difference, what it was (``kind``: added, removed, attached, ...) and what was done. The
+    credentials' own facts do not change: the provider now agrees with them."""
+
+    type_name = "drift.repaired"
+    kind: str
+    detail: str
+    credential_id: str | None = None
+    provider_credential_id: str | None = None
 
 
 # --- rotations ---------------------------------------------------------------------------------

@@ -34,7 +34,17 @@ from events.state import Credential
 from orchestrator.domain.identity_provider import Capabilities, Proof, RemoteClient
 from orchestrator.domain.material import GeneratedKey, PublicMaterial
 
-__all__ = ["ClientRegistrar", "Crypto", "Delivery", "Inventory", "Keystore", "Lease", "Provider"]
+__all__ = [
+    "ClientRegistrar",
+    "Crypto",
+    "Delivery",
+    "Inventory",
+    "Keystore",
+    "Lease",
+    "Provider",
+    "Providers",
+    "RemoteEdits",
+]
 
 
 @runtime_checkable
@@ -102,6 +112,32 @@ class ClientRegistrar(Protocol):
     def created(self, name: str) -> None:
         """The client made for ``name`` is recorded in the log: forget what let a repeat of
         ``create`` find it."""
+
+
+@runtime_checkable
+class RemoteEdits(Protocol):
+    """What ``drift --repair`` needs beyond ``Provider``: edits by the provider's own credential
+    id, for a record the log does not know (made outside the orchestrator) or whose slot or
+    date the log disagrees with. Each is idempotent (absent is fine for a delete or detach)."""
+
+    def detach_remote(self, client_id: str, provider_credential_id: str, usage: str) -> None:
+        """Take the credential out of ``usage``'s slot."""
+
+    def delete_remote(self, client_id: str, provider_credential_id: str) -> None:
+        """Take the credential out of every slot, then delete it."""
+
+    def set_remote_expiry(self, client_id: str, provider_credential_id: str,
+                          expires_at: datetime | None) -> None:
+        """Give the credential this expiry (None: none; ProviderError where it cannot be
+        removed)."""
+
+
+@runtime_checkable
+class Providers(Provider, Protocol):
+    """The providers by name (``adapters.providers.router``), routing an app's calls to its own."""
+
+    def named(self, name: str) -> Provider:
+        """The provider configured under ``name``; ProviderError when there is none."""
 
 
 @runtime_checkable

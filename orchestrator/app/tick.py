@@ -7,6 +7,9 @@ Each action is carried out on its own; one that fails is logged and the tick goe
 request (SIGTERM) is honoured between actions: the current step finishes, nothing is cut in half.
 Every tick logs, at error level, each application left without a usable credential of a usage
 it had (``app_without_usable_credential``): the planner's alarms, kept for the apps it planned.
+An application *held* (``hold``: its identity provider contradicts the log, found by the
+daemon's drift check) is not rotated: its starts, resumes, retries and deletions wait, and are
+counted ``held``; expiry is still recorded.
 
 A client-secret rotation is not started for an application whose identity provider holds one
 secret (``Capabilities.secret_overlap`` False: Auth0, RFC 7592) unless its policy accepts the gap
@@ -21,7 +24,7 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -51,6 +54,7 @@ __all__ = ["TickReport", "Ticker"]
 
 log = structlog.get_logger("orchestrator.tick")
 MIN_RECHECK = timedelta(seconds=1)  # something due now but not done (cap, failure): next tick
+HELD_KINDS = frozenset({Kind.START, Kind.RESUME, Kind.RETRY, Kind.DELETE})  # touch the provider
 NAMED_AT_MOST = 20  # applications named in one log line; the count says how many in all
 SECRET_GAP_FIX = ("its identity provider holds one client secret, so the old secret stops "
                   "working when the new one is set, before the application reads it; set "
@@ -70,6 +74,7 @@ class TickReport:
     problems: tuple[str, ...] = ()
     planned_apps: int = 0
     alarms: tuple[Alarm, ...] = ()
+    held: int = 0  # actions not carried out: their app's provider contradicts the log
 
 
 class Ticker:
@@ -99,6 +104,11 @@ class Ticker:
         self._heap: list[tuple[datetime, str]] = []
         self._last_policies: Sequence[PlanPolicy] | None = None
         self._alarms: dict[str, tuple[Alarm, ...]] = {}  # by app, for the apps planned so far
+        self._held: Mapping[str, str] = {}
+
+    def hold(self, apps: Mapping[str, str]) -> None:
+        """Rotate none of ``apps`` (app -> why) until the next call leaves it out."""
+        self._held = dict(apps)
 
     def next_due(self) -> datetime | None:
         """The earliest instant an application planned so far falls due by time alone."""
@@ -153,6 +163,9 @@ class Ticker:
                 log.info("tick_interrupted", remaining=report.planned - sum(report.done.values()))
                 apps.update(a.app for a in the_plan.actions)
                 break
+            if action.app in self._held and action.kind in HELD_KINDS:
+                report.held += 1
+                continue
             try:
                 if self.secret_gap_refused(action, by_name):
                     gaps.append(action.app)
@@ -179,7 +192,7 @@ class Ticker:
             (log.warning if report.failed or report.refused else log.info)(
                 "tick_completed", planned=report.planned, deferred=report.deferred,
                 failed=report.failed, parked=report.parked, refused=report.refused,
-                apps=len(apps), **{k: v for k, v in report.done.items()})
+                held=report.held, apps=len(apps), **{k: v for k, v in report.done.items()})
         return report
 
     def secret_gap_refused(self, action: Action, by_name: dict[str, PlanPolicy]) -> bool:

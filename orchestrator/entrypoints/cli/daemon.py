@@ -10,7 +10,7 @@ import click
 
 from orchestrator.domain.errors import OrchestratorError
 from orchestrator.entrypoints.cli.context import system_of
-from orchestrator.entrypoints.cli.params import Seconds
+from orchestrator.entrypoints.cli.params import DurationOrOff, Seconds
 
 
 @click.command()
@@ -19,11 +19,14 @@ from orchestrator.entrypoints.cli.params import Seconds
 @click.option("--once", is_flag=True, help="Run one tick and exit.")
 @click.option("--interval", type=Seconds(0.1, 86_400), default=30.0, show_default=True,
               help="Seconds between ticks (0.1 to 86400).")
+@click.option("--drift-every", type=DurationOrOff(), default="1h", show_default=True,
+              help="Compare each application with its identity provider this often (0: never); "
+                   "an application that differs is not rotated until they agree.")
 @click.option("--json-logs/--pretty-logs", default=None,
               help="Log format (default: pretty on a terminal, JSON lines otherwise).")
 @click.pass_context
 def daemon(ctx: click.Context, policies_dir: Path | None, once: bool, interval: float,
-           json_logs: bool | None) -> None:
+           drift_every: timedelta, json_logs: bool | None) -> None:
     """Apply the rotation policies: rotate on schedule, enforce expiry, until SIGTERM."""
 
     from orchestrator.entrypoints.daemon import Daemon
@@ -39,8 +42,19 @@ def daemon(ctx: click.Context, policies_dir: Path | None, once: bool, interval: 
     assert projector is not None and lease is not None  # bootstrap() always sets both
     system.policies.check()  # nothing in memory to fall back on yet: a broken set is refused
 
+    watch = _drift_watch(system, drift_every)
+    import structlog
+
+    log = structlog.get_logger("orchestrator.daemon")
+
     def tick() -> None:
         projector.catch_up()
+        if watch is not None:
+            try:
+                watch.run()
+            except Exception as exc:  # the check never stops the rotations of other apps
+                log.exception("drift_check_failed", error=str(exc))
+            system.ticker.hold(watch.held)
         system.ticker.tick()
 
     def describe(now: datetime) -> dict[str, Any]:
@@ -56,3 +70,15 @@ def daemon(ctx: click.Context, policies_dir: Path | None, once: bool, interval: 
         runner.lease.release()
         return
     runner.run()
+
+
+def _drift_watch(system: Any, every: timedelta) -> Any:
+    """The drift check on the daemon's own clock (None: off)."""
+    if every <= timedelta(0):
+        return None
+    from orchestrator.app.drift import DriftChecker
+    from orchestrator.app.drift_watch import DriftWatch
+
+    checker = DriftChecker(system.service, system.provider, system.service.crypto,
+                           system.fleet.all, system.clock)
+    return DriftWatch(checker, every, system.clock)

@@ -12,7 +12,17 @@ import click
 from orchestrator.domain.errors import InputError
 from orchestrator.domain.vocabulary import CredentialUsage, Usage
 
-__all__ = ["ROTATED", "TIME", "USAGES", "Duration", "Instant", "Label", "Seconds", "label_map"]
+__all__ = [
+    "ROTATED",
+    "TIME",
+    "USAGES",
+    "Duration",
+    "DurationOrOff",
+    "Instant",
+    "Label",
+    "Seconds",
+    "label_map",
+]
 
 USAGES = tuple(u.value for u in CredentialUsage)  # what a credential is for
 ROTATED = tuple(u.value for u in Usage)  # ... and what a rotation may rotate
@@ -49,6 +59,17 @@ class Duration(click.ParamType):  # type: ignore[type-arg]
             return parse_duration(value)
         except ValueError as exc:
             self.fail(str(exc), param, ctx)
+
+
+class DurationOrOff(Duration):
+    """A duration, or 0 for off."""
+
+    name = "DURATION"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> timedelta:
+        if isinstance(value, str) and value.strip() == "0":
+            return timedelta(0)
+        return super().convert(value, param, ctx)
 
 
 class Seconds(click.ParamType):  # type: ignore[type-arg]

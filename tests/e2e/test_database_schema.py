@@ -28,6 +28,8 @@ COMMANDS = [
     pytest.param(("rotations",), id="rotations refuses"),
     pytest.param(("projections", "status"), id="projections status refuses"),
     pytest.param(("expire",), id="expire refuses"),
+    pytest.param(("drift",), id="drift refuses"),
+    pytest.param(("import", "--provider", "auth0-prod"), id="import refuses"),
     pytest.param(("daemon", "--once"), id="the daemon refuses to start"),
 ]
 

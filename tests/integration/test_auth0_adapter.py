@@ -390,7 +390,8 @@ def test_inventory_pages_through_every_client_with_its_credentials(site: Site) -
     site.provider.activate(app, signing.id)
     loose = registered(site, app, PKJWT)  # in the pool, in no slot
     everything = list(site.provider.clients())
-    assert len(everything) == 232  # with the management application
+    assert len(everything) == 231  # the management application the adapter uses is left out
+    assert site.emu.config.management.client_id not in {c.client_id for c in everything}
     assert site.count("GET /api/v2/clients") == 3
     fleet = list(site.provider.clients("fleet-*"))
     assert len(fleet) == 231

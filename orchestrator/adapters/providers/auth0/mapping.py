@@ -47,6 +47,7 @@ __all__ = [
     "slot_of",
     "slot_patch",
     "slot_path",
+    "slots_of_usage",
 ]
 
 JAR_SLOT = "signed_request_object"
@@ -68,6 +69,11 @@ def slot_of(cred: Credential) -> str:
     if cred.kind is CredentialKind.CERT_SUBJECT_DN:
         return "tls_client_auth"
     return "self_signed_tls_client_auth"
+
+
+def slots_of_usage(usage: str) -> tuple[str, ...]:
+    """The slots a credential of ``usage`` can be attached to."""
+    return tuple(slot for slot, used in _SLOT_USAGE.items() if str(used) == usage)
 
 
 def slot_path(slot: str) -> str:

@@ -9,7 +9,12 @@ lost answer finds what the first attempt did instead of doing it twice:
 * ``activate`` / ``deactivate`` read the client and PATCH only when the slot must change,
   sending the slot's whole list of ``{id}`` references (at most 2) and every other slot as it is;
 * ``remove`` detaches the credential from any slot still holding it, then DELETEs it (404: done);
-* ``set_secret`` PATCHes ``client_secret`` (the same value again is harmless).
+* ``set_secret`` PATCHes ``client_secret`` (the same value again is harmless);
+* ``detach_remote`` / ``delete_remote`` / ``set_remote_expiry`` (``RemoteEdits``, for ``drift
+  --repair``) work on Auth0's own credential ids, for records the log does not know;
+* ``clients`` pages through the tenant, leaving out the Management API application the
+  adapter itself uses (rotating its credentials would cut the orchestrator off) and Auth0's
+  ``global`` pseudo-client.
 
 Our credential ids become Auth0's through ``Credential.provider_id`` (recorded from
 ``register``), or, for a credential the log has no provider id for, by finding it in the pool.
@@ -50,7 +55,7 @@ PER_PAGE = 100
 DUPLICATE_KEY = "credentials contains public keys that already exist in client"
 POOL_FULL = re.compile(r"maximum of (\d+) credentials")
 STILL_ATTACHED = "still associated"
-CLIENT_FIELDS = ("client_id,name,app_type,token_endpoint_auth_method,"
+CLIENT_FIELDS = ("client_id,name,app_type,global,token_endpoint_auth_method,"
                  "client_authentication_methods,signed_request_object")
 
 
@@ -63,6 +68,7 @@ class Auth0Provider:
                  sleep: Callable[[float], None] = time.sleep, audience: str | None = None,
                  retry: RetryPolicy | None = None) -> None:
         self.name = name
+        self.management_client_id = client_id
         self.domain = domain.strip().removeprefix("https://").rstrip("/")
         self.base_url = (base_url or f"https://{self.domain}").rstrip("/")
         self.issuer = f"https://{self.domain}/"
@@ -174,17 +180,8 @@ class Auth0Provider:
 
         def attempt() -> None:
             provider_id = self._provider_id(client_id, credential)
-            if provider_id is None:
-                return
-            self._detach(client_id, self._client(client_id),
-                         (*mapping.AUTH_METHOD_SLOTS, mapping.JAR_SLOT), provider_id, credential_id)
-            reply = self.http.management(
-                "DELETE", f"/clients/{_q(client_id)}/credentials/{_q(provider_id)}")
-            if reply.status in (200, 204, 404):
-                return
-            if reply.status == 400 and STILL_ATTACHED in reply.message:
-                raise Transient(f"{credential_id} is still attached (read again)")
-            raise self._refused(reply, f"delete of {credential_id} from client {client_id}")
+            if provider_id is not None:
+                self._delete(client_id, provider_id, credential_id)
 
         self._run(attempt, f"remove {credential_id}")
 
@@ -206,6 +203,38 @@ class Auth0Provider:
         return self._run(lambda: self.tests.test(app, proof, at),
                          f"test of {proof.usage} for {app!r}")
 
+    # --- edits by Auth0's own ids (RemoteEdits: drift --repair) --------------------------------
+
+    def detach_remote(self, client_id: str, provider_credential_id: str, usage: str) -> None:
+        def attempt() -> None:
+            self._detach(client_id, self._client(client_id), mapping.slots_of_usage(usage),
+                         provider_credential_id, provider_credential_id)
+
+        self._run(attempt, f"detach {provider_credential_id} from {usage}")
+
+    def delete_remote(self, client_id: str, provider_credential_id: str) -> None:
+        def attempt() -> None:
+            self._delete(client_id, provider_credential_id, provider_credential_id)
+
+        self._run(attempt, f"delete {provider_credential_id}")
+
+    def set_remote_expiry(self, client_id: str, provider_credential_id: str,
+                          expires_at: datetime | None) -> None:
+        if expires_at is None:
+            raise ProviderError(f"Auth0 {self.domain}: a credential's expiry cannot be removed "
+                                f"(credential {provider_credential_id} of client {client_id}); "
+                                "adopt the provider's expiry, or rotate the credential")
+        path = f"/clients/{_q(client_id)}/credentials/{_q(provider_credential_id)}"
+
+        def attempt() -> None:
+            reply = self.http.management("PATCH", path,
+                                         json_body={"expires_at": mapping.iso(expires_at)})
+            if reply.status not in (200, 201):  # the OpenAPI document lists 201, Auth0 says 200
+                raise self._refused(reply, f"new expiry of {provider_credential_id} of client "
+                                           f"{client_id}")
+
+        self._run(attempt, f"set the expiry of {provider_credential_id}")
+
     # --- inventory -----------------------------------------------------------------------------
 
     def clients(self, match: str | None = None) -> Iterator[RemoteClient]:
@@ -220,6 +249,8 @@ class Auth0Provider:
             if not isinstance(items, list):
                 raise ProviderError(f"Auth0 {self.domain}: GET /clients answered no list")
             for item in items:
+                if item.get("client_id") == self.management_client_id or item.get("global"):
+                    continue
                 if match is None or fnmatch.fnmatchcase(str(item.get("name", "")), match):
                     yield self._remote(item)
             page += 1
@@ -276,6 +307,18 @@ class Auth0Provider:
 
     def _provider_id(self, client_id: str, credential: Credential) -> str | None:
         return credential.provider_id or self._find(client_id, credential)
+
+    def _delete(self, client_id: str, provider_id: str, shown: str) -> None:
+        """Take ``provider_id`` out of every slot holding it, then DELETE it (404: done)."""
+        self._detach(client_id, self._client(client_id),
+                     (*mapping.AUTH_METHOD_SLOTS, mapping.JAR_SLOT), provider_id, shown)
+        reply = self.http.management(
+            "DELETE", f"/clients/{_q(client_id)}/credentials/{_q(provider_id)}")
+        if reply.status in (200, 204, 404):
+            return
+        if reply.status == 400 and STILL_ATTACHED in reply.message:
+            raise Transient(f"{shown} is still attached (read again)")
+        raise self._refused(reply, f"delete of {shown} from client {client_id}")
 
     def _detach(self, client_id: str, client: dict[str, Any], slots: tuple[str, ...],
                 provider_id: str, credential_id: str) -> None:

@@ -43,6 +43,7 @@ def credential_json(cred: Credential, now: datetime) -> dict[str, Any]:
         "not_before": _t(cred.not_before),
         "subject_dn": cred.subject_dn,
         "generated": cred.generated,
+        "provider_id": cred.provider_id,
         "added_at": _t(cred.added_at),
         "activated_at": _t(cred.activated_at),
         "updated_at": _t(cred.updated_at),

@@ -61,6 +61,7 @@ class AppDrift:
     error: str | None = None
     rotation: str | None = None  # a rotation in flight: adopt and repair wait for it
     dates: bool = True  # the provider keeps expiries (they were compared)
+    shared_key_set: bool = False  # one key set serves every signing usage
 
     @property
     def clean(self) -> bool:
@@ -132,13 +133,15 @@ class DriftChecker:
             if inventory is None:
                 return _with(base, error=f"provider {provider!r} cannot list its clients")
             remote = inventory.client(client_id)
-            dates = self.providers.named(provider).capabilities(state.app).expiry
+            can = self.providers.named(provider).capabilities(state.app)
         except ProviderUnavailable as exc:
             return _with(base, error=f"provider {provider!r} could not be reached: {exc}")
         except ProviderError as exc:
             return _with(base, error=str(exc))
-        found = compare(state, remote, self.clock(), dates=dates)
-        return _with(base, differences=found, remote=remote, dates=dates)
+        found = compare(state, remote, self.clock(), dates=can.expiry,
+                        shared_key_set=can.shared_key_set)
+        return _with(base, differences=found, remote=remote, dates=can.expiry,
+                     shared_key_set=can.shared_key_set)
 
     # --- adopt -------------------------------------------------------------------------------
 
@@ -161,7 +164,8 @@ class DriftChecker:
             def decide(state: AppState, diff: Difference = diff,
                        outcome: list[str] = outcome) -> tuple[list[ev.Event], datetime]:
                 at = self.clock()
-                now = _same(compare(state, remote, at, dates=drift.dates), diff)
+                now = _same(compare(state, remote, at, dates=drift.dates,
+                                    shared_key_set=drift.shared_key_set), diff)
                 if now is None:
                     outcome[:] = ["gone"]
                     return [], at

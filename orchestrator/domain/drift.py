@@ -22,6 +22,8 @@ fact that disagrees, each with what the log says, what the provider says and a o
   method the log expects: those credentials are named by this one difference, not also as
   ``detached``).
 
+Where one key set serves every signing usage (RFC 7591's ``jwks``: ``shared_key_set``), a key
+is in both signing slots at once, so a key held for another usage is no difference there.
 What is inoperable either way is not compared: a credential past its expiry (or recorded
 expired) is neither expected in a slot nor missing from the provider. Two credentials of the
 log may share one registration (a CA-issued certificate and its successor, matched by subject
@@ -145,10 +147,11 @@ class Difference:
                 f"authenticates with {self.log} (credentials {self.subject})")
 
 
-def compare(state: AppState, remote: RemoteClient, at: datetime, *,
-            dates: bool = True) -> tuple[Difference, ...]:
+def compare(state: AppState, remote: RemoteClient, at: datetime, *, dates: bool = True,
+            shared_key_set: bool = False) -> tuple[Difference, ...]:
     """Every difference between the log's ``state`` of an app and the provider's ``remote``
-    client at ``at``. ``dates``: whether the provider keeps expiry dates at all."""
+    client at ``at``. ``dates``: whether the provider keeps expiry dates at all;
+    ``shared_key_set``: whether one key set serves every signing usage."""
     live = [c for c in state.credentials.values() if c.live]
     matched: dict[str, list[Credential]] = {}  # remote provider id -> the log's credentials
     unmatched: list[Credential] = []
@@ -174,7 +177,7 @@ def compare(state: AppState, remote: RemoteClient, at: datetime, *,
                                   record))
             continue
         out.extend(_ids(group, record))
-        out.extend(_slots(group, record, at, covered))
+        out.extend(_slots(group, record, at, covered, shared_key_set))
         if dates:
             out.extend(_dates(group, record))
     return tuple(sorted(out, key=_order))
@@ -254,12 +257,14 @@ def _describe(record: RemoteCredential) -> str:
 
 
 def _slots(group: list[Credential], record: RemoteCredential, at: datetime,
-           covered: set[str]) -> list[Difference]:
+           covered: set[str], shared_key_set: bool) -> list[Difference]:
     operable = [c for c in group if not _inoperable(c, at)]
     if not operable or (record.expires_at is not None and record.expires_at <= at):
         return []
     expected = {str(c.usage) for c in operable if c.status is Status.ACTIVE}
     held = set(record.attached)
+    if shared_key_set:  # in every signing slot at once: only its own usage's counts
+        held &= {str(c.usage) for c in operable}
     out = []
     for usage in sorted(held - expected):
         owners = [c for c in operable if str(c.usage) == usage] or operable

@@ -52,6 +52,7 @@ class Capabilities:
     secret_overlap: bool = True  # the previous client secret keeps working after a switch
     untestable: tuple[tuple[str, str], ...] = ()  # (usage, why it cannot be tested)
     expiry: bool = True  # the provider keeps each credential's expiry (drift compares them)
+    shared_key_set: bool = False  # one key set serves every signing usage (RFC 7591's jwks)
 
     def why_untestable(self, usage: str) -> str | None:
         return dict(self.untestable).get(usage)

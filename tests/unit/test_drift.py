@@ -205,6 +205,14 @@ def test_dates_are_not_compared_where_the_provider_keeps_none() -> None:
     assert compare(state, client(remote("a", PKJWT, expires=None)), NOW, dates=False) == ()
 
 
+def test_a_shared_key_set_holds_each_key_for_every_signing_usage() -> None:
+    state = Given().key("a").key("j", usage=JAR).key("d", active=False).state()
+    provider = client(remote("a", PKJWT, JAR), remote("j", PKJWT, JAR), remote("d", PKJWT, JAR))
+    found = compare(state, provider, NOW, shared_key_set=True)
+    assert [said(d) for d in found] == [
+        "attached d / cred_d private_key_jwt: log=added provider=attached"]
+
+
 def test_every_difference_says_in_one_line_what_the_log_and_the_provider_say() -> None:
     state = Given().key("a").key("b").disabled("b").key("c", usage=JAR).state()
     found = compare(state, client(remote("a", PKJWT, expires=NOW + DAY), remote("b", PKJWT),

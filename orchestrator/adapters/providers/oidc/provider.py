@@ -99,7 +99,8 @@ class OidcProvider:
         untestable = () if endpoints is None or endpoints.par is not None else (
             (Usage.JAR.value, "the provider offers no pushed authorization request endpoint"),)
         return Capabilities(usages=frozenset(u.value for u in OIDC_USAGES), per_slot=2,
-                            per_client=None, secret_overlap=False, untestable=untestable)
+                            per_client=None, secret_overlap=False, untestable=untestable,
+                            expiry=False, shared_key_set=True)  # one jwks, no dates in it
 
     def metadata(self, app: str) -> dict[str, str]:
         endpoints = self._discovery.endpoints()

@@ -112,8 +112,9 @@ class Importer:
             on_client: Callable[[ClientImport], None] = lambda _done: None) -> list[ClientImport]:
         """Import every client of ``inventory`` whose name matches ``match`` (a glob)."""
         index = _Index.of(self.states())
+        known = {client for (bound, client) in index.bound if bound == provider}
         done = []
-        for remote in inventory.clients(match):
+        for remote in inventory.clients(match, known=known):
             result = self.one(provider, remote, index)
             done.append(result)
             on_client(result)

@@ -25,7 +25,7 @@ another live credential shares (``domain.rotation.shares_registration``).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol, runtime_checkable
@@ -89,8 +89,11 @@ class Provider(Protocol):
 class Inventory(Protocol):
     """A provider that can list its clients (``import``, ``drift``)."""
 
-    def clients(self, match: str | None = None) -> Iterator[RemoteClient]:
-        """Every client of the tenant, with its credentials (``match``: a glob on the name)."""
+    def clients(self, match: str | None = None,
+                known: Collection[str] = ()) -> Iterator[RemoteClient]:
+        """Every client of the tenant, with its credentials (``match``: a glob on the name).
+        A client whose id is in ``known`` may come without its credentials (``credentials``
+        empty): the caller holds it already, and reading them would cost a request each."""
 
     def client(self, client_id: str) -> RemoteClient:
         """One client as the provider has it now; ProviderError when it does not exist."""

@@ -67,10 +67,13 @@ def test_name_clashes_are_resolved_predictably_and_a_second_import_adds_only_new
     names = {c["client_id"]: c["app"] for c in document["imported"]}
     assert names == {first: f"web-{first[:8]}", second: f"web-{second[:8]}"}
     before = dump_tables(sqlite_url)["events"]
+    pools = tenant.emu.counters.count("GET /api/v2/clients/{id}/credentials")
     again = tenant.imported(match="web")
     assert again["summary"]["imported"] == 0 and again["summary"]["already_imported"] == 2
     assert {c["app"] for c in again["already_imported"]} == set(names.values())
     assert dump_tables(sqlite_url)["events"] == before  # a re-run writes nothing
+    # and reads no credentials of a client it holds already: one request a page, not a client
+    assert tenant.emu.counters.count("GET /api/v2/clients/{id}/credentials") == pools
     third = tenant.client("web", 2)
     last = tenant.imported(match="web")
     assert [(c["client_id"], c["app"]) for c in last["imported"]] == [

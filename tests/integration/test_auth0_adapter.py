@@ -395,6 +395,10 @@ def test_inventory_pages_through_every_client_with_its_credentials(site: Site) -
     assert site.count("GET /api/v2/clients") == 3
     fleet = list(site.provider.clients("fleet-*"))
     assert len(fleet) == 231
+    pools = site.count("GET /api/v2/clients/{id}/credentials")
+    known = list(site.provider.clients("fleet-special", known={client_id}))
+    assert [(c.client_id, c.credentials) for c in known] == [(client_id, ())]
+    assert site.count("GET /api/v2/clients/{id}/credentials") == pools  # not read
     special = site.provider.client(client_id)
     assert special.name == "fleet-special" and special.auth_method == "private_key_jwt"
     by_id = {c.provider_id: c for c in special.credentials}

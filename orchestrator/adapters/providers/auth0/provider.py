@@ -25,7 +25,7 @@ from __future__ import annotations
 import fnmatch
 import re
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from datetime import datetime
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -237,7 +237,8 @@ class Auth0Provider:
 
     # --- inventory -----------------------------------------------------------------------------
 
-    def clients(self, match: str | None = None) -> Iterator[RemoteClient]:
+    def clients(self, match: str | None = None,
+                known: Collection[str] = ()) -> Iterator[RemoteClient]:
         page = 0
         while True:
             params = {"page": page, "per_page": PER_PAGE, "include_totals": "true",
@@ -251,7 +252,12 @@ class Auth0Provider:
             for item in items:
                 if item.get("client_id") == self.management_client_id or item.get("global"):
                     continue
-                if match is None or fnmatch.fnmatchcase(str(item.get("name", "")), match):
+                if match is not None and not fnmatch.fnmatchcase(str(item.get("name", "")),
+                                                                 match):
+                    continue
+                if item.get("client_id") in known:  # the caller holds it: no pool read
+                    yield mapping.remote_client(item, ())
+                else:
                     yield self._remote(item)
             page += 1
             if len(items) < PER_PAGE or (isinstance(total, int) and page * PER_PAGE >= total):

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -201,9 +201,11 @@ class OidcProvider:
 
     # --- Inventory -----------------------------------------------------------------------------
 
-    def clients(self, match: str | None = None) -> Iterator[RemoteClient]:
+    def clients(self, match: str | None = None,
+                known: Collection[str] = ()) -> Iterator[RemoteClient]:
         """The clients this provider holds a registration access token for (RFC 7592 lists
-        none), each read with its token; ``match``: a glob on the client name."""
+        none), each read with its token (the name is in the record, so ``known`` ones are
+        read too); ``match``: a glob on the client name."""
         for client_id in self.registrations.client_ids():
             record = self.registrations.read(client_id)
             if matches(record, match):

@@ -177,6 +177,10 @@ class Auth0Http:
         try:
             response = self._http.request(method, path, json=json_body, data=data,
                                           params=params, headers=headers)
+        except (httpx.LocalProtocolError, UnicodeError):  # its text would quote the header
+            raise ProviderError(f"Auth0 {self.domain}: {where}: the request cannot be sent: a "
+                                "header holds a character HTTP does not allow (the Management "
+                                "API token the tenant issued?)") from None
         except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError, ssl.SSLError,
                 OSError) as exc:
             raise Transient(f"{where}: {_transport_failure(exc)}") from None

@@ -2,7 +2,9 @@
 
 A connection refused or reset, a timeout, a TLS failure, a 5xx, a 429 and an answer that is not
 the JSON object it should be are all ``ProviderUnavailable`` (the call may or may not have taken
-effect; the rotation retries it with backoff). Nothing from httpx escapes.
+effect; the rotation retries it with backoff). Nothing from httpx escapes. A request that cannot
+be sent because a header value is not HTTP (a token with a space, a line break or a non-ASCII
+character) is a ``ProviderError`` that never quotes the header: httpx's own text would.
 
 The server's certificate is verified against ``ca_file`` when given, else the system's trust
 store. A client certificate for mTLS is given to a TLS context of its own: Python's ``ssl``
@@ -30,6 +32,9 @@ from orchestrator.domain.identity_provider import ProviderUnavailable
 __all__ = ["TIMEOUT", "Http", "error_of", "json_object"]
 
 TIMEOUT = 30.0  # seconds: connect, read and write alike (a safety net, not a schedule)
+UNSENDABLE = ("the request cannot be sent: a token in its Authorization header holds a "
+              "character HTTP does not allow (a space, a line break or a non-ASCII character); "
+              "check the token's file or variable")
 
 
 class Http:
@@ -50,6 +55,8 @@ class Http:
         ``ProviderUnavailable`` naming ``what`` was asked."""
         try:
             answer = (client or self._shared()).request(method, url, **options)
+        except (httpx.LocalProtocolError, UnicodeError):  # its text would quote the header
+            raise ProviderError(f"identity provider {self.provider!r}: {what}: {UNSENDABLE}") from None
         except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError, OSError) as exc:
             raise ProviderUnavailable(
                 f"identity provider {self.provider!r}: {what}: {_describe(exc)} ({url})") from None

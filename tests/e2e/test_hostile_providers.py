@@ -1,0 +1,103 @@
+"""Red team: the installed command against identity providers that misbehave, and secrets an
+operator got slightly wrong. Every case is one ``error:`` line, a non-zero exit, no traceback,
+no secret in what is shown, and nothing written.
+
+The provider is ``tests/support/hostile_http.py``: a loopback server whose every answer the test
+chooses (plain http is allowed to loopback hosts only).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import Cli, assert_refused, dump_tables
+from tests.support.hostile_http import Answer, HostileServer
+
+IAT = "IAT-secret-value-0123456789"
+RAT = "RAT-secret-value-0123456789"
+MGMT_SECRET = "mgmt-secret-value-0123456789"
+
+
+@pytest.fixture
+def hostile() -> Iterator[HostileServer]:
+    with HostileServer() as server:
+        yield server
+
+
+@pytest.fixture
+def cli(sqlite_url: str, tmp_path: Path) -> Cli:
+    cli = Cli(sqlite_url, tmp_path / "keystore", cwd=tmp_path)
+    (tmp_path / "policies").mkdir()
+    cli.env.update(ORCHESTRATOR_POLICIES=str(tmp_path / "policies"), MGMT_SECRET=MGMT_SECRET)
+    return cli
+
+
+def oidc_resource(cli: Cli, hostile: HostileServer, token_file: Path) -> None:
+    hostile.routes["GET /.well-known/openid-configuration"] = Answer.json(hostile.discovery())
+    (cli.cwd / "policies" / "op.yaml").write_text(
+        "apiVersion: orchestrator/v1\nkind: IdentityProvider\nmetadata: {name: op}\n"
+        f"spec:\n  oidc: {{issuer: '{hostile.issuer}', "
+        f"initialAccessToken: {{file: {token_file}}}}}\n")
+
+
+def auth0_resource(cli: Cli, hostile: HostileServer, access_token: str = "mgmt-token") -> None:
+    hostile.routes["POST /oauth/token"] = Answer.json(
+        {"access_token": access_token, "expires_in": 86400, "token_type": "Bearer"})
+    (cli.cwd / "policies" / "auth0.yaml").write_text(
+        "apiVersion: orchestrator/v1\nkind: IdentityProvider\nmetadata: {name: tenant}\n"
+        f"spec:\n  auth0: {{domain: tenant.auth0.test, baseUrl: '{hostile.issuer}', "
+        "clientId: mgmt, clientSecret: {env: MGMT_SECRET}}\n")
+
+
+def refused_and_silent(cli: Cli, result: object, *fragments: str,
+                       secrets: tuple[str, ...] = (IAT, RAT, MGMT_SECRET)) -> None:
+    assert_refused(result, *fragments)  # type: ignore[arg-type]
+    shown = result.stdout + result.stderr  # type: ignore[attr-defined]
+    for secret in secrets:
+        assert secret not in shown, shown
+
+
+# --- a secret slightly wrong -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("content", [f"{IAT} \n", f"{IAT}\n\n", f"{IAT}\t\n"],
+                         ids=["trailing space", "blank line after", "trailing tab"])
+def test_an_initial_access_token_with_a_stray_character_is_never_echoed(
+        cli: Cli, hostile: HostileServer, sqlite_url: str, content: str) -> None:
+    (cli.cwd / "iat").write_text(content)
+    oidc_resource(cli, hostile, cli.cwd / "iat")
+    before = dump_tables(sqlite_url)
+    result = cli.run("app", "register", "web", "--provider", "op", "--create")
+    refused_and_silent(cli, result, "identity provider 'op'", "registration of a new client")
+    assert dump_tables(sqlite_url) == before
+
+
+@pytest.mark.parametrize("content", [f"{IAT}\u00a0\n", f"{IAT}é\n"], ids=["nbsp", "accent"])
+def test_an_initial_access_token_that_is_not_ascii_is_one_line(
+        cli: Cli, hostile: HostileServer, content: str) -> None:
+    (cli.cwd / "iat").write_text(content)
+    oidc_resource(cli, hostile, cli.cwd / "iat")
+    result = cli.run("app", "register", "web", "--provider", "op", "--create")
+    refused_and_silent(cli, result, "identity provider 'op'")
+
+
+@pytest.mark.parametrize("token", [f"{RAT}\x00x", f"{RAT}é"], ids=["nul", "accent"])
+def test_a_registration_access_token_that_cannot_be_sent_is_never_echoed(
+        cli: Cli, hostile: HostileServer, token: str) -> None:
+    (cli.cwd / "iat").write_text(IAT)
+    oidc_resource(cli, hostile, cli.cwd / "iat")
+    (cli.cwd / "rat").write_text(token)
+    result = cli.run("app", "register", "web", "--provider", "op", "--client-id", "c1",
+                     "--registration-token-file", cli.cwd / "rat")
+    refused_and_silent(cli, result, "identity provider 'op'")
+    assert cli.item_files() == {}
+
+
+def test_a_management_token_that_cannot_be_sent_is_one_line(
+        cli: Cli, hostile: HostileServer) -> None:
+    auth0_resource(cli, hostile, access_token="mgmt-tökén")
+    result = cli.run("import", "--provider", "tenant")
+    refused_and_silent(cli, result, "Auth0 tenant.auth0.test")

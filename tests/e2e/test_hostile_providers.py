@@ -101,3 +101,26 @@ def test_a_management_token_that_cannot_be_sent_is_one_line(
     auth0_resource(cli, hostile, access_token="mgmt-tökén")
     result = cli.run("import", "--provider", "tenant")
     refused_and_silent(cli, result, "Auth0 tenant.auth0.test")
+
+
+# --- a provider that fails -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("answer", [Answer(500, b'{"message": "down"}'), Answer(200, b"<html>")],
+                         ids=["500", "not json"])
+def test_import_and_drift_against_a_failing_tenant_say_so_in_one_line(
+        cli: Cli, hostile: HostileServer, answer: Answer) -> None:
+    """The adapter retries within the call (4 attempts); those retries are the daemon's
+    business (logged at info), not lines before the command's one error."""
+    auth0_resource(cli, hostile)
+    hostile.routes["GET /api/v2/clients"] = answer
+    hostile.routes["GET /api/v2/clients/c1"] = answer
+    result = cli.run("import", "--provider", "tenant")
+    refused_and_silent(cli, result, "Auth0 tenant.auth0.test: list clients", "gave up after 4")
+    assert hostile.requests.count("GET /api/v2/clients") == 4
+    cli("app", "register", "web", "--provider", "tenant", "--client-id", "c1")
+    drift = cli.run("drift")
+    assert drift.returncode == 3, str(drift)
+    assert drift.stderr == ""
+    assert "not compared: web (tenant)" in drift.stdout
+

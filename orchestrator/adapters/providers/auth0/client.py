@@ -189,7 +189,7 @@ class Auth0Http:
         if status == 429:
             wait = _retry_after(response.headers, self._clock())
             pacer.hold(wait if wait is not None else DEFAULT_HOLD)
-            log.warning("auth0_rate_limited", domain=self.domain, call=where, wait=wait)
+            log.info("auth0_rate_limited", domain=self.domain, call=where, wait=wait)
             raise Transient(f"{where}: 429 rate limited", wait=wait or DEFAULT_HOLD)
         body = _json(response)
         reply = Reply(status, body, response.headers)

@@ -7,7 +7,9 @@ client's pool before it uploads again (a lost answer may hide a success). Worth 
 (``Transient``): 408, 409 (seen under rate limiting), 429, 5xx, a connection error, a timeout, a
 TLS failure, a malformed answer. A 429 has already held the tenant's pacer until the moment the
 tenant named, so its retry adds only a little jitter; one asking for longer than ``max_wait``
-ends the call at once. The jitter's random source is injectable (seeded in tests).
+ends the call at once. The jitter's random source is injectable (seeded in tests). A retry is
+logged at info (``auth0_call_retried``): the daemon shows it, a command's one error line is not
+preceded by it; what finally fails is the caller's to say.
 """
 
 from __future__ import annotations
@@ -64,6 +66,6 @@ class RetryPolicy:
                     raise ProviderUnavailable(
                         f"Auth0 {what}: {failure} (gave up after {attempt} attempt"
                         f"{'s' if attempt > 1 else ''}; the rotation retries later)") from None
-                log.warning("auth0_call_retried", call=what, attempt=attempt,
+                log.info("auth0_call_retried", call=what, attempt=attempt,
                             error=str(failure), wait=round(delay, 3))
                 sleep(delay)

@@ -124,3 +124,16 @@ def test_import_and_drift_against_a_failing_tenant_say_so_in_one_line(
     assert drift.stderr == ""
     assert "not compared: web (tenant)" in drift.stdout
 
+
+
+def test_import_and_drift_refused_write_nothing(
+        cli: Cli, hostile: HostileServer, sqlite_url: str) -> None:
+    """The policies folder is only read by import and drift (as by app register --provider,
+    rotate and plan): a refused run records nothing, not even the resource as applied."""
+    auth0_resource(cli, hostile)
+    hostile.routes["GET /api/v2/clients"] = Answer(503, b"{}")
+    before = dump_tables(sqlite_url)
+    for args in (("import", "--provider", "tenant"), ("import", "--provider", "nope"),
+                 ("drift", "--provider", "nope")):
+        assert_refused(cli.run(*args))
+        assert dump_tables(sqlite_url) == before, args

@@ -44,7 +44,7 @@ def drift(ctx: click.Context, provider: str | None, app: str | None, as_json: bo
         return
     from orchestrator.app.drift import DriftChecker
 
-    system = system_of(ctx)
+    system = system_of(ctx, record_policies=False)  # the policies folder is only read
     if provider is not None:
         system.provider.named(provider)  # refused in one line when it is not configured
     checker = DriftChecker(system.service, system.provider, system.service.crypto,

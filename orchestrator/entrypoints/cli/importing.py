@@ -38,7 +38,7 @@ def import_clients(ctx: click.Context, provider: str, match: str | None, as_json
     if provider == LOCAL_PROVIDER:
         raise InputError("the local provider is the orchestrator's own log: there is nothing "
                          "to import (name an IdentityProvider resource with --provider)")
-    system = system_of(ctx)
+    system = system_of(ctx, record_policies=False)  # the policies folder is only read
     inventory = system.provider.named(provider)
     if not isinstance(inventory, Inventory):
         raise InputError(f"identity provider {provider!r} cannot list its clients")

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import Cli, assert_refused, dump_tables
-from tests.support.hostile_http import Answer, HostileServer
+from tests.support.hostile_http import Answer, HostileServer, nested_json
 
 IAT = "IAT-secret-value-0123456789"
 RAT = "RAT-secret-value-0123456789"
@@ -137,3 +137,48 @@ def test_import_and_drift_refused_write_nothing(
                  ("drift", "--provider", "nope")):
         assert_refused(cli.run(*args))
         assert dump_tables(sqlite_url) == before, args
+
+
+# --- answers no parser should trust ----------------------------------------------------------
+
+HUGE = 48 * 1024 * 1024  # bytes: far beyond any answer a provider gives; never read whole
+
+
+def test_an_auth0_answer_nested_beyond_any_parser_is_one_line(
+        cli: Cli, hostile: HostileServer, sqlite_url: str) -> None:
+    auth0_resource(cli, hostile)
+    hostile.routes["GET /api/v2/clients"] = Answer(200, nested_json())
+    before = dump_tables(sqlite_url)
+    result = cli.run("import", "--provider", "tenant")
+    refused_and_silent(cli, result, "Auth0 tenant.auth0.test: list clients",
+                       "malformed JSON answer")
+    assert dump_tables(sqlite_url) == before
+
+
+def test_an_openid_discovery_nested_beyond_any_parser_is_one_line(
+        cli: Cli, hostile: HostileServer) -> None:
+    (cli.cwd / "iat").write_text(IAT)
+    oidc_resource(cli, hostile, cli.cwd / "iat")
+    hostile.routes["GET /.well-known/openid-configuration"] = Answer(200, nested_json())
+    result = cli.run("app", "register", "web", "--provider", "op", "--create")
+    refused_and_silent(cli, result, "identity provider 'op': discovery", "without a JSON object")
+
+
+def test_a_huge_auth0_answer_is_refused_without_reading_it(
+        cli: Cli, hostile: HostileServer) -> None:
+    auth0_resource(cli, hostile)
+    hostile.routes["GET /api/v2/clients"] = Answer(200, stream=b" " * 65536, length=HUGE)
+    result = cli.run("import", "--provider", "tenant")
+    refused_and_silent(cli, result, "Auth0 tenant.auth0.test: list clients", "larger than")
+    assert hostile.sent < HUGE
+
+
+def test_a_huge_openid_answer_is_refused_without_reading_it(
+        cli: Cli, hostile: HostileServer) -> None:
+    (cli.cwd / "iat").write_text(IAT)
+    oidc_resource(cli, hostile, cli.cwd / "iat")
+    hostile.routes["GET /.well-known/openid-configuration"] = Answer(
+        200, stream=b" " * 65536, length=HUGE)
+    result = cli.run("app", "register", "web", "--provider", "op", "--create")
+    refused_and_silent(cli, result, "identity provider 'op': discovery", "larger than")
+    assert hostile.sent < HUGE

@@ -16,6 +16,7 @@ clock starts at the real time and jumps only forward over the overlaps.
 
 from __future__ import annotations
 
+import gzip
 import json
 import socket
 import ssl
@@ -762,6 +763,17 @@ def test_httpx_errors_never_escape(world: World, error: Exception) -> None:
                         keystore=world.keystore, transport=httpx.MockTransport(fail))
     with pytest.raises(ProviderUnavailable, match=type(error).__name__):
         mock.metadata(APP)
+
+
+def test_a_compressed_answer_is_read_once_decoded(world: World) -> None:
+    """The adapter reads answers itself (no further than its bound) and hands them on decoded."""
+    document = {"issuer": "https://idp.example.test", "token_endpoint": "https://t.example/t"}
+    answer = httpx.Response(200, headers={"content-encoding": "gzip"},
+                            content=gzip.compress(json.dumps(document).encode()))
+    mock = OidcProvider(IDP, issuer="https://idp.example.test", state_of=world.core.service.load,
+                        keystore=world.keystore, transport=httpx.MockTransport(lambda r: answer))
+    world.core.service.register_app(APP, {}, IDP, "c1")
+    assert mock.metadata(APP)["token_endpoint"] == "https://t.example/t"
 
 
 # --- small builders ---------------------------------------------------------------------------

@@ -9,8 +9,9 @@
 Every request first takes a token from the tenant's pacer (``pacer.tenant_pacer``) and feeds
 the answer's ``x-ratelimit-*`` headers back to it. A 429 holds the pacer (``Retry-After`` when
 present, else ``x-ratelimit-reset``) and raises ``Transient``, as do 408, 409, 5xx, any httpx
-error (connection, timeout, TLS, protocol: a lost answer) and a malformed JSON answer: nothing
-from httpx leaves this module. Other answers are returned as ``Reply`` for the caller to judge.
+error (connection, timeout, TLS, protocol: a lost answer), a malformed JSON answer (or one nested
+beyond the parser) and an answer larger than ``MAX_ANSWER`` (never read further): nothing from
+httpx leaves this module. Other answers are returned as ``Reply`` for the caller to judge.
 No request body, header or token is ever put in a message or a log line.
 """
 
@@ -31,6 +32,7 @@ import structlog
 
 from orchestrator.adapters.providers.auth0.pacer import Pacer
 from orchestrator.adapters.providers.auth0.retries import Transient
+from orchestrator.adapters.providers.bounded import read_bounded
 from orchestrator.domain.errors import ProviderError
 
 __all__ = ["Auth0Http", "Reply"]
@@ -40,6 +42,7 @@ log = structlog.get_logger("orchestrator.auth0")
 TOKEN_MARGIN = 60.0  # seconds before expiry when a cached Management API token is replaced
 DEFAULT_HOLD = 1.0  # a 429 naming no time
 TIMEOUT = httpx.Timeout(20.0, connect=5.0)
+MAX_ANSWER = 16 * 2**20  # bytes: a page of 100 clients is far smaller; a bigger answer is unread
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,8 +178,9 @@ class Auth0Http:
         pacer.acquire()
         where = f"{method} {path}"
         try:
-            response = self._http.request(method, path, json=json_body, data=data,
-                                          params=params, headers=headers)
+            with self._http.stream(method, path, json=json_body, data=data, params=params,
+                                   headers=headers) as response:
+                content = read_bounded(response, MAX_ANSWER)
         except (httpx.LocalProtocolError, UnicodeError):  # its text would quote the header
             raise ProviderError(f"Auth0 {self.domain}: {where}: the request cannot be sent: a "
                                 "header holds a character HTTP does not allow (the Management "
@@ -191,7 +195,10 @@ class Auth0Http:
             pacer.hold(wait if wait is not None else DEFAULT_HOLD)
             log.info("auth0_rate_limited", domain=self.domain, call=where, wait=wait)
             raise Transient(f"{where}: 429 rate limited", wait=wait or DEFAULT_HOLD)
-        body = _json(response)
+        if content is None:
+            raise Transient(f"{where}: {status} with an answer larger than "
+                            f"{MAX_ANSWER // 2**20} MiB")
+        body = _json(content)
         reply = Reply(status, body, response.headers)
         if status in (408, 409) or status >= 500:
             raise Transient(f"{where}: {status} {reply.message}".rstrip())
@@ -206,16 +213,12 @@ class Auth0Http:
 _MALFORMED = object()
 
 
-def _json(response: httpx.Response) -> Any:
-    try:
-        content = response.read()
-    except httpx.HTTPError:
-        return _MALFORMED
+def _json(content: bytes) -> Any:
     if not content.strip():
         return None
     try:
         return json.loads(content)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
         return _MALFORMED
 
 

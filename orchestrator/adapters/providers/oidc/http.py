@@ -1,7 +1,8 @@
 """HTTPS to one OpenID provider: every transport failure becomes ``ProviderUnavailable``.
 
 A connection refused or reset, a timeout, a TLS failure, a 5xx, a 429 and an answer that is not
-the JSON object it should be are all ``ProviderUnavailable`` (the call may or may not have taken
+the JSON object it should be (or is nested beyond the parser, or is larger than ``MAX_ANSWER``,
+which is never read further) are all ``ProviderUnavailable`` (the call may or may not have taken
 effect; the rotation retries it with backoff). Nothing from httpx escapes. A request that cannot
 be sent because a header value is not HTTP (a token with a space, a line break or a non-ASCII
 character) is a ``ProviderError`` that never quotes the header: httpx's own text would.
@@ -26,12 +27,14 @@ import httpx
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 
+from orchestrator.adapters.providers.bounded import read_bounded
 from orchestrator.domain.errors import ProviderError
 from orchestrator.domain.identity_provider import ProviderUnavailable
 
 __all__ = ["TIMEOUT", "Http", "error_of", "json_object"]
 
 TIMEOUT = 30.0  # seconds: connect, read and write alike (a safety net, not a schedule)
+MAX_ANSWER = 4 * 2**20  # bytes: a discovery document or client record is far smaller; never read
 UNSENDABLE = ("the request cannot be sent: a token in its Authorization header holds a "
               "character HTTP does not allow (a space, a line break or a non-ASCII character); "
               "check the token's file or variable")
@@ -54,12 +57,16 @@ class Http:
         """The answer to one request; 5xx, 429 and transport failures raise
         ``ProviderUnavailable`` naming ``what`` was asked."""
         try:
-            answer = (client or self._shared()).request(method, url, **options)
+            with (client or self._shared()).stream(method, url, **options) as streamed:
+                answer = _bounded(streamed)
         except (httpx.LocalProtocolError, UnicodeError):  # its text would quote the header
             raise ProviderError(f"identity provider {self.provider!r}: {what}: {UNSENDABLE}") from None
         except (httpx.HTTPError, httpx.InvalidURL, httpx.StreamError, OSError) as exc:
             raise ProviderUnavailable(
                 f"identity provider {self.provider!r}: {what}: {_describe(exc)} ({url})") from None
+        if answer is None:
+            raise ProviderUnavailable(f"identity provider {self.provider!r}: {what}: an answer "
+                                      f"larger than {MAX_ANSWER // 2**20} MiB ({url})")
         if answer.status_code >= 500 or answer.status_code == 429:
             raise ProviderUnavailable(
                 f"identity provider {self.provider!r}: {what}: answered {answer.status_code} "
@@ -106,7 +113,7 @@ def json_object(answer: httpx.Response, provider: str, what: str) -> dict[str, A
     """The answer's JSON object; anything else is a malformed answer (``ProviderUnavailable``)."""
     try:
         body = answer.json()
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested deeper than the parser goes
         body = None
     if not isinstance(body, dict):
         raise ProviderUnavailable(f"identity provider {provider!r}: {what}: answered "
@@ -118,13 +125,24 @@ def error_of(answer: httpx.Response) -> str:
     """``answered 400 (error: description)``: an OAuth error answer in one short phrase."""
     try:
         body = answer.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         body = None
     if isinstance(body, dict) and body.get("error"):
         text = f"{body['error']}: {body.get('error_description') or ''}".rstrip(": ")
     else:
         text = "no error code"
     return f"answered {answer.status_code} ({text[:300]})"
+
+
+def _bounded(streamed: httpx.Response) -> httpx.Response | None:
+    """The answer with its body read, no further than ``MAX_ANSWER`` bytes (None: larger)."""
+    content = read_bounded(streamed, MAX_ANSWER)
+    if content is None:
+        return None
+    headers = [(k, v) for k, v in streamed.headers.multi_items()  # the body is decoded now
+               if k.lower() not in ("content-encoding", "content-length", "transfer-encoding")]
+    return httpx.Response(streamed.status_code, headers=headers, content=content,
+                          request=streamed.request)
 
 
 def _load_client_certificate(context: ssl.SSLContext, certificate_pem: str,

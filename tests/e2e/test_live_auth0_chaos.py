@@ -132,26 +132,40 @@ def jar_ids(client: dict[str, Any]) -> list[str]:
     return ids(client.get("signed_request_object"))
 
 
-def look(emulator: httpx.Client, checks: Checks, when: str) -> dict[str, dict[str, Any]]:
-    """The emulator's clients of APPS by name, checked: no duplicate key, at most 2 a slot."""
+def look(emulator: httpx.Client, rotations: Rotations, checks: Checks, when: str) -> None:
+    """The emulator's clients of APPS, each checked against the log (read afresh; the daemon is
+    idle and every rotation has gone past its upload): no key twice, at most 2 in a slot, the
+    pool exactly the credentials the log says exist (none left behind, none unknown), the
+    ``private_key_jwt`` slot exactly those it says are active."""
     state = emulator.get("/__emulator/state").json()
     clients = {c["name"]: c for c in state["clients"] if c["name"] in APPS}
     assert set(clients) == set(APPS), sorted(clients)
+    rotations.refresh()
     checks.looks += 1
     for name, client in clients.items():
         pool = client["credentials"]
+        statuses, provider_ids = rotations.statuses(name), rotations.provider_ids(name)
+        exist = {provider_ids.get(c, c) for c, s in statuses.items() if s != "deleted"}
+        active = {provider_ids.get(c, c) for c, s in statuses.items() if s == "active"}
+        held = {c["id"] for c in pool}
+        if held != exist:
+            checks.problems.append(f"{when}: {name} holds {sorted(held - exist)} the log does not "
+                                   f"know and lacks {sorted(exist - held)} ({statuses})")
+        if set(slot_ids(client, "private_key_jwt")) != active:
+            checks.problems.append(f"{when}: {name}'s private_key_jwt slot holds "
+                                   f"{slot_ids(client, 'private_key_jwt')}, the log's active "
+                                   f"ones are {sorted(active)}")
         checks.most_in_a_pool = max(checks.most_in_a_pool, len(pool))
         for what, values in (("kid", [c.get("kid") for c in pool if c.get("kid")]),
                              ("public key", [spki_of(c["pem"]) for c in pool if c.get("pem")])):
             twice = [v for v, n in Counter(values).items() if n > 1]
             if twice:
                 checks.problems.append(f"{when}: {name} holds the same {what} twice: {twice}")
-        for slot, held in [*((s, slot_ids(client, s)) for s in SLOTS),
-                           ("signed_request_object", jar_ids(client))]:
-            checks.most_in_a_slot = max(checks.most_in_a_slot, len(held))
-            if len(held) > 2:
-                checks.problems.append(f"{when}: {name}'s {slot} holds {len(held)}: {held}")
-    return clients
+        for slot, in_slot in [*((s, slot_ids(client, s)) for s in SLOTS),
+                              ("signed_request_object", jar_ids(client))]:
+            checks.most_in_a_slot = max(checks.most_in_a_slot, len(in_slot))
+            if len(in_slot) > 2:
+                checks.problems.append(f"{when}: {name}'s {slot} holds {len(in_slot)}: {in_slot}")
 
 
 @pytest.fixture
@@ -223,7 +237,7 @@ def test_rotations_through_a_chaotic_auth0_with_live_token_traffic(emulator_url:
     try:
         retry_steps += settle(daemon, rotations, APPS,
                               lambda r, app: len(r.completed(app)) >= 1, RETRY_STEP)
-        look(emulator, checks, "provisioned")
+        look(emulator, rotations, checks, "provisioned")
         client = TokenClient(delivery / live_app / "private_key_jwt", tmp_path / "client",
                              options)
         daemon.before_step = lambda: client.wait_using(
@@ -233,11 +247,11 @@ def test_rotations_through_a_chaotic_auth0_with_live_token_traffic(emulator_url:
             daemon.step(EVERY)
             retry_steps += settle(daemon, rotations, APPS,
                                   lambda r, app, n=round_: len(r.delivered(app)) > n, RETRY_STEP)
-            look(emulator, checks, f"round {round_}, delivered")
+            look(emulator, rotations, checks, f"round {round_}, delivered")
             daemon.step(OVERLAP + timedelta(minutes=1))
             retry_steps += settle(daemon, rotations, APPS,
                                   lambda r, app, n=round_: len(r.completed(app)) > n, RETRY_STEP)
-            look(emulator, checks, f"round {round_}, completed")
+            look(emulator, rotations, checks, f"round {round_}, completed")
 
             done = rotations.completed(live_app)[-1]
             assert done.old_credential_id is not None
@@ -261,17 +275,11 @@ def test_rotations_through_a_chaotic_auth0_with_live_token_traffic(emulator_url:
         daemon.stop()
         neighbours = neighbour.stop()
 
-    rotations.refresh()
-    final = look(emulator, checks, "the end")
-    for app in APPS:
-        statuses, provider_ids = rotations.statuses(app), rotations.provider_ids(app)
-        exist = {provider_ids[c] for c, s in statuses.items() if s != "deleted"}
-        active = {provider_ids[c] for c, s in statuses.items() if s == "active"}
-        remote = final[app]
-        assert {c["id"] for c in remote["credentials"]} == exist, (app, remote, statuses)
-        assert set(slot_ids(remote, "private_key_jwt")) == active, (app, remote, statuses)
-        assert len(active) == 1
+    look(emulator, rotations, checks, "the end")  # every retired key deleted: one left each
     assert checks.problems == [], checks.problems
+    for app in APPS:
+        assert sorted(rotations.statuses(app).values()).count("active") == 1, app
+        assert set(rotations.statuses(app).values()) == {"active", "deleted"}, app
     files = read_delivered(delivery / live_app / "private_key_jwt")
     current = json.loads(files["metadata.json"])["orchestrator_credential_id"]
     assert_key_belongs(files, rotations.credential(live_app, current)["public_pem"])

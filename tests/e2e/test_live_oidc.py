@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import json
 import ssl
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -47,7 +46,7 @@ import pytest
 from cryptography import x509
 
 from tests.helpers import Cli, VirtualClock, assert_key_belongs, read_delivered, rsa_key
-from tests.peers.oidc import OidcPeer, node_available, start_oidc_provider
+from tests.peers.oidc import OidcPeer
 from tests.support.ca import write_ca
 from tests.support.live import LiveDaemon, Rotations, TokenClient, replay, settle
 from tests.support.token_client import Options
@@ -84,13 +83,11 @@ CASES = [
 ]
 
 
-@pytest.fixture(scope="module")
-def peer(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OidcPeer]:
-    available, why = node_available()
-    if not available:
-        pytest.skip(why)
-    with start_oidc_provider(tmp_path_factory.mktemp("oidc-provider"), debug=True) as running:
-        yield running
+@pytest.fixture
+def peer(oidc_provider: OidcPeer) -> OidcPeer:
+    """The session's oidc-provider (tests/support/oidc_peer.py; skipped, saying why, without
+    Node.js); each test's application is a client of its own there."""
+    return oidc_provider
 
 
 def identity_provider(peer: OidcPeer, token_file: Path) -> str:

@@ -62,6 +62,7 @@ class AppDrift:
     rotation: str | None = None  # a rotation in flight: adopt and repair wait for it
     dates: bool = True  # the provider keeps expiries (they were compared)
     shared_key_set: bool = False  # one key set serves every signing usage
+    keeps_detached: bool = True  # a credential not attached stays at the provider
 
     @property
     def clean(self) -> bool:
@@ -139,9 +140,9 @@ class DriftChecker:
         except ProviderError as exc:
             return _with(base, error=str(exc))
         found = compare(state, remote, self.clock(), dates=can.expiry,
-                        shared_key_set=can.shared_key_set)
+                        shared_key_set=can.shared_key_set, keeps_detached=can.keeps_detached)
         return _with(base, differences=found, remote=remote, dates=can.expiry,
-                     shared_key_set=can.shared_key_set)
+                     shared_key_set=can.shared_key_set, keeps_detached=can.keeps_detached)
 
     # --- adopt -------------------------------------------------------------------------------
 
@@ -165,7 +166,8 @@ class DriftChecker:
                        outcome: list[str] = outcome) -> tuple[list[ev.Event], datetime]:
                 at = self.clock()
                 now = _same(compare(state, remote, at, dates=drift.dates,
-                                    shared_key_set=drift.shared_key_set), diff)
+                                    shared_key_set=drift.shared_key_set,
+                                    keeps_detached=drift.keeps_detached), diff)
                 if now is None:
                     outcome[:] = ["gone"]
                     return [], at

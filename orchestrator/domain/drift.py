@@ -24,6 +24,9 @@ fact that disagrees, each with what the log says, what the provider says and a o
 
 Where one key set serves every signing usage (RFC 7591's ``jwks``: ``shared_key_set``), a key
 is in both signing slots at once, so a key held for another usage is no difference there.
+Where the provider keeps no credential that is not attached (RFC 7592's record holds only what
+authenticates: ``keeps_detached`` False), a credential added or disabled in the log is expected
+absent, so its absence is no difference (a retired key between its rotation and its deletion).
 What is inoperable either way is not compared: a credential past its expiry (or recorded
 expired) is neither expected in a slot nor missing from the provider. Two credentials of the
 log may share one registration (a CA-issued certificate and its successor, matched by subject
@@ -148,10 +151,11 @@ class Difference:
 
 
 def compare(state: AppState, remote: RemoteClient, at: datetime, *, dates: bool = True,
-            shared_key_set: bool = False) -> tuple[Difference, ...]:
+            shared_key_set: bool = False, keeps_detached: bool = True) -> tuple[Difference, ...]:
     """Every difference between the log's ``state`` of an app and the provider's ``remote``
     client at ``at``. ``dates``: whether the provider keeps expiry dates at all;
-    ``shared_key_set``: whether one key set serves every signing usage."""
+    ``shared_key_set``: whether one key set serves every signing usage; ``keeps_detached``:
+    whether a credential that is not attached stays at the provider."""
     live = [c for c in state.credentials.values() if c.live]
     matched: dict[str, list[Credential]] = {}  # remote provider id -> the log's credentials
     unmatched: list[Credential] = []
@@ -163,7 +167,7 @@ def compare(state: AppState, remote: RemoteClient, at: datetime, *, dates: bool 
             matched.setdefault(found.provider_id, []).append(cred)
     out: list[Difference] = []
     for cred in unmatched:
-        if not _inoperable(cred, at):
+        if not _inoperable(cred, at) and (keeps_detached or cred.status is Status.ACTIVE):
             out.append(Difference(DriftKind.REMOVED, _status(cred), "absent", str(cred.usage),
                                   (cred,)))
     method = _auth_method_difference(live, remote, at)

@@ -53,6 +53,9 @@ class Capabilities:
     untestable: tuple[tuple[str, str], ...] = ()  # (usage, why it cannot be tested)
     expiry: bool = True  # the provider keeps each credential's expiry (drift compares them)
     shared_key_set: bool = False  # one key set serves every signing usage (RFC 7591's jwks)
+    # a credential not attached stays at the provider (Auth0's pool); RFC 7592's record holds
+    # only what authenticates, so there a credential added or disabled in the log is absent
+    keeps_detached: bool = True
 
     def why_untestable(self, usage: str) -> str | None:
         return dict(self.untestable).get(usage)

@@ -213,6 +213,17 @@ def test_a_shared_key_set_holds_each_key_for_every_signing_usage() -> None:
         "attached d / cred_d private_key_jwt: log=added provider=attached"]
 
 
+def test_where_the_provider_keeps_only_attached_credentials_a_retired_one_is_absent() -> None:
+    state = Given().key("a").key("b").disabled("b").key("n", active=False).key("c").state()
+    provider = client(remote("a", PKJWT))  # RFC 7592: the record holds what authenticates
+    found = compare(state, provider, NOW, keeps_detached=False)
+    assert [said(d) for d in found] == ["removed c / cred_c private_key_jwt: log=active "
+                                        "provider=absent"]
+    assert {said(d) for d in compare(state, provider, NOW)} >= {  # a pool keeps them
+        "removed b / cred_b private_key_jwt: log=disabled provider=absent",
+        "removed n / cred_n private_key_jwt: log=added provider=absent"}
+
+
 def test_every_difference_says_in_one_line_what_the_log_and_the_provider_say() -> None:
     state = Given().key("a").key("b").disabled("b").key("c", usage=JAR).state()
     found = compare(state, client(remote("a", PKJWT, expires=NOW + DAY), remote("b", PKJWT),

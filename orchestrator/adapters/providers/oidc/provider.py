@@ -100,7 +100,8 @@ class OidcProvider:
             (Usage.JAR.value, "the provider offers no pushed authorization request endpoint"),)
         return Capabilities(usages=frozenset(u.value for u in OIDC_USAGES), per_slot=2,
                             per_client=None, secret_overlap=False, untestable=untestable,
-                            expiry=False, shared_key_set=True)  # one jwks, no dates in it
+                            expiry=False, shared_key_set=True,  # one jwks, no dates in it
+                            keeps_detached=False)  # the record holds only what is active
 
     def metadata(self, app: str) -> dict[str, str]:
         endpoints = self._discovery.endpoints()

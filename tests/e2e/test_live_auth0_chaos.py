@@ -35,7 +35,7 @@ import threading
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -43,9 +43,9 @@ import httpx
 import pytest
 from cryptography.hazmat.primitives import serialization
 
-from tests.helpers import Cli, VirtualClock, assert_key_belongs, read_delivered
+from tests.helpers import assert_key_belongs, read_delivered
 from tests.peers.auth0.process import emulator_process
-from tests.support.live import LiveDaemon, Rotations, TokenClient, replay, settle
+from tests.support.live import Rotations, Site, TokenClient, replay, rounds, settle
 from tests.support.token_client import Options
 
 APPS = ("chaos-1", "chaos-2", "chaos-3", "chaos-4")
@@ -211,47 +211,37 @@ def test_rotations_through_a_chaotic_auth0_with_live_token_traffic(emulator_url:
                                                                    tmp_path: Path) -> None:
     emulator = httpx.Client(base_url=emulator_url, timeout=30)
     assert emulator.get("/__emulator/health").json()["domain"] == DOMAIN
-    wall = datetime.now(UTC).replace(microsecond=0)
-    clock = VirtualClock(tmp_path / "clock", wall - timedelta(days=2))
-    db = tmp_path / "orchestrator.db"
-    cli = Cli(f"sqlite:///{db}", tmp_path / "keystore", tmp_path, clock=clock)
-    policies, delivery = tmp_path / "policies", tmp_path / "delivery"
-    policies.mkdir()
+    site = Site(tmp_path)
+    cli, policies, delivery = site.cli, site.policies, site.delivery
     (policies / "tenant.yaml").write_text(identity_provider(emulator_url))
     (policies / "chaos-keys.yaml").write_text(POLICY)
-    cli.env.update(ORCHESTRATOR_POLICIES=str(policies), ORCHESTRATOR_DELIVERY=str(delivery),
-                   AUTH0_MGMT_SECRET="emulator-management-secret")
+    cli.env["AUTH0_MGMT_SECRET"] = "emulator-management-secret"
     cli("policy", "validate")
     for app in APPS:
         cli("app", "register", app, "--provider", PROVIDER, "--client-id", f"{app}-client-id")
     emulator.post("/__emulator/counters/reset")
 
-    daemon = LiveDaemon(cli.env, tmp_path, clock, tmp_path / "daemon.log")
+    daemon = site.daemon()
     neighbour = Neighbour(emulator_url)
-    rotations = Rotations(db)
+    rotations = Rotations(site.db)
     checks = Checks()
     options = Options(api_audience=API)
     live_app = APPS[0]
     client: TokenClient | None = None
-    refused = retry_steps = 0
+    refused = 0
     try:
-        retry_steps += settle(daemon, rotations, APPS,
-                              lambda r, app: len(r.completed(app)) >= 1, RETRY_STEP)
+        settle(daemon, rotations, APPS, lambda r, app: len(r.completed(app)) >= 1, RETRY_STEP)
         look(emulator, rotations, checks, "provisioned")
         client = TokenClient(delivery / live_app / "private_key_jwt", tmp_path / "client",
                              options)
         daemon.before_step = lambda: client.wait_using(
             rotations.refresh().delivered(live_app)[-1])
 
-        for round_ in range(1, ROUNDS + 1):
-            daemon.step(EVERY)
-            retry_steps += settle(daemon, rotations, APPS,
-                                  lambda r, app, n=round_: len(r.delivered(app)) > n, RETRY_STEP)
-            look(emulator, rotations, checks, f"round {round_}, delivered")
-            daemon.step(OVERLAP + timedelta(minutes=1))
-            retry_steps += settle(daemon, rotations, APPS,
-                                  lambda r, app, n=round_: len(r.completed(app)) > n, RETRY_STEP)
-            look(emulator, rotations, checks, f"round {round_}, completed")
+        for round_, phase in rounds(daemon, rotations, APPS, ROUNDS, every=EVERY,
+                                    overlap=OVERLAP, retry=RETRY_STEP):
+            look(emulator, rotations, checks, f"round {round_}, {phase}")
+            if phase != "completed":
+                continue
 
             done = rotations.completed(live_app)[-1]
             assert done.old_credential_id is not None
@@ -264,9 +254,8 @@ def test_rotations_through_a_chaotic_auth0_with_live_token_traffic(emulator_url:
 
         # past the last retention: every disabled key is deleted
         daemon.step(RETENTION + timedelta(minutes=1))
-        retry_steps += settle(
-            daemon, rotations, APPS,
-            lambda r, app: "disabled" not in r.statuses(app).values(), RETRY_STEP)
+        settle(daemon, rotations, APPS,
+               lambda r, app: "disabled" not in r.statuses(app).values(), RETRY_STEP)
         stats = client.stop()
         client = None
     finally:
@@ -307,10 +296,11 @@ def test_rotations_through_a_chaotic_auth0_with_live_token_traffic(emulator_url:
           f"(the neighbour: {sum(neighbours.values())} requests, "
           f"{neighbours['429']} 429s); "
           f"{len(failed_attempts)} rotation steps failed and were retried by the daemon "
-          f"({retry_steps} clock steps of maxBackoff); live client: {stats['requests']} token "
+          f"({daemon.retry_steps} clock steps of maxBackoff); live client: {stats['requests']} token "
           f"requests, {stats['failures']} failures, {refused} old keys refused; emulator "
           f"looked at {checks.looks} times: at most {checks.most_in_a_slot} in a slot, "
           f"{checks.most_in_a_pool} in a pool; drift {drift_said}")
+    assert daemon.lines("app_drifted") == []  # the daemon's own drift check, under the faults
     assert len(rotated) >= 50
     assert stats["requests"] > 0
     assert stats["failures"] == 0, stats["failure_samples"]

@@ -38,17 +38,17 @@ from __future__ import annotations
 import json
 import ssl
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 from cryptography import x509
 
-from tests.helpers import Cli, VirtualClock, assert_key_belongs, read_delivered, rsa_key
+from tests.helpers import assert_key_belongs, read_delivered, rsa_key
 from tests.peers.oidc import OidcPeer
 from tests.support.ca import write_ca
-from tests.support.live import LiveDaemon, Rotations, TokenClient, replay, settle
+from tests.support.live import Rotations, Site, TokenClient, replay, rounds, settle
 from tests.support.token_client import Options
 
 ROUNDS = 20
@@ -140,21 +140,16 @@ def register_jar_client(peer: OidcPeer) -> tuple[str, str]:
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_live_token_traffic_while_the_daemon_rotates(case: Case, peer: OidcPeer,
                                                     tmp_path: Path) -> None:
-    wall = datetime.now(UTC).replace(microsecond=0)
-    clock = VirtualClock(tmp_path / "clock", wall - timedelta(days=2))
-    db = tmp_path / "orchestrator.db"
-    cli = Cli(f"sqlite:///{db}", tmp_path / "keystore", tmp_path, clock=clock)
-    policies, delivery = tmp_path / "policies", tmp_path / "delivery"
-    policies.mkdir()
+    site = Site(tmp_path)
+    cli, policies, delivery = site.cli, site.policies, site.delivery
     token_file = tmp_path / "initial-access-token"
     token_file.write_text(peer.initial_access_token)
     (policies / "peer.yaml").write_text(identity_provider(peer, token_file))
     (policies / "live.yaml").write_text(rotation_policy(case))
     if "issuer:" in case.credential:
-        ca_pem = write_ca(policies, rsa_key(), wall - timedelta(days=30),
-                          wall + timedelta(days=3650))
+        ca_pem = write_ca(policies, rsa_key(), site.wall - timedelta(days=30),
+                          site.wall + timedelta(days=3650))
         peer.add_client_ca(ca_pem)
-    cli.env.update(ORCHESTRATOR_POLICIES=str(policies), ORCHESTRATOR_DELIVERY=str(delivery))
     cli("policy", "validate")
     if case.usage == "jar":
         client_id, registration_token = register_jar_client(peer)
@@ -164,9 +159,9 @@ def test_live_token_traffic_while_the_daemon_rotates(case: Case, peer: OidcPeer,
     else:
         cli("app", "register", APP, "--provider", PROVIDER, "--create")
 
-    daemon = LiveDaemon(cli.env, tmp_path, clock, tmp_path / "daemon.log")
+    daemon = site.daemon()
     client: TokenClient | None = None
-    rotations = Rotations(db)
+    rotations = Rotations(site.db)
     options = Options(ca_file=str(peer.ca_file), client_auth=case.client_auth)
     refused: list[str] = []
     accepted_until: list[datetime] = []  # CA-issued: the previous certificate's expiry
@@ -175,13 +170,10 @@ def test_live_token_traffic_while_the_daemon_rotates(case: Case, peer: OidcPeer,
         client = TokenClient(delivery / APP / case.usage, tmp_path / "client", options)
         daemon.before_step = lambda: client.wait_using(rotations.refresh().delivered(APP)[-1])
 
-        for round_ in range(1, ROUNDS + 1):
-            daemon.step(EVERY)  # due: started, registered, activated, tested, delivered
-            settle(daemon, rotations, [APP],
-                   lambda r, app, n=round_: len(r.delivered(app)) > n, RETRY_STEP)
-            daemon.step(OVERLAP + timedelta(minutes=1))  # the old one disabled, completed
-            settle(daemon, rotations, [APP],
-                   lambda r, app, n=round_: len(r.completed(app)) > n, RETRY_STEP)
+        for round_, phase in rounds(daemon, rotations, [APP], ROUNDS, every=EVERY,
+                                    overlap=OVERLAP, retry=RETRY_STEP):
+            if phase != "completed":
+                continue
             done = rotations.completed(APP)[-1]
             assert done.old_credential_id is not None, done
             client.wait_using(done.new_credential_id)
@@ -216,6 +208,8 @@ def test_live_token_traffic_while_the_daemon_rotates(case: Case, peer: OidcPeer,
         if client is not None:
             client.stop()
         daemon.stop()
+    held = daemon.lines("app_drifted")  # the daemon's own drift check, every tick it ran
+    drift = cli.run("drift", "--provider", PROVIDER)
 
     rotations.refresh()
     rotated = [r for r in rotations.completed(APP) if r.old_credential_id is not None]
@@ -224,6 +218,8 @@ def test_live_token_traffic_while_the_daemon_rotates(case: Case, peer: OidcPeer,
           f"requests, {stats['failures']} failures, {len(refused)} old credentials refused, "
           f"{len(stats['credentials'])} versions used, {len(failures)} failed rotation "
           f"attempts retried; statuses {stats['statuses']}")
+    assert held == [], held
+    assert drift.returncode == 0, str(drift)
     assert len(rotated) >= ROUNDS
     assert stats["requests"] > 0
     assert stats["failures"] == 0, stats["failure_samples"]

@@ -11,6 +11,10 @@ instant at a time, beside a token client process that knows only the delivery fo
   application, which rotations completed, which one is in flight and where it stands.
 * ``TokenClient`` runs ``tests/support/token_client.py`` as its own process and reads its stats;
   ``replay`` repeats one authentication with a version the client kept.
+* ``Site`` is one run's folder (database, keystore, policies, delivery) and its command line on
+  a virtual clock that starts two days behind the wall clock and stays behind it: a real
+  provider checks certificates against the wall clock, and a certificate is valid from the
+  daemon's "now" (minus a few minutes) on. ``rounds`` drives the daemon through rotations.
 """
 
 from __future__ import annotations
@@ -21,17 +25,18 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
-from tests.helpers import LAUNCHER, VirtualClock
+from tests.helpers import LAUNCHER, Cli, VirtualClock
 from tests.oracle import read_log
 from tests.support.token_client import Options, accepted, attempt
 
-__all__ = ["LiveDaemon", "Rotation", "Rotations", "TokenClient", "poll", "replay", "settle"]
+__all__ = ["LiveDaemon", "Rotation", "Rotations", "Site", "TokenClient", "poll", "replay",
+           "rounds", "settle"]
 
 T = TypeVar("T")
 HEARTBEAT = timedelta(minutes=1)  # orchestrator/entrypoints/daemon.py: one beat a minute at most
@@ -77,6 +82,7 @@ class LiveDaemon:
         self.clock = clock
         self.log = log
         self.beats_seen = 0
+        self.retry_steps = 0  # steps ``settle`` took beyond the ones a test asked for
         # called before the clock moves: the test's invariant (e.g. the app uses what was
         # delivered, as it would within the overlap) holds before the daemon may act again
         self.before_step: Callable[[], object] = lambda: None
@@ -300,6 +306,42 @@ def settle(daemon: LiveDaemon, rotations: Rotations, apps: Sequence[str],
             return steps
         if steps < max_steps:
             daemon.step(step)
+            daemon.retry_steps += 1
     latest = rotations.of(pending[0])[-1:]
     raise AssertionError(f"{pending}: not done after {max_steps} steps; {pending[0]}'s latest "
                          f"rotation: {latest}\n{daemon.log.read_text()[-3000:]}")
+
+
+def rounds(daemon: LiveDaemon, rotations: Rotations, apps: Sequence[str], count: int, *,
+           every: timedelta, overlap: timedelta, retry: timedelta) -> Iterator[tuple[int, str]]:
+    """``count`` rounds of rotations of every app: the clock moved past ``every`` (each app's
+    rotation generates, registers, activates, tests and delivers: yields ``(n, "delivered")``),
+    then past ``overlap`` (the old credential disabled, the rotation completed: yields
+    ``(n, "completed")``), retrying through ``settle`` wherever a step failed."""
+    for n in range(1, count + 1):
+        daemon.step(every)
+        settle(daemon, rotations, apps, lambda r, app, n=n: len(r.delivered(app)) > n, retry)
+        yield n, "delivered"
+        daemon.step(overlap + timedelta(minutes=1))
+        settle(daemon, rotations, apps, lambda r, app, n=n: len(r.completed(app)) > n, retry)
+        yield n, "completed"
+
+
+@dataclass
+class Site:
+    """One run's folder and its command line on a virtual clock behind the wall clock."""
+
+    root: Path
+    wall: datetime = field(default_factory=lambda: datetime.now(UTC).replace(microsecond=0))
+
+    def __post_init__(self) -> None:
+        self.clock = VirtualClock(self.root / "clock", self.wall - timedelta(days=2))
+        self.db = self.root / "orchestrator.db"
+        self.cli = Cli(f"sqlite:///{self.db}", self.root / "keystore", self.root, clock=self.clock)
+        self.policies, self.delivery = self.root / "policies", self.root / "delivery"
+        self.policies.mkdir()
+        self.cli.env.update(ORCHESTRATOR_POLICIES=str(self.policies),
+                            ORCHESTRATOR_DELIVERY=str(self.delivery))
+
+    def daemon(self) -> LiveDaemon:
+        return LiveDaemon(self.cli.env, self.root, self.clock, self.root / "daemon.log")

@@ -18,9 +18,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from orchestrator.app.ports import ClientRegistrar
-from orchestrator.app.service import Service
+from orchestrator.app.service import Service, bound_elsewhere
 from orchestrator.domain import rules
-from orchestrator.domain.errors import InputError, RefusedError
+from orchestrator.domain.errors import ConflictError, InputError, RefusedError
 
 __all__ = ["bind_client"]
 
@@ -49,6 +49,9 @@ def bind_client(service: Service, registrar: ClientRegistrar, app: str,
         return False
     rules.decide(rules.RegisterApplication(app=app, at=service.clock(), labels=dict(labels),
                                            provider=provider, client_id=client_id), state)
+    owner = service.clients_bound(provider).get(client_id or app) if not create else None
+    if owner is not None:  # before its registration access token is replaced
+        raise ConflictError(bound_elsewhere(provider, client_id or app, owner))
     if create:
         client_id = registrar.create(app)
     else:

@@ -33,7 +33,7 @@ from orchestrator.domain.material import GeneratedKey
 from orchestrator.domain.timemath import later
 from orchestrator.domain.vocabulary import DEFAULT_KEY_SIZE, MAX_RSA_BITS, MIN_RSA_BITS
 
-__all__ = ["CredentialSource", "Service", "secret_item_id"]
+__all__ = ["CredentialSource", "Service", "bound_elsewhere", "secret_item_id"]
 
 MAX_ATTEMPTS = 10
 DEFAULT_GENERATED_CERT_LIFETIME = timedelta(days=365)
@@ -159,6 +159,7 @@ class Service:
         at = self.clock()
         seen: set[str] = set()
         todo: list[tuple[str, dict[str, str]]] = []
+        bound = self.clients_bound(provider) if provider is not None else {}
         for app, labels in apps:
             if app in seen:
                 raise InputError(f"application {app!r} is given twice")
@@ -168,11 +169,25 @@ class Service:
                 continue
             rules.decide(rules.RegisterApplication(app=app, at=at, labels=dict(labels),
                                                    provider=provider, client_id=client_id), state)
+            if provider is not None:
+                owner = bound.setdefault(client_id or app, app)
+                if owner != app:
+                    raise ConflictError(bound_elsewhere(provider, client_id or app, owner))
             todo.append((app, dict(labels)))
         done = {app for app, _ in todo}
         for app, labels in todo:
             self.register_app(app, labels, provider, client_id)
         return [(app, app in done) for app, _ in apps]
+
+    def clients_bound(self, provider: str) -> dict[str, str]:
+        """The clients of ``provider`` bound to an application: client id -> application (the
+        store's claims keep each one once; this reads them to refuse before writing)."""
+        bound = {}
+        for rec in self.store.read(ReadFilter(types=("application.registered",))):
+            event = rec.event
+            if isinstance(event, ev.ApplicationRegistered) and event.provider == provider:
+                bound[event.client_id or event.app] = event.app
+        return bound
 
     def add_credential(
         self,
@@ -308,12 +323,21 @@ def _after(at: datetime | None) -> datetime | None:
 
 def _duplicate_message(exc: DuplicateClaimError) -> str:
     owner = exc.owner.removeprefix("app:") if exc.owner else "another application"
+    if exc.namespace == "client":
+        provider, _, client_id = exc.value.partition(" ")
+        return bound_elsewhere(provider, client_id, owner)
     if exc.namespace == "fingerprint":
         return (f"this credential ({exc.value}) is already registered to application {owner!r}; "
                 "the same key or certificate can't be added twice (not on two applications, "
                 "not for two usages): use a new key pair")
     return (f"key id {exc.value!r} is already used by application {owner!r}; choose another "
             "--kid")
+
+
+def bound_elsewhere(provider: str, client_id: str, owner: str) -> str:
+    return (f"client {client_id!r} of identity provider {provider!r} is bound to application "
+            f"{owner!r} already; one client belongs to one application (two would rotate, "
+            "repair and delete each other's credentials there): give this one its own client")
 
 
 def _expire_due(app: str, at: datetime, state: AppState) -> rules.Command:

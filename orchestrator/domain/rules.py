@@ -54,6 +54,7 @@ __all__ = [
     "RegisterApplication",
     "RotateSecret",
     "claims_of",
+    "client_claim",
     "decide",
 ]
 
@@ -183,10 +184,20 @@ def decide(command: Command, state: AppState) -> list[ev.Event]:
 
 
 def claims_of(event: ev.Event) -> tuple[tuple[str, str], ...]:
-    """Values ``event`` uses once in the whole log, enforced by the store in the append."""
+    """Values ``event`` uses once in the whole log, enforced by the store in the append: a key
+    (fingerprint, kid), and a provider's client (one application per client: two would rotate,
+    repair and delete each other's credentials there)."""
     if isinstance(event, ev.CredentialAdded):
         return (("fingerprint", event.fingerprint), ("kid", event.kid))
+    if isinstance(event, ev.ApplicationRegistered) and event.provider is not None:
+        return (("client", client_claim(event.provider, event.client_id or event.app)),)
     return ()
+
+
+def client_claim(provider: str, client_id: str) -> str:
+    """The claim value of a provider's client (neither a provider's name nor a client id has
+    a space)."""
+    return f"{provider} {client_id}"
 
 
 # --- applications ------------------------------------------------------------------------------

@@ -182,3 +182,23 @@ def test_a_huge_openid_answer_is_refused_without_reading_it(
     result = cli.run("app", "register", "web", "--provider", "op", "--create")
     refused_and_silent(cli, result, "identity provider 'op': discovery", "larger than")
     assert hostile.sent < HUGE
+
+
+# --- one client, one application ---------------------------------------------------------------
+
+
+def test_a_client_bound_to_an_application_cannot_be_bound_to_another(
+        cli: Cli, hostile: HostileServer, sqlite_url: str) -> None:
+    """Two applications on one client would rotate, repair and delete each other's
+    credentials there: the second binding is refused, whichever way it is spelled."""
+    auth0_resource(cli, hostile)
+    cli("app", "register", "web", "--provider", "tenant", "--client-id", "c1")
+    cli("app", "register", "api", "--provider", "tenant")  # its client id is its name
+    before = dump_tables(sqlite_url)
+    for args in (("other", "--client-id", "c1"), ("c1",), ("x", "y", "c1"),
+                 ("z", "--client-id", "api")):
+        result = cli.run("app", "register", *args, "--provider", "tenant")
+        assert_refused(result, "of identity provider 'tenant' is bound to application")
+        assert dump_tables(sqlite_url) == before, args
+    cli("app", "register", "web", "--provider", "tenant", "--client-id", "c1", "--exist-ok")
+    cli("app", "register", "c1")  # the local provider: no client of tenant

@@ -24,6 +24,7 @@ from orchestrator.domain.errors import ProviderError
 from orchestrator.domain.identity_provider import Proof, TestSkipped
 from orchestrator.policies.identity_providers import IdentityProvider
 from tests.conftest import NOW
+from tests.helpers import rsa_key, spki_pem
 from tests.peers.auth0 import Auth0Emulator, Clock
 from tests.support.auth0_site import Site, accepted, key, pkjwt_app, proof, registered
 
@@ -147,9 +148,9 @@ def test_a_full_pool_is_refused_naming_the_cap(site: Site) -> None:
     for _ in range(2):
         registered(site, app, PKJWT)
         registered(site, app, JAR)
-    other = site.app("payments-twin", client_id)  # a second app on the same client
+    fifth = key(site, app, MTLS)  # a usage with room left in the log, none at the client
     with pytest.raises(ProviderError, match="maximum of 4 credentials; a slot must be freed"):
-        site.provider.register(other, key(site, other))
+        site.provider.register(app, fifth)
     assert len(site.pool(client_id)) == 4
 
 
@@ -196,15 +197,16 @@ def test_activate_and_deactivate_change_only_their_slot_and_only_when_needed(sit
 def test_a_third_key_for_a_slot_is_refused_before_anything_is_sent(site: Site) -> None:
     app, client_id = pkjwt_app(site)
     first, second = registered(site, app), registered(site, app)
-    for cred in (first, second):
-        site.provider.activate(app, cred.id)
-    other = site.app("payments-twin", client_id)
-    third = registered(site, other)
+    site.provider.activate(app, first.id)
+    outside = site.emu.tenant.create_credential(client_id, {  # attached behind the log's back
+        "credential_type": "public_key", "pem": spki_pem(rsa_key()).decode()}).id
+    site.emu.tenant.update_client(client_id, {"client_authentication_methods": {
+        "private_key_jwt": {"credentials": [{"id": first.provider_id}, {"id": outside}]}}})
     patches = site.count(PATCH_CLIENT)
     with pytest.raises(ProviderError, match=re.escape("client_authentication_methods.private_key_jwt")):
-        site.provider.activate(other, third.id)
+        site.provider.activate(app, second.id)
     assert site.count(PATCH_CLIENT) == patches
-    assert site.attached(client_id, "private_key_jwt") == [first.provider_id, second.provider_id]
+    assert site.attached(client_id, "private_key_jwt") == [first.provider_id, outside]
 
 
 def test_activate_without_a_recorded_provider_id_finds_the_upload(site: Site) -> None:

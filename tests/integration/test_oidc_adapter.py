@@ -673,10 +673,10 @@ def test_create_repeated_after_a_crash_finds_the_first_client(world: World) -> N
 
 
 def test_a_wrong_registration_token_registers_nothing(world: World) -> None:
-    created(world, "other")
+    client_id = world.idp.create("unbound")  # a client at the provider no app is bound to
     with pytest.raises(ProviderError, match="refused the registration access token given"):
         bind_client(world.core.service, world.idp, APP, {}, IDP,
-                    client_id=world.client_id("other"), registration_token="not-the-token")
+                    client_id=client_id, registration_token="not-the-token")
     assert not world.state().registered
 
 

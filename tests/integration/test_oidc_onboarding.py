@@ -153,6 +153,25 @@ def test_a_token_file_binds_an_existing_client_and_replaces_a_lost_token(
     assert [e["app"] for e in registered(site)] == ["billing"]
 
 
+def test_a_client_bound_to_an_application_is_not_handed_to_another(
+    site: dict[str, Any], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    """Refused before the provider is asked: the first application's kept registration access
+    token is not replaced by the second's."""
+    assert run(site, capsys, "init")[0] == 0
+    assert run(site, capsys, "app", "register", "svc", "--provider", IDP, "--create")[0] == 0
+    [event] = registered(site)
+    client_id, token = event["client_id"], kept_token(site, event["client_id"])
+    (tmp_path / "rat").write_text("another-token\n")
+    code, _, err = run(site, capsys, "app", "register", "svc2", "--provider", IDP,
+                       "--client-id", client_id, "--registration-token-file",
+                       str(tmp_path / "rat"))
+    assert code == 1 and err.count("\n") == 1, err
+    assert "is bound to application 'svc' already" in err
+    assert [e["app"] for e in registered(site)] == ["svc"]
+    assert kept_token(site, client_id) == token
+
+
 @pytest.mark.parametrize(("extra", "message"), [
     (("--create", "--client-id", "x"), "--create makes a new client"),
     (("other", "--create"), "need --provider and exactly one NAME"),

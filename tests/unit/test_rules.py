@@ -518,6 +518,15 @@ def test_claims_of_a_credential_added_are_its_fingerprint_and_kid(k) -> None:
                                 ("kid", rfc7638_thumbprint(k.a)))
 
 
+@pytest.mark.parametrize(("client_id", "claimed"), [("c-1", "auth0-prod c-1"),
+                                                     (None, "auth0-prod payments")])
+def test_an_application_bound_to_a_provider_claims_its_client(
+        client_id: str | None, claimed: str) -> None:
+    """One client, one application: the store refuses a second binding in the append."""
+    event = ev.ApplicationRegistered(app="payments", provider="auth0-prod", client_id=client_id)
+    assert claims_of(event) == (("client", claimed),)
+
+
 @pytest.mark.parametrize("event", [REGISTERED, activated("c"), deleted("c"),
                                    ev.SecretRotated(version=1, fingerprint="sha256:00")],
                          ids=lambda e: f"{e.type_name} claims nothing")

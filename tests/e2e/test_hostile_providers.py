@@ -202,3 +202,64 @@ def test_a_client_bound_to_an_application_cannot_be_bound_to_another(
         assert dump_tables(sqlite_url) == before, args
     cli("app", "register", "web", "--provider", "tenant", "--client-id", "c1", "--exist-ok")
     cli("app", "register", "c1")  # the local provider: no client of tenant
+
+
+# --- what a provider says, taken as data, never trusted as shaped -----------------------------
+
+
+def test_import_takes_fields_of_the_wrong_type_as_absent(
+        cli: Cli, hostile: HostileServer) -> None:
+    """A credential whose kid, alg, name or expiry is not text, a client whose name or auth
+    methods are not what they should be: imported as far as the data goes, no traceback."""
+    auth0_resource(cli, hostile)
+    hostile.routes["GET /api/v2/clients"] = Answer.json({"clients": [
+        {"client_id": "c1", "name": ["not", "text"], "client_authentication_methods": 7},
+        {"client_id": "c2", "name": "two", "signed_request_object": ["x"],
+         "client_authentication_methods": {"private_key_jwt": ["cred_1"]}},
+    ], "total": 2})
+    hostile.routes["GET /api/v2/clients/c1/credentials"] = Answer.json([
+        {"id": "cred_1", "credential_type": "public_key", "kid": ["k"], "alg": 5,
+         "name": {"a": 1}, "expires_at": "not a time", "thumbprint_sha256": 3},
+        {"id": "cred_2", "credential_type": ["public_key"]}])
+    hostile.routes["GET /api/v2/clients/c2/credentials"] = Answer.json([])
+    result = cli.run("import", "--provider", "tenant", "--json")
+    assert result.returncode == 0, str(result)
+    assert "Traceback" not in result.stderr
+    imported = {c["client_id"]: c for c in result.json()["imported"]}
+    assert set(imported) == {"c1", "c2"}
+    assert imported["c1"]["app"] == "c1"  # a name that is not text: named from the client id
+    [cred] = imported["c1"]["credentials"]
+    assert cred["provider_credential_id"] == "cred_1"
+    assert cred["kid"] != "['k']" and cred["fingerprint"].startswith("provider:tenant:")
+
+
+@pytest.mark.parametrize("page", [[{"client_id": "c1"}, 3], [None], [{"name": "no id"}],
+                                  [{"client_id": ["c1"]}]],
+                         ids=["a number", "null", "no client id", "a list for an id"])
+def test_a_list_of_clients_that_is_not_one_is_one_line(
+        cli: Cli, hostile: HostileServer, sqlite_url: str, page: list[object]) -> None:
+    auth0_resource(cli, hostile)
+    hostile.routes["GET /api/v2/clients"] = Answer.json({"clients": page, "total": len(page)})
+    hostile.routes["GET /api/v2/clients/c1/credentials"] = Answer.json([])
+    before = dump_tables(sqlite_url)
+    result = cli.run("import", "--provider", "tenant")
+    refused_and_silent(cli, result, "Auth0 tenant.auth0.test: list clients", "malformed")
+    assert dump_tables(sqlite_url) == before
+
+
+def test_drift_takes_an_openid_record_of_the_wrong_shape_as_data(
+        cli: Cli, hostile: HostileServer) -> None:
+    (cli.cwd / "iat").write_text(IAT)
+    oidc_resource(cli, hostile, cli.cwd / "iat")
+    hostile.routes["GET /reg/c1"] = Answer.json({
+        "client_id": "c1", "client_name": 5, "token_endpoint_auth_method": "private_key_jwt",
+        "jwks": {"keys": [{"kid": "k1", "kty": "RSA", "n": 7, "e": "AQAB", "x5c": [42]},
+                          {"kid": ["k2"], "x5c": [None]}, "not a key"]}})
+    (cli.cwd / "rat").write_text(RAT)
+    cli("app", "register", "web", "--provider", "op", "--client-id", "c1",
+        "--registration-token-file", cli.cwd / "rat")
+    result = cli.run("drift", "--json")
+    assert result.returncode == 1, str(result)  # the keys there are not the log's: drift
+    assert "Traceback" not in result.stderr + result.stdout
+    [app] = result.json()["apps"]
+    assert app["error"] is None and {d["kind"] for d in app["differences"]} == {"added"}

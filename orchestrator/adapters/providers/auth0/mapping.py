@@ -8,6 +8,9 @@
   certificate's SHA-256 thumbprint, or by subject DN;
 * the client PATCH that puts a slot's list of ``{id}`` references, other slots kept as they are;
 * clients and credentials as ``RemoteClient`` / ``RemoteCredential`` values.
+
+What the tenant returns is data, never trusted to have the documented shape: a field of the
+wrong type (a ``kid`` that is not text, a slot that is not an object) is taken as absent.
 """
 
 from __future__ import annotations
@@ -178,14 +181,26 @@ def matches(cred: Credential, remote: Mapping[str, Any]) -> bool:
     return isinstance(theirs, str) and ours is not None and _same_dn(ours, theirs)
 
 
+def _text(value: Any) -> str | None:
+    """``value`` when it is non-empty text, else None (a field of the wrong type is absent)."""
+    return value if isinstance(value, str) and value else None
+
+
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _methods(client: Mapping[str, Any]) -> dict[str, Any]:
+    return _object(client.get("client_authentication_methods"))
+
+
 def slot_ids(client: Mapping[str, Any], slot: str) -> list[str]:
     """The credential ids the client's ``slot`` holds, in order."""
-    if slot == JAR_SLOT:
-        holder = client.get(JAR_SLOT) or {}
-    else:
-        holder = (client.get("client_authentication_methods") or {}).get(slot) or {}
-    items = (holder.get("credentials") or []) if isinstance(holder, dict) else []
-    return [str(item["id"]) for item in items if isinstance(item, dict) and "id" in item]
+    holder = _object(client.get(JAR_SLOT) if slot == JAR_SLOT else _methods(client).get(slot))
+    items = holder.get("credentials")
+    refs = [_text(item.get("id")) for item in items if isinstance(item, dict)] if isinstance(
+        items, list) else []
+    return [ref for ref in refs if ref is not None]
 
 
 def slot_patch(client: Mapping[str, Any], slot: str, ids: Sequence[str]) -> dict[str, Any]:
@@ -198,10 +213,10 @@ def slot_patch(client: Mapping[str, Any], slot: str, ids: Sequence[str]) -> dict
                             "per slot (detach one first)")
     refs = [{"id": cid} for cid in ids]
     if slot == JAR_SLOT:
-        current = client.get(JAR_SLOT) or {}
+        current = _object(client.get(JAR_SLOT))
         return {JAR_SLOT: {"required": bool(current.get("required", False)),
                            "credentials": refs}}
-    methods = dict(client.get("client_authentication_methods") or {})
+    methods = dict(_methods(client))
     others = [m for m in AUTH_METHOD_SLOTS if m != slot and slot_ids(client, m)]
     if others and ids:
         raise ProviderError(
@@ -227,33 +242,34 @@ def attached_usages(client: Mapping[str, Any], credential_id: str) -> tuple[str,
 def auth_method(client: Mapping[str, Any]) -> str | None:
     """How the client authenticates: its client authentication method, else its
     ``token_endpoint_auth_method``."""
-    methods = client.get("client_authentication_methods") or {}
+    methods = _methods(client)
     for method in AUTH_METHOD_SLOTS:
         if method in methods:
             return method
-    value = client.get("token_endpoint_auth_method")
-    return str(value) if value is not None else None
+    return _text(client.get("token_endpoint_auth_method"))
 
 
 def remote_credential(item: Mapping[str, Any], client: Mapping[str, Any]) -> RemoteCredential:
     kind = CredentialKind(str(item.get("credential_type")))
     cid = str(item["id"])
+    kid = _text(item.get("kid"))
     return RemoteCredential(
         provider_id=cid, kind=kind, attached=attached_usages(client, cid),
-        kid=item.get("kid"), alg=item.get("alg"),
-        thumbprint=item.get("thumbprint_sha256") or (
-            item.get("kid") if kind is CredentialKind.PUBLIC_KEY else None),
-        subject_dn=item.get("subject_dn"), expires_at=_parse_time(item.get("expires_at")),
-        name=item.get("name"))
+        kid=kid, alg=_text(item.get("alg")),
+        thumbprint=_text(item.get("thumbprint_sha256")) or (
+            kid if kind is CredentialKind.PUBLIC_KEY else None),
+        subject_dn=_text(item.get("subject_dn")), expires_at=_parse_time(item.get("expires_at")),
+        name=_text(item.get("name")))
 
 
 def remote_client(client: Mapping[str, Any],
                   credentials: Sequence[Mapping[str, Any]]) -> RemoteClient:
-    known = [item for item in credentials
-             if item.get("credential_type") in {k.value for k in CredentialKind}]
+    kinds = {k.value for k in CredentialKind}
+    known = [item for item in credentials if _text(item.get("credential_type")) in kinds]
     method = auth_method(client)
     return RemoteClient(
-        client_id=str(client["client_id"]), name=str(client.get("name") or client["client_id"]),
+        client_id=str(client["client_id"]),
+        name=_text(client.get("name")) or str(client["client_id"]),
         auth_method=method,
         credentials=tuple(remote_credential(item, client) for item in known),
         has_secret=method in ("client_secret_post", "client_secret_basic"))

@@ -243,12 +243,8 @@ class Auth0Provider:
         while True:
             params = {"page": page, "per_page": PER_PAGE, "include_totals": "true",
                       "fields": CLIENT_FIELDS, "include_fields": "true"}
-            body = self._run(lambda params=params: self._read("/clients", params),  # type: ignore[misc]
-                             f"list clients, page {page}")
-            items, total = (body.get("clients"), body.get("total")) if isinstance(
-                body, dict) else (body, None)
-            if not isinstance(items, list):
-                raise ProviderError(f"Auth0 {self.domain}: GET /clients answered no list")
+            items, total = self._run(lambda params=params: self._page(params),  # type: ignore[misc]
+                                     f"list clients, page {page}")
             for item in items:
                 if item.get("client_id") == self.management_client_id or item.get("global"):
                     continue
@@ -291,17 +287,26 @@ class Auth0Provider:
             raise self._refused(reply, f"GET {path}")
         return reply.body
 
+    def _page(self, params: dict[str, Any]) -> tuple[list[dict[str, Any]], int | None]:
+        """One page of clients and the total, each a client object with a client id."""
+        body = self._read("/clients", params)
+        items, total = (body.get("clients"), body.get("total")) if isinstance(
+            body, dict) else (body, None)
+        if not isinstance(items, list) or not all(map(_is_client, items)):
+            raise Transient("GET /clients: malformed list of clients")
+        return items, total if isinstance(total, int) else None
+
     def _client(self, client_id: str) -> dict[str, Any]:
         body = self._read(f"/clients/{_q(client_id)}")
-        if not isinstance(body, dict) or "client_id" not in body:
+        if not _is_client(body):
             raise Transient(f"GET /clients/{client_id}: malformed client")
-        return body
+        return dict(body)
 
     def _pool(self, client_id: str) -> list[dict[str, Any]]:
         body = self._read(f"/clients/{_q(client_id)}/credentials")
         items = body.get("credentials") if isinstance(body, dict) else body
-        if not isinstance(items, list) or not all(isinstance(i, dict) and "id" in i
-                                                  for i in items):
+        if not isinstance(items, list) or not all(
+                isinstance(i, dict) and isinstance(i.get("id"), str) and i["id"] for i in items):
             raise Transient(f"GET /clients/{client_id}/credentials: malformed list")
         return items
 
@@ -348,6 +353,11 @@ class Auth0Provider:
         code = f" {reply.error}" if reply.error else ""
         return ProviderError(f"Auth0 {self.domain} refused the {what}: {reply.status}{code} "
                              f"{reply.message}".rstrip())
+
+
+def _is_client(item: Any) -> bool:
+    return isinstance(item, dict) and isinstance(item.get("client_id"), str) and bool(
+        item["client_id"])
 
 
 def _q(part: str) -> str:

@@ -253,7 +253,7 @@ def _remote_key(jwk: dict[str, Any], method: object) -> RemoteCredential:
             certificate_pem = x509.load_der_x509_certificate(der).public_bytes(
                 serialization.Encoding.PEM).decode()
             thumbprint = base64.urlsafe_b64encode(hashlib.sha256(der).digest()).rstrip(b"=").decode()
-        except ValueError:
+        except (ValueError, TypeError):  # not base64 text, not a certificate
             pass
         attached: tuple[str, ...] = (Usage.MTLS.value,) if method == SELF_SIGNED else ()
         kind = CredentialKind.X509_CERT

@@ -117,8 +117,8 @@ class DriftChecker:
             if bound not in usable:
                 try:
                     usable[bound] = self.inventory(bound) is not None
-                except ProviderError:
-                    usable[bound] = True  # not configured: each app says so when checked
+                except OrchestratorError:  # not configured, its secret not to be had, ...
+                    usable[bound] = True  # ... each app says so when checked
             if usable[bound]:
                 out.append(state)
         return out
@@ -137,7 +137,7 @@ class DriftChecker:
             can = self.providers.named(provider).capabilities(state.app)
         except ProviderUnavailable as exc:
             return _with(base, error=f"provider {provider!r} could not be reached: {exc}")
-        except ProviderError as exc:
+        except OrchestratorError as exc:  # refused, not configured, a secret not to be had
             return _with(base, error=str(exc))
         found = compare(state, remote, self.clock(), dates=can.expiry,
                         shared_key_set=can.shared_key_set, keeps_detached=can.keeps_detached)

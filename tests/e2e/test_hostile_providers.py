@@ -8,6 +8,7 @@ chooses (plain http is allowed to loopback hosts only).
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -263,3 +264,23 @@ def test_drift_takes_an_openid_record_of_the_wrong_shape_as_data(
     assert "Traceback" not in result.stderr + result.stdout
     [app] = result.json()["apps"]
     assert app["error"] is None and {d["kind"] for d in app["differences"]} == {"added"}
+
+
+# --- the daemon ----------------------------------------------------------------------------------
+
+
+def test_the_daemon_names_each_app_whose_provider_cannot_be_built(
+        cli: Cli, hostile: HostileServer) -> None:
+    """A provider whose secret cannot be had (its variable unset) is one warning per app,
+    naming it, and the tick goes on; no traceback in the logs."""
+    auth0_resource(cli, hostile)
+    cli("app", "register", "web", "api", "--provider", "tenant")
+    del cli.env["MGMT_SECRET"]
+    result = cli.run("daemon", "--once", "--json-logs", "--drift-every", "1h")
+    assert result.returncode == 0, str(result)
+    lines = [json.loads(line) for line in result.stderr.splitlines()]
+    failed = [e for e in lines if e["event"] == "drift_check_failed"]
+    assert sorted(e.get("app") for e in failed) == ["api", "web"], result.stderr
+    assert all("MGMT_SECRET is not set" in e["error"] for e in failed)
+    assert not any("exception" in e for e in lines), result.stderr
+    assert hostile.requests == []

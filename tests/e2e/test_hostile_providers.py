@@ -140,6 +140,19 @@ def test_import_and_drift_refused_write_nothing(
         assert dump_tables(sqlite_url) == before, args
 
 
+
+def test_a_manual_rotation_at_a_failing_tenant_says_so_in_one_line(
+        cli: Cli, hostile: HostileServer) -> None:
+    auth0_resource(cli, hostile)
+    hostile.routes["GET /api/v2/clients/web/credentials"] = Answer(503, b"{}")
+    (cli.cwd / "policies" / "keys.yaml").write_text(
+        "apiVersion: orchestrator/v1\nkind: RotationPolicy\nmetadata: {name: keys}\nspec:\n"
+        "  selector: {apps: [web]}\n  credential: {usage: private_key_jwt}\n"
+        "  rotation: {every: 30d, beforeExpiry: 10d, overlap: 1h}\n  lifetime: 60d\n")
+    cli("app", "register", "web", "--provider", "tenant")
+    result = cli.run("rotate", "web", "--usage", "private_key_jwt")
+    refused_and_silent(cli, result, "failed at register", "the daemon retries it")
+
 # --- answers no parser should trust ----------------------------------------------------------
 
 HUGE = 48 * 1024 * 1024  # bytes: far beyond any answer a provider gives; never read whole

@@ -29,8 +29,12 @@ def rotate(ctx: click.Context, app_name: str, usage: str, policies_dir: Path | N
 
     The policy that selects APP for USAGE gives the rotation its settings, and the daemon
     finishes it (the overlap); without one the rotation is refused."""
-    from orchestrator.domain.rotation import Step
+    import logging
 
+    from orchestrator.domain.rotation import Step
+    from orchestrator.entrypoints.logs import configure
+
+    configure(level=logging.CRITICAL)  # a failure is this command's one error line, not a log
     system = system_of(ctx, policies=policies_dir, record_policies=False)
     from orchestrator.domain.planner import policy_for
 

@@ -47,6 +47,7 @@ __all__ = [
 ]
 
 MAX_POLICY_BYTES = 1024 * 1024  # a resource is a page of YAML; a bigger file is refused unread
+MAX_CA_BYTES = 4 * 1024 * 1024  # a CA bundle (the system's whole is about 200 KiB)
 KINDS: dict[str, type[BaseModel]] = {"RotationPolicy": Policy, "IdentityProvider": IdentityProvider}
 Loaded = LoadedPolicy | LoadedIdentityProvider
 
@@ -171,10 +172,14 @@ def _ca_problems(resource: IdentityProvider) -> list[str]:
     if oidc is None or oidc.ca_file is None:
         return []
     try:
-        data = oidc.ca_file.read_bytes()
+        with oidc.ca_file.open("rb") as file:
+            data = file.read(MAX_CA_BYTES + 1)  # never more: the path may name a log or device
     except OSError as exc:
         return [f"spec.oidc.caFile: cannot read {oidc.ca_file} ({exc.strerror}); check the path "
                 "(relative paths start at this file's folder)"]
+    if len(data) > MAX_CA_BYTES:
+        return [f"spec.oidc.caFile: {oidc.ca_file} is larger than {MAX_CA_BYTES // 2**20} MiB, "
+                "so it is not a CA bundle; check the path"]
     from cryptography import x509
 
     try:

@@ -97,3 +97,15 @@ def test_the_quick_start_folder_needs_no_provider(cli: Cli) -> None:
     result = cli("policy", "validate", ROOT / "policies")
     assert "identity provider" not in result.stdout
     assert len(result.stdout.splitlines()) == len(list((ROOT / "policies").glob("*.yaml")))
+
+
+def test_a_ca_file_that_is_not_a_bundle_is_refused_unread(cli: Cli, tmp_path: Path) -> None:
+    """Like a policy file or an issuer's, a caFile is read no further than a bound: a path
+    pointing at a log or a device is one line, not a hang."""
+    huge = tmp_path / "policies" / "not-a-bundle.pem"
+    huge.write_bytes(b"-----BEGIN CERTIFICATE-----\n" + b"A" * (8 * 2**20))
+    path = tmp_path / "policies" / "oidc.yaml"
+    path.write_text("apiVersion: orchestrator/v1\nkind: IdentityProvider\n"
+                    "metadata: {name: idp}\nspec:\n  oidc:\n    issuer: https://idp.example.com\n"
+                    f"    caFile: {huge.name}\n")
+    assert_refused(cli.run("policy", "validate"), f"{path}: spec.oidc.caFile:", "larger than")

@@ -41,6 +41,7 @@ __all__ = [
     "Inventory",
     "Keystore",
     "Lease",
+    "OwnClient",
     "Provider",
     "Providers",
     "RemoteEdits",
@@ -97,6 +98,14 @@ class Inventory(Protocol):
 
     def client(self, client_id: str) -> RemoteClient:
         """One client as the provider has it now; ProviderError when it does not exist."""
+
+
+@runtime_checkable
+class OwnClient(Protocol):
+    """A provider reached through a client of its own (Auth0's Management API application):
+    no application may be bound to that client (rotating it would lock the orchestrator out)."""
+
+    management_client_id: str
 
 
 @runtime_checkable

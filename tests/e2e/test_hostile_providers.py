@@ -279,6 +279,18 @@ def test_drift_takes_an_openid_record_of_the_wrong_shape_as_data(
     assert app["error"] is None and {d["kind"] for d in app["differences"]} == {"added"}
 
 
+
+def test_the_management_application_itself_cannot_be_bound(
+        cli: Cli, hostile: HostileServer, sqlite_url: str) -> None:
+    """Rotating the orchestrator's own Management API application (its secret, with a
+    client_secret policy) would lock the orchestrator out of the whole tenant."""
+    auth0_resource(cli, hostile)  # clientId: mgmt
+    before = dump_tables(sqlite_url)
+    for args in (("web", "--client-id", "mgmt"), ("mgmt",), ("a", "mgmt")):
+        result = cli.run("app", "register", *args, "--provider", "tenant")
+        assert_refused(result, "client 'mgmt' is the Management API application")
+        assert dump_tables(sqlite_url) == before, args
+
 # --- the daemon ----------------------------------------------------------------------------------
 
 

@@ -74,11 +74,24 @@ def app_register(ctx: click.Context, names: Sequence[str], from_file: TextIO | N
         _bind_client(system, apps[0], provider, client_id, token_file, create, exist_ok)
         return
     if provider is not None and provider != LOCAL_PROVIDER:
-        system.provider.named(provider)  # refused, nothing written, when it is not configured
+        _not_its_own(system, provider, {client_id or name for name, _ in apps})
     bound = None if provider == LOCAL_PROVIDER else provider
     for name, registered in system.service.register_apps(apps, exist_ok=exist_ok,
                                                          provider=bound, client_id=client_id):
         click.echo(f"registered {name}" if registered else f"{name} is already registered")
+
+
+def _not_its_own(system: System, provider: str, client_ids: set[str]) -> None:
+    """Refused, nothing written, when ``provider`` is not configured or one of ``client_ids``
+    is the client the orchestrator reaches it through."""
+    from orchestrator.app.ports import OwnClient
+
+    found = system.provider.named(provider)
+    if isinstance(found, OwnClient) and found.management_client_id in client_ids:
+        raise InputError(f"client {found.management_client_id!r} is the Management API "
+                         f"application the orchestrator uses at {provider!r} (its clientId): "
+                         "binding an application to it would rotate the orchestrator's own "
+                         "access away; give the application its own client")
 
 
 def _bind_client(system: System, app: tuple[str, dict[str, str]], provider: str,

@@ -125,6 +125,10 @@ class ClientRegistrar(Protocol):
         """The client made for ``name`` is recorded in the log: forget what let a repeat of
         ``create`` find it."""
 
+    def holds_token(self, client_id: str) -> bool:
+        """Whether a registration access token of ``client_id`` is kept (without one nothing
+        of the client can be managed)."""
+
 
 @runtime_checkable
 class RemoteEdits(Protocol):

@@ -291,6 +291,21 @@ def test_the_management_application_itself_cannot_be_bound(
         assert_refused(result, "client 'mgmt' is the Management API application")
         assert dump_tables(sqlite_url) == before, args
 
+
+def test_an_openid_client_is_bound_only_with_its_registration_access_token(
+        cli: Cli, hostile: HostileServer, sqlite_url: str) -> None:
+    """Without its token the orchestrator can manage nothing of an RFC 7592 client: every
+    rotation would fail. So a binding without --registration-token-file or --create is
+    refused, unless a token for that client is kept already."""
+    (cli.cwd / "iat").write_text(IAT)
+    oidc_resource(cli, hostile, cli.cwd / "iat")
+    before = dump_tables(sqlite_url)
+    for args in (("web", "--client-id", "c1"), ("a", "b")):
+        result = cli.run("app", "register", *args, "--provider", "op")
+        assert_refused(result, "--registration-token-file", "--create")
+        assert dump_tables(sqlite_url) == before, args
+    assert hostile.requests == []
+
 # --- the daemon ----------------------------------------------------------------------------------
 
 

@@ -82,11 +82,19 @@ def app_register(ctx: click.Context, names: Sequence[str], from_file: TextIO | N
 
 
 def _not_its_own(system: System, provider: str, client_ids: set[str]) -> None:
-    """Refused, nothing written, when ``provider`` is not configured or one of ``client_ids``
-    is the client the orchestrator reaches it through."""
-    from orchestrator.app.ports import OwnClient
+    """Refused, nothing written, when ``provider`` is not configured, one of ``client_ids``
+    is the client the orchestrator reaches it through, or (RFC 7592) is one whose registration
+    access token it does not hold."""
+    from orchestrator.app.ports import ClientRegistrar, OwnClient
 
     found = system.provider.named(provider)
+    untokened = sorted(c for c in client_ids if isinstance(found, ClientRegistrar)
+                       and not found.holds_token(c))
+    if untokened:
+        raise InputError(f"--provider {provider}: client {untokened[0]!r} can be managed only "
+                         "with its registration access token: bind one application with "
+                         "--client-id ID --registration-token-file FILE, or register a new "
+                         "client with --create")
     if isinstance(found, OwnClient) and found.management_client_id in client_ids:
         raise InputError(f"client {found.management_client_id!r} is the Management API "
                          f"application the orchestrator uses at {provider!r} (its clientId): "

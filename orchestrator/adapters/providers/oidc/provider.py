@@ -245,6 +245,9 @@ class OidcProvider:
     def created(self, name: str) -> None:
         self._keystore.delete(f"idp/{self.name}/created/{name}")
 
+    def holds_token(self, client_id: str) -> bool:
+        return self.registrations.has_token(client_id)
+
     # --- helpers -------------------------------------------------------------------------------
 
     def _now(self) -> datetime:

@@ -1,6 +1,8 @@
-"""The leader lease: exactly one acting daemon per database.
+"""The leader lease: exactly one acting daemon per database (per schema, on PostgreSQL).
 
-PostgreSQL: a session advisory lock on a dedicated connection. SQLite: an exclusive ``flock`` on
+PostgreSQL: a session advisory lock on a dedicated connection, keyed by the schema the log
+lives in (``current_schema()``, the first of the search path), so deployments in two schemas of
+one database do not wait for each other. SQLite: an exclusive ``flock`` on
 the database file itself. The lock belongs to the open file, that is to the file's identity
 (device and inode), not to the path string: the same database reached through a symlink, a hard
 link, a relative path or any other spelling meets the same lock (a lock file named after the
@@ -43,8 +45,12 @@ class DatabaseLease:
             return self._still_held()
         if is_postgres(self.engine):
             conn = self.engine.raw_connection()
-            cur = conn.cursor()
-            cur.execute("SELECT pg_try_advisory_lock(%s)", (LEASE_KEY,))
+            conn.detach()  # the lock is the session's: closing it must end the session, not
+            cur = conn.cursor()  # hand it (and the lock) back to the pool
+            # one lease per schema the log lives in (the first of the search path): two
+            # deployments in two schemas of one database are two leaders, one schema one
+            cur.execute("SELECT pg_try_advisory_lock(hashtextextended(current_schema(), %s))",
+                        (LEASE_KEY,))
             row = cur.fetchone()
             got = bool(row and row[0])
             conn.commit()

@@ -152,3 +152,36 @@ def test_daemons_through_a_symlink_and_a_hard_link_wait_for_the_leader(tmp_path:
     assert files["credential_id"].decode() == rotation["new_credential_id"]
     (added,) = cli("audit", "--type", "credential.added", "--format", "json").json_lines()
     assert_key_belongs(files, added["payload"]["public_pem"], kid_is_thumbprint=True)
+
+
+@pytest.mark.postgres
+def test_postgres_leases_are_one_per_schema(pg_url: str) -> None:
+    """Two leases on one schema: one leader. A lease on another schema of the same database is
+    a leader of its own (the log there is another log)."""
+    import uuid
+
+    import sqlalchemy as sa
+
+    other = f"t_{uuid.uuid4().hex[:12]}"
+    base, _, _ = pg_url.partition("?")
+    admin = sa.create_engine(base.replace("postgresql://", "postgresql+psycopg://", 1),
+                             isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f"CREATE SCHEMA {other}")
+    engines = [create_engine(url) for url in
+               (pg_url, pg_url, f"{base}?options=-csearch_path%3D{other}")]
+    try:
+        first, second, elsewhere = (DatabaseLease(engine) for engine in engines)
+        assert first.acquire()
+        assert not second.acquire()
+        assert elsewhere.acquire()
+        first.release()
+        assert second.acquire()
+        for lease in (second, elsewhere):
+            lease.release()
+    finally:
+        for engine in engines:
+            engine.dispose()
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"DROP SCHEMA {other} CASCADE")
+        admin.dispose()

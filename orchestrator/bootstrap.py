@@ -199,7 +199,8 @@ class System:
                     delivery=FileDelivery(settings.delivery, self.clock), actor=settings.actor,
                     rotation_actor="scheduler" if self._daemon else settings.actor,
                     projector=self.projector, fleet_writes=self._daemon,
-                    should_stop=self._should_stop, identity_providers=self.identity_providers)
+                    should_stop=self._should_stop, identity_providers=self.identity_providers,
+                    provider_problems=lambda: self.policies.errors)
 
     def identity_providers(self) -> Mapping[str, Provider]:
         """The IdentityProvider resources of the policies folder, by name, as providers. Each is
@@ -251,6 +252,7 @@ def wire(
     should_stop: Callable[[], bool] = lambda: False,
     on_step: Callable[[str, str, Step], None] | None = None,
     identity_providers: Callable[[], Mapping[str, Provider]] = dict,
+    provider_problems: Callable[[], Sequence[str]] = tuple,
 ) -> Core:
     """The one place the service layer is assembled, from real adapters or fakes.
 
@@ -272,7 +274,7 @@ def wire(
                       fleet=fleet if fleet_writes else None)
     local = (make_provider(provider, service.load, keystore, lambda: issuers(policies()))
              if isinstance(provider, str) else provider(service.load, keystore))
-    idp = ProviderRouter(service.load, local, identity_providers)
+    idp = ProviderRouter(service.load, local, identity_providers, provider_problems)
     rotator = Rotator(service, idp, keystore, kit, delivery, clock, actor=rotation_actor,
                       on_step=on_step)
     ticker = Ticker(service, rotator, fleet, policies, clock, should_stop)

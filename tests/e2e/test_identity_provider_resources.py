@@ -109,3 +109,18 @@ def test_a_ca_file_that_is_not_a_bundle_is_refused_unread(cli: Cli, tmp_path: Pa
                     "metadata: {name: idp}\nspec:\n  oidc:\n    issuer: https://idp.example.com\n"
                     f"    caFile: {huge.name}\n")
     assert_refused(cli.run("policy", "validate"), f"{path}: spec.oidc.caFile:", "larger than")
+
+
+def test_a_provider_whose_file_does_not_load_is_named_with_the_reason(
+        cli: Cli, tmp_path: Path, sqlite_url: str) -> None:
+    """Not "not configured" and a log line beside it: one line saying why its file failed."""
+    path = tmp_path / "policies" / "auth0.yaml"
+    path.write_text(AUTH0.replace("SECRET_REF", "{env: AUTH0_MGMT_SECRET}") + "    bogus: 1\n")
+    cli.env["AUTH0_MGMT_SECRET"] = SECRET
+    before = dump_tables(sqlite_url)
+    for args in (("app", "register", "web", "--provider", "auth0-prod"),
+                 ("import", "--provider", "auth0-prod"), ("drift", "--provider", "auth0-prod")):
+        result = cli.run(*args)
+        assert_refused(result, "identity provider 'auth0-prod' is not configured",
+                       f"{path}: spec.auth0.bogus: unknown key 'bogus'")
+        assert dump_tables(sqlite_url) == before, args

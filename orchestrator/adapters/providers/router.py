@@ -8,7 +8,7 @@ with one line naming it, and its rotation fails (and is retried) rather than goi
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 
 from events.state import AppState, Credential
@@ -21,10 +21,12 @@ __all__ = ["ProviderRouter"]
 
 class ProviderRouter:
     def __init__(self, state_of: Callable[[str], AppState], local: Provider,
-                 named: Callable[[], Mapping[str, Provider]] = dict) -> None:
+                 named: Callable[[], Mapping[str, Provider]] = dict,
+                 problems: Callable[[], Sequence[str]] = tuple) -> None:
         self._state_of = state_of
         self.local = local
         self._named = named
+        self._problems = problems  # the policies folder's files that do not load, one line each
 
     def named(self, name: str) -> Provider:
         """The provider configured under ``name`` (``local``: the embedded one)."""
@@ -33,8 +35,12 @@ class ProviderRouter:
         found = self._named().get(name)
         if found is None:
             known = ", ".join(sorted([LOCAL_PROVIDER, *self._named()]))
+            problems = self._problems()
+            why = (f"; {len(problems)} files of the policies folder do not load, the first: "
+                   if len(problems) > 1 else "; a file of the policies folder does not load: ")
             raise ProviderError(f"identity provider {name!r} is not configured (no "
-                                f"IdentityProvider resource of that name; known: {known})")
+                                f"IdentityProvider resource of that name; known: {known})"
+                                + (why + problems[0] if problems else ""))
         return found
 
     def of(self, app: str) -> Provider:

@@ -10,7 +10,7 @@ import click
 
 from orchestrator.domain.errors import InputError
 from orchestrator.domain.identity_provider import LOCAL_PROVIDER
-from orchestrator.entrypoints.cli.context import system_of
+from orchestrator.entrypoints.cli.context import only_the_error_line, system_of
 from orchestrator.entrypoints.cli.output import print_table, state_json
 from orchestrator.entrypoints.cli.params import Label, label_map
 
@@ -69,6 +69,8 @@ def app_register(ctx: click.Context, names: Sequence[str], from_file: TextIO | N
         raise click.UsageError("--create makes a new client: give no --client-id or "
                                "--registration-token-file with it")
     # a provider is looked up in the policies folder, which is only read: nothing recorded
+    if provider is not None:
+        only_the_error_line()
     system = system_of(ctx, record_policies=provider is None)
     if provider is not None and (token_file is not None or create):
         _bind_client(system, apps[0], provider, client_id, token_file, create, exist_ok)

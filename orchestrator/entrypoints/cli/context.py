@@ -9,7 +9,7 @@ import click
 
 from orchestrator import bootstrap as boot
 
-__all__ = ["system_of"]
+__all__ = ["only_the_error_line", "system_of"]
 
 
 def system_of(ctx: click.Context, policies: Path | None = None, record_policies: bool = True,
@@ -38,3 +38,13 @@ def _quiet_logs() -> None:
 
     if not is_configured():
         configure(level=logging.WARNING)
+
+
+def only_the_error_line() -> None:
+    """For a command whose failure is its own one ``error:`` line (naming the cause, a broken
+    resource file included): no log line beside it."""
+    import logging
+
+    from orchestrator.entrypoints.logs import configure
+
+    configure(level=logging.CRITICAL)

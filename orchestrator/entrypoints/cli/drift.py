@@ -9,7 +9,7 @@ import click
 
 from orchestrator.domain.errors import NotFoundError
 from orchestrator.domain.identity_provider import LOCAL_PROVIDER
-from orchestrator.entrypoints.cli.context import system_of
+from orchestrator.entrypoints.cli.context import only_the_error_line, system_of
 from orchestrator.entrypoints.cli.output import print_table, printable
 
 if TYPE_CHECKING:
@@ -44,6 +44,7 @@ def drift(ctx: click.Context, provider: str | None, app: str | None, as_json: bo
         return
     from orchestrator.app.drift import DriftChecker
 
+    only_the_error_line()
     system = system_of(ctx, record_policies=False)  # the policies folder is only read
     if provider is not None:
         system.provider.named(provider)  # refused in one line when it is not configured

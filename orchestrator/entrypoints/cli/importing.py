@@ -13,7 +13,7 @@ import click
 from events.codec import format_time
 from orchestrator.domain.errors import InputError, OrchestratorError
 from orchestrator.domain.identity_provider import LOCAL_PROVIDER
-from orchestrator.entrypoints.cli.context import system_of
+from orchestrator.entrypoints.cli.context import only_the_error_line, system_of
 from orchestrator.entrypoints.cli.output import printable
 
 if TYPE_CHECKING:
@@ -38,6 +38,7 @@ def import_clients(ctx: click.Context, provider: str, match: str | None, as_json
     if provider == LOCAL_PROVIDER:
         raise InputError("the local provider is the orchestrator's own log: there is nothing "
                          "to import (name an IdentityProvider resource with --provider)")
+    only_the_error_line()
     system = system_of(ctx, record_policies=False)  # the policies folder is only read
     inventory = system.provider.named(provider)
     if not isinstance(inventory, Inventory):

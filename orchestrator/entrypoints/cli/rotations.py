@@ -12,7 +12,7 @@ import click
 from events.codec import format_time
 from events.state import AppState
 from orchestrator.domain.errors import OrchestratorError
-from orchestrator.entrypoints.cli.context import system_of
+from orchestrator.entrypoints.cli.context import only_the_error_line, system_of
 from orchestrator.entrypoints.cli.output import print_table
 from orchestrator.entrypoints.cli.params import ROTATED
 
@@ -29,12 +29,9 @@ def rotate(ctx: click.Context, app_name: str, usage: str, policies_dir: Path | N
 
     The policy that selects APP for USAGE gives the rotation its settings, and the daemon
     finishes it (the overlap); without one the rotation is refused."""
-    import logging
-
     from orchestrator.domain.rotation import Step
-    from orchestrator.entrypoints.logs import configure
 
-    configure(level=logging.CRITICAL)  # a failure is this command's one error line, not a log
+    only_the_error_line()
     system = system_of(ctx, policies=policies_dir, record_policies=False)
     from orchestrator.domain.planner import policy_for
 

@@ -52,6 +52,13 @@ def _epoch(now: datetime) -> int:
     return int(now.timestamp())
 
 
+def _signed(claims: Mapping[str, Any], private_key_der: bytes, alg: str, kid: str | None) -> str:
+    """``claims`` as a JWT signed with the stored key, its ``kid`` in the header when given."""
+    headers = {"kid": kid} if kid is not None else None
+    key = _load_private_der(private_key_der)
+    return jwt.encode(dict(claims), key, algorithm=alg, headers=headers)  # type: ignore[arg-type]
+
+
 def sign_client_assertion(
     private_key_der: bytes,
     *,
@@ -67,9 +74,7 @@ def sign_client_assertion(
     iat = _epoch(now)
     claims = {"iss": client_id, "sub": client_id, "aud": audience, "iat": iat,
               "exp": iat + lifetime_seconds, "jti": jti if jti is not None else str(uuid.uuid4())}  # fmt: skip
-    headers = {"kid": kid} if kid is not None else None
-    key = _load_private_der(private_key_der)
-    return jwt.encode(claims, key, algorithm=alg, headers=headers)  # type: ignore[arg-type]
+    return _signed(claims, private_key_der, alg, kid)
 
 
 def sign_request_object(
@@ -90,9 +95,7 @@ def sign_request_object(
     claims: dict[str, Any] = {**(parameters or {}), "iss": client_id, "client_id": client_id,
                               "aud": audience, "iat": iat, "nbf": iat,
                               "exp": iat + lifetime_seconds, "jti": str(uuid.uuid4())}
-    headers = {"kid": kid} if kid is not None else None
-    key = _load_private_der(private_key_der)
-    return jwt.encode(claims, key, algorithm=alg, headers=headers)  # type: ignore[arg-type]
+    return _signed(claims, private_key_der, alg, kid)
 
 
 def verify_client_assertion(

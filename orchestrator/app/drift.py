@@ -38,6 +38,7 @@ from orchestrator.domain.drift import Difference, DriftKind, compare
 from orchestrator.domain.errors import OrchestratorError, ProviderError
 from orchestrator.domain.identity_provider import (
     LOCAL_PROVIDER,
+    ClientMissing,
     ProviderUnavailable,
     RemoteClient,
 )
@@ -58,7 +59,9 @@ class AppDrift:
     version: int  # the app's stream version it was compared at
     differences: tuple[Difference, ...] = ()
     remote: RemoteClient | None = field(default=None, repr=False)
-    error: str | None = None
+    error: str | None = None  # why it could not be compared (or, ``missing``, the client is gone)
+    missing: bool = False  # the provider no longer gives the client (``ClientMissing``)
+    unreachable: bool = False  # the provider could not be reached (``ProviderUnavailable``)
     rotation: str | None = None  # a rotation in flight: adopt and repair wait for it
     dates: bool = True  # the provider keeps expiries (they were compared)
     shared_key_set: bool = False  # one key set serves every signing usage
@@ -70,6 +73,10 @@ class AppDrift:
 
     @property
     def fix(self) -> str:
+        """What the operator runs to make the log and the provider agree."""
+        if self.rotation is not None:  # adopt and repair wait for it, and the daemon holds it
+            return (f"orchestrator rotations abandon {self.app} {self.rotation}, then "
+                    f"orchestrator drift --app {self.app} --adopt|--repair")
         return f"orchestrator drift --app {self.app} --adopt|--repair"
 
 
@@ -108,20 +115,27 @@ class DriftChecker:
         out = []
         usable: dict[str, bool] = {}
         for state in self.states():
-            bound = state.provider
-            if not state.registered or bound is None:
+            if (provider is not None and state.provider != provider) or (
+                    app is not None and state.app != app):
                 continue
-            if (provider is not None and bound != provider) or (app is not None
-                                                                 and state.app != app):
-                continue
-            if bound not in usable:
-                try:
-                    usable[bound] = self.inventory(bound) is not None
-                except OrchestratorError:  # not configured, its secret not to be had, ...
-                    usable[bound] = True  # ... each app says so when checked
-            if usable[bound]:
+            if self.watches(state, usable):
                 out.append(state)
         return out
+
+    def watches(self, state: AppState, known: dict[str, bool] | None = None) -> bool:
+        """Whether ``state`` is a registered app bound to a provider that can list its clients
+        (one whose provider is not configured, or cannot be built, counts: its check says why).
+        ``known``: what was found of each provider so far, filled in."""
+        bound = state.provider
+        if not state.registered or bound is None or bound == LOCAL_PROVIDER:
+            return False
+        known = {} if known is None else known
+        if bound not in known:
+            try:
+                known[bound] = self.inventory(bound) is not None
+            except OrchestratorError:  # not configured, its secret not to be had, ...
+                known[bound] = True  # ... each app says so when checked
+        return known[bound]
 
     def check(self, state: AppState) -> AppDrift:
         provider = state.provider or LOCAL_PROVIDER
@@ -136,7 +150,10 @@ class DriftChecker:
             remote = inventory.client(client_id)
             can = self.providers.named(provider).capabilities(state.app)
         except ProviderUnavailable as exc:
-            return _with(base, error=f"provider {provider!r} could not be reached: {exc}")
+            return _with(base, error=f"provider {provider!r} could not be reached: {exc}",
+                         unreachable=True)
+        except ClientMissing as exc:
+            return _with(base, error=exc.for_app(state.app), missing=True)
         except OrchestratorError as exc:  # refused, not configured, a secret not to be had
             return _with(base, error=str(exc))
         found = compare(state, remote, self.clock(), dates=can.expiry,
@@ -277,7 +294,9 @@ class DriftChecker:
         if drift.rotation is None:
             return None
         return [Fix(drift.app, d, False, f"rotation {drift.rotation} is in flight: let it finish "
-                    "(orchestrator rotations) and compare again") for d in drift.differences]
+                    f"(orchestrator rotations), or give it up (orchestrator rotations abandon "
+                    f"{drift.app} {drift.rotation}), and compare again")
+                for d in drift.differences]
 
 
 def _with(base: AppDrift, **changes: object) -> AppDrift:

@@ -22,6 +22,7 @@ from orchestrator.domain.vocabulary import SECRET_USAGE, Usage
 __all__ = [
     "LOCAL_PROVIDER",
     "Capabilities",
+    "ClientMissing",
     "Proof",
     "ProviderUnavailable",
     "RemoteClient",
@@ -36,6 +37,30 @@ ALL_USAGES = frozenset({Usage.PRIVATE_KEY_JWT, Usage.JAR, Usage.MTLS, SECRET_USA
 class ProviderUnavailable(ProviderError):
     """A transport failure (connection, timeout, TLS, 5xx, 429, a malformed answer): the call
     may or may not have taken effect; the rotation retries it with backoff."""
+
+
+class ClientMissing(ProviderError):
+    """The provider no longer gives the application's client: deleted there (Auth0 and RFC 7592
+    answer 404), or (RFC 7592, ``TokenRefused``) its registration access token is refused.
+    Nothing the orchestrator does brings a client back (``drift --repair`` puts credentials
+    back, not clients), so only an operator can act; ``for_app`` says what."""
+
+    def __init__(self, provider: str, client_id: str, detail: str | None = None) -> None:
+        self.provider = provider
+        self.client_id = client_id
+        self.detail = detail
+        super().__init__(self.for_app(None))
+
+    def for_app(self, app: str | None) -> str:
+        """One line: what is missing, and what the operator does."""
+        who = f"application {app!r}" if app else "the application"
+        detail = f"; {self.detail}" if self.detail else ""
+        return (f"client {self.client_id!r} no longer exists at identity provider "
+                f"{self.provider!r} (deleted there{detail}): nothing the orchestrator does can "
+                "recreate it (drift --repair neither); if " + who + " lives on, create a "
+                "client for it at the provider and register it again under a new name: "
+                f"orchestrator app register NAME --provider {self.provider} --client-id ID "
+                f"(or orchestrator import --provider {self.provider})")
 
 
 class TestSkipped(ProviderError):

@@ -293,6 +293,35 @@ def test_an_unreachable_provider_is_not_called_clean(tenant: Tenant) -> None:
     assert "not compared: offline" in result.stdout
 
 
+def test_a_client_deleted_at_the_tenant_is_named_with_what_to_do(tenant: Tenant) -> None:
+    gone = imported(tenant, "gone", 1)
+    imported(tenant, "here", 2)
+    tenant.emu.tenant.delete_client(gone.client_id)  # behind the orchestrator's back
+    result = tenant.drift()
+    assert result.returncode == 1, str(result)
+    line = (f"client missing: gone ({NAME}): client {gone.client_id!r} no longer exists at "
+            f"identity provider {NAME!r} (deleted there; Auth0 {DOMAIN}: GET /clients/"
+            f"{gone.client_id}: The client does not exist): nothing the orchestrator does can "
+            "recreate it (drift --repair neither); if application 'gone' lives on, create a "
+            "client for it at the provider and register it again under a new name: "
+            f"orchestrator app register NAME --provider {NAME} --client-id ID (or orchestrator "
+            f"import --provider {NAME})")
+    assert line in result.stdout.splitlines()
+    assert result.stdout.splitlines()[-1] == (
+        "2 applications: 1 agree with the provider, 0 differ (0 differences), 0 could not be "
+        "compared, 1 whose client is missing at the provider")
+    document = tenant.drift("--json").json()
+    found = {a["app"]: a for a in document["apps"]}
+    assert found["gone"]["client_missing"] and not found["gone"]["clean"]
+    assert not found["here"]["client_missing"] and found["here"]["clean"]
+    assert document["summary"]["client_missing"] == 1
+    assert document["summary"]["not_compared"] == 0
+    before = tenant.cli("audit", "--app", "gone", "--format", "json").json_lines()
+    repaired = tenant.drift("--app", "gone", "--repair")
+    assert repaired.returncode == 1 and line in repaired.stdout.splitlines()
+    assert tenant.cli("audit", "--app", "gone", "--format", "json").json_lines() == before
+
+
 # --- the daemon ---------------------------------------------------------------------------------
 
 

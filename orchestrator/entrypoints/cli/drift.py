@@ -34,9 +34,10 @@ def drift(ctx: click.Context, provider: str | None, app: str | None, as_json: bo
     """Compare each application's credentials at its identity provider with the log.
 
     Finds credentials added, removed, attached, detached or re-dated at the provider outside
-    the orchestrator, and a changed auth method. Exit 0 when they agree, 1 when they differ
-    (with --adopt or --repair: when a difference is left), 3 when an application could not be
-    compared (the provider could not be reached)."""
+    the orchestrator, a changed auth method, and a client deleted there. Exit 0 when they
+    agree, 1 when they differ (with --adopt or --repair: when a difference is left) or a client
+    is missing, 3 when an application could not be compared (the provider could not be
+    reached)."""
     if adopt and repair:
         raise click.UsageError("--adopt and --repair exclude each other: choose which side wins")
     if provider == LOCAL_PROVIDER:
@@ -75,7 +76,7 @@ def drift(ctx: click.Context, provider: str | None, app: str | None, as_json: bo
         _show(found, fixes, "adopted" if adopt else "repaired")
     left = sum(len(d.differences) for d in found) - sum(
         1 for done in fixes.values() for f in done if f.done)
-    if left:
+    if left or any(d.missing for d in found):
         ctx.exit(1)
     if any(d.error for d in found):
         ctx.exit(UNCHECKED_EXIT)
@@ -92,7 +93,8 @@ def _document(found: list[AppDrift], fixes: dict[str, list[Fix]]) -> dict[str, A
     for one in found:
         apps.append({
             "app": one.app, "provider": one.provider, "client_id": one.client_id,
-            "clean": one.clean, "error": one.error, "rotation_in_flight": one.rotation,
+            "clean": one.clean, "error": one.error, "client_missing": one.missing,
+            "rotation_in_flight": one.rotation,
             "differences": [_difference(d) for d in one.differences],
             "fixes": [{**_difference(f.difference), "done": f.done, "detail": f.detail}
                       for f in fixes.get(one.app, [])],
@@ -101,11 +103,12 @@ def _document(found: list[AppDrift], fixes: dict[str, list[Fix]]) -> dict[str, A
 
 
 def _counts(found: list[AppDrift]) -> dict[str, int]:
-    return {"compared": sum(1 for d in found if d.error is None),
+    return {"compared": sum(1 for d in found if d.error is None or d.missing),
             "clean": sum(1 for d in found if d.clean),
             "drifted": sum(1 for d in found if d.differences),
             "differences": sum(len(d.differences) for d in found),
-            "not_compared": sum(1 for d in found if d.error is not None)}
+            "client_missing": sum(1 for d in found if d.missing),
+            "not_compared": sum(1 for d in found if d.error is not None and not d.missing)}
 
 
 def _show(found: list[AppDrift], fixes: dict[str, list[Fix]], verb: str) -> None:
@@ -115,7 +118,9 @@ def _show(found: list[AppDrift], fixes: dict[str, list[Fix]], verb: str) -> None
         print_table(["APP", "PROVIDER", "DIFFERENCE", "CREDENTIAL", "USAGE", "LOG SAYS",
                      "PROVIDER SAYS"], rows, empty="")
     for d in found:
-        if d.error is not None:
+        if d.missing:
+            click.echo(printable(f"client missing: {d.app} ({d.provider}): {d.error}"))
+        elif d.error is not None:
             click.echo(printable(f"not compared: {d.app} ({d.provider}): {d.error}"))
         elif d.rotation is not None and d.differences:
             click.echo(printable(f"note: {d.app} has rotation {d.rotation} in flight; its "
@@ -124,6 +129,8 @@ def _show(found: list[AppDrift], fixes: dict[str, list[Fix]], verb: str) -> None
             head = verb if fix.done else f"not {verb}"
             click.echo(printable(f"{head}: {d.app}: {fix.difference.text}: {fix.detail}"))
     counts = _counts(found)
+    missing = (f", {counts['client_missing']} whose client is missing at the provider"
+               if counts["client_missing"] else "")
     click.echo(f"{len(found)} applications: {counts['clean']} agree with the provider, "
                f"{counts['drifted']} differ ({counts['differences']} differences), "
-               f"{counts['not_compared']} could not be compared")
+               f"{counts['not_compared']} could not be compared{missing}")

@@ -43,6 +43,7 @@ from orchestrator.domain.errors import ProviderError
 from orchestrator.domain.identity_provider import (
     ALL_USAGES,
     Capabilities,
+    ClientMissing,
     Proof,
     RemoteClient,
 )
@@ -278,8 +279,13 @@ class Auth0Provider:
     def _credential(self, app: str, credential_id: str) -> Credential | None:
         return self._state_of(app).credentials.get(credential_id)
 
-    def _read(self, path: str, params: dict[str, Any] | None = None) -> Any:
+    def _read(self, path: str, params: dict[str, Any] | None = None,
+              client_id: str | None = None) -> Any:
+        """The answer's body; a 404 is ``ClientMissing`` when ``path`` is ``client_id``'s."""
         reply = self.http.management("GET", path, params=params)
+        if reply.status == 404 and client_id is not None:
+            raise ClientMissing(self.name, client_id, f"Auth0 {self.domain}: GET {path}: "
+                                f"{reply.message or 'not found'}")
         if reply.status == 404:
             raise ProviderError(f"Auth0 {self.domain}: {reply.message or 'not found'} "
                                 f"(GET {path})")
@@ -297,13 +303,13 @@ class Auth0Provider:
         return items, total if isinstance(total, int) else None
 
     def _client(self, client_id: str) -> dict[str, Any]:
-        body = self._read(f"/clients/{_q(client_id)}")
+        body = self._read(f"/clients/{_q(client_id)}", client_id=client_id)
         if not _is_client(body):
             raise Transient(f"GET /clients/{client_id}: malformed client")
         return dict(body)
 
     def _pool(self, client_id: str) -> list[dict[str, Any]]:
-        body = self._read(f"/clients/{_q(client_id)}/credentials")
+        body = self._read(f"/clients/{_q(client_id)}/credentials", client_id=client_id)
         items = body.get("credentials") if isinstance(body, dict) else body
         if not isinstance(items, list) or not all(
                 isinstance(i, dict) and isinstance(i.get("id"), str) and i["id"] for i in items):

@@ -41,6 +41,7 @@ from orchestrator.adapters.providers.oidc.discovery import Discovery
 from orchestrator.adapters.providers.oidc.http import Http, error_of, json_object
 from orchestrator.app.ports import Keystore
 from orchestrator.domain.errors import KeystoreError, ProviderError
+from orchestrator.domain.identity_provider import ClientMissing
 
 __all__ = ["SERVER_MANAGED", "Registrations", "TokenRefused", "writable"]
 
@@ -51,14 +52,12 @@ MAX_TOKEN = 8192  # characters: a registration access token, as read from a file
 Record = dict[str, Any]
 
 
-class TokenRefused(ProviderError):
+class TokenRefused(ClientMissing):
     """The stored registration access token was refused (401): the client is gone, or an update
     whose answer carried the new token was lost. Only an operator can give a new token."""
 
     def __init__(self, provider: str, client_id: str) -> None:
-        self.provider = provider
-        self.client_id = client_id
-        super().__init__(self.for_app(None))
+        super().__init__(provider, client_id)
 
     def for_app(self, app: str | None) -> str:
         return (f"identity provider {self.provider!r} refused the registration access token of "
@@ -231,6 +230,8 @@ class Registrations:
                                     headers={"Authorization": f"Bearer {token}"})
         if answer.status_code == 401:
             return None
+        if answer.status_code == 404:
+            raise ClientMissing(self.provider, client_id, f"{what}: 404")
         if answer.status_code != 200:
             raise ProviderError(f"identity provider {self.provider!r}: {what}: {error_of(answer)}")
         record = json_object(answer, self.provider, what)

@@ -60,6 +60,7 @@ __all__ = [
     "resume",
     "retry_budget",
     "shares_registration",
+    "slot_to_free",
     "start",
     "total_backoff",
     "undelivered",
@@ -180,7 +181,9 @@ def why_test_failed(state: AppState, new: Credential, accepted: str) -> str | No
     return f"provider matched {accepted}, not the new credential {new.id}"
 
 
-def _slot_to_free(state: AppState, rotation: Rotation, at: datetime) -> Credential | None:
+def slot_to_free(state: AppState, rotation: Rotation, at: datetime) -> Credential | None:
+    """The credential ``rotation`` deletes to make room for its new one (None: there is room):
+    an unusable one first, else the usable one it does not replace."""
     live = state.live(rotation.usage)
     if len(live) < 2:
         return None
@@ -199,7 +202,7 @@ def resume(state: AppState, rotation: Rotation, params: Params, at: datetime) ->
         return _resume_secret(rotation)
     new = state.credentials.get(rotation.new_credential_id)
     if new is None:
-        victim = _slot_to_free(state, rotation, at)
+        victim = slot_to_free(state, rotation, at)
         if victim is not None:
             return Next(Step.FREE_SLOT, victim.id,
                         at_provider=shares_registration(state, victim) is None)

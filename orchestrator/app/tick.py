@@ -7,9 +7,10 @@ Each action is carried out on its own; one that fails is logged and the tick goe
 request (SIGTERM) is honoured between actions: the current step finishes, nothing is cut in half.
 Every tick logs, at error level, each application left without a usable credential of a usage
 it had (``app_without_usable_credential``): the planner's alarms, kept for the apps it planned.
-An application *held* (``hold``: its identity provider contradicts the log, found by the
-daemon's drift check) is not rotated: its starts, resumes, retries and deletions wait, and are
-counted ``held``; expiry is still recorded.
+A *gate* (``gate_with``: the daemon's drift check, ``app.drift_watch``) is asked right before
+each action that touches an application's identity provider (a start, resume, retry or
+deletion: ``HELD_KINDS``); when it gives a reason, the action waits, is counted ``held``, and the
+application is planned again at the next tick. Expiry is never held.
 
 A client-secret rotation is not started for an application whose identity provider holds one
 secret (``Capabilities.secret_overlap`` False: Auth0, RFC 7592) unless its policy accepts the gap
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -50,11 +51,12 @@ from orchestrator.domain.rotation import Params
 from orchestrator.domain.rotation_events import decide_abandon, decide_retry
 from orchestrator.domain.vocabulary import SECRET_USAGE
 
-__all__ = ["TickReport", "Ticker"]
+__all__ = ["Gate", "TickReport", "Ticker"]
 
 log = structlog.get_logger("orchestrator.tick")
 MIN_RECHECK = timedelta(seconds=1)  # something due now but not done (cap, failure): next tick
 HELD_KINDS = frozenset({Kind.START, Kind.RESUME, Kind.RETRY, Kind.DELETE})  # touch the provider
+Gate = Callable[[str], str | None]  # app -> why its provider must not be touched now (None: go)
 NAMED_AT_MOST = 20  # applications named in one log line; the count says how many in all
 SECRET_GAP_FIX = ("its identity provider holds one client secret, so the old secret stops "
                   "working when the new one is set, before the application reads it; set "
@@ -74,7 +76,8 @@ class TickReport:
     problems: tuple[str, ...] = ()
     planned_apps: int = 0
     alarms: tuple[Alarm, ...] = ()
-    held: int = 0  # actions not carried out: their app's provider contradicts the log
+    held: int = 0  # actions the gate kept back (the app's provider contradicts the log, or has
+    # not been compared with it yet)
 
 
 class Ticker:
@@ -104,11 +107,11 @@ class Ticker:
         self._heap: list[tuple[datetime, str]] = []
         self._last_policies: Sequence[PlanPolicy] | None = None
         self._alarms: dict[str, tuple[Alarm, ...]] = {}  # by app, for the apps planned so far
-        self._held: Mapping[str, str] = {}
+        self._gate: Gate | None = None
 
-    def hold(self, apps: Mapping[str, str]) -> None:
-        """Rotate none of ``apps`` (app -> why) until the next call leaves it out."""
-        self._held = dict(apps)
+    def gate_with(self, gate: Gate | None) -> None:
+        """Ask ``gate`` before each action of ``HELD_KINDS`` (None: carry every one out)."""
+        self._gate = gate
 
     def next_due(self) -> datetime | None:
         """The earliest instant an application planned so far falls due by time alone."""
@@ -133,8 +136,8 @@ class Ticker:
         return changed
 
     def _note_due(self, apps: set[str], the_plan: Plan, policies: Sequence[PlanPolicy],
-                  now: datetime) -> None:
-        waiting: dict[str, datetime] = {}
+                  now: datetime, held: set[str]) -> None:
+        waiting: dict[str, datetime] = dict.fromkeys(held, now)  # the gate may let them go
         for action in the_plan.deferred:
             at = action.not_before if action.not_before and action.not_before > now else now
             waiting[action.app] = min(at, waiting.get(action.app, at))
@@ -158,13 +161,15 @@ class Ticker:
             log.warning("policy_conflict_found", problem=problem)
         by_name = {p.name: p for p in policies}
         gaps: list[str] = []
+        held: set[str] = set()
         for action in the_plan.actions:
             if self.should_stop():
                 log.info("tick_interrupted", remaining=report.planned - sum(report.done.values()))
                 apps.update(a.app for a in the_plan.actions)
                 break
-            if action.app in self._held and action.kind in HELD_KINDS:
+            if self._kept_back(action):
                 report.held += 1
+                held.add(action.app)
                 continue
             try:
                 if self.secret_gap_refused(action, by_name):
@@ -186,7 +191,7 @@ class Ticker:
             log.error("client_secret_rotation_refused", apps=sorted(gaps)[:NAMED_AT_MOST],
                       count=len(gaps), fix=SECRET_GAP_FIX)
         self.fleet.refresh()
-        self._note_due(apps, the_plan, policies, now)
+        self._note_due(apps, the_plan, policies, now, held)
         report.alarms = self._raise_alarms(apps, now)
         if report.planned or report.failed or report.problems:
             (log.warning if report.failed or report.refused else log.info)(
@@ -194,6 +199,15 @@ class Ticker:
                 failed=report.failed, parked=report.parked, refused=report.refused,
                 held=report.held, apps=len(apps), **{k: v for k, v in report.done.items()})
         return report
+
+    def _kept_back(self, action: Action) -> bool:
+        """Whether the gate keeps ``action`` back (it says why in its own log lines)."""
+        if self._gate is None or action.kind not in HELD_KINDS:
+            return False
+        why = self._gate(action.app)
+        if why is not None:
+            log.debug("action_held", app=action.app, kind=action.kind.value, reason=why)
+        return why is not None
 
     def secret_gap_refused(self, action: Action, by_name: dict[str, PlanPolicy]) -> bool:
         """Whether ``action`` starts a client-secret rotation that the application's provider

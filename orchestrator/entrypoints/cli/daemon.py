@@ -21,7 +21,7 @@ from orchestrator.entrypoints.cli.params import DurationOrOff, Seconds
               help="Seconds between ticks (0.1 to 86400).")
 @click.option("--drift-every", type=DurationOrOff(), default="1h", show_default=True,
               help="Compare each application with its identity provider this often (0: never); "
-                   "an application that differs is not rotated until they agree.")
+                   "an application is rotated only once compared, and not while they differ.")
 @click.option("--json-logs/--pretty-logs", default=None,
               help="Log format (default: pretty on a terminal, JSON lines otherwise).")
 @click.pass_context
@@ -46,16 +46,19 @@ def daemon(ctx: click.Context, policies_dir: Path | None, once: bool, interval: 
     import structlog
 
     log = structlog.get_logger("orchestrator.daemon")
+    if watch is not None:  # asked before every action at a provider: compared, and agreeing
+        system.ticker.gate_with(watch.gate)
 
     def tick() -> None:
         projector.catch_up()
-        if watch is not None:
-            try:
-                watch.run()
-            except Exception as exc:  # the check never stops the rotations of other apps
-                log.exception("drift_check_failed", error=str(exc))
-            system.ticker.hold(watch.held)
-        system.ticker.tick()
+        try:
+            system.ticker.tick()
+        finally:  # the rest of the tick's budget (the apps due by time), then the next's
+            if watch is not None:
+                try:
+                    watch.run()
+                except Exception as exc:  # the check never stops the rotations of other apps
+                    log.exception("drift_check_failed", error=str(exc))
 
     def describe(now: datetime) -> dict[str, Any]:
         return {"next_expiry": projector.next_expiry(now),

@@ -279,6 +279,38 @@ def test_drift_takes_an_openid_record_of_the_wrong_shape_as_data(
     assert app["error"] is None and {d["kind"] for d in app["differences"]} == {"added"}
 
 
+@pytest.mark.parametrize("status", [404, 401])
+def test_an_openid_client_gone_at_the_provider_is_named_with_what_to_do(
+        cli: Cli, hostile: HostileServer, sqlite_url: str, status: int) -> None:
+    """Its registration endpoint answers 404 (deleted) or refuses the kept token (401: deleted,
+    or the token lost): drift says 'client missing' in one line with the fix, exit 1."""
+    (cli.cwd / "iat").write_text(IAT)
+    oidc_resource(cli, hostile, cli.cwd / "iat")
+    hostile.routes["GET /reg/c1"] = Answer.json({"client_id": "c1", "client_name": "web"})
+    (cli.cwd / "rat").write_text(RAT)
+    cli("app", "register", "web", "--provider", "op", "--client-id", "c1",
+        "--registration-token-file", cli.cwd / "rat")
+    hostile.routes["GET /reg/c1"] = Answer(status, b'{"error": "invalid_token"}')
+    result = cli.run("drift")
+    assert result.returncode == 1, str(result)
+    [line] = [x for x in result.stdout.splitlines() if x.startswith("client missing: web (op): ")]
+    fix = ("get a new registration access token from the provider's administrator and run: "
+           "orchestrator app register web --provider op --client-id c1 "
+           "--registration-token-file FILE --exist-ok") if status == 401 else (
+           "client 'c1' no longer exists at identity provider 'op' (deleted there; read of "
+           "client 'c1': 404): nothing the orchestrator does can recreate it")
+    assert fix in line
+    assert RAT not in result.stdout + result.stderr
+    # a client id never bound that the provider does not know: mistyped, not "deleted"
+    before = dump_tables(sqlite_url)
+    (cli.cwd / "rat9").write_text(RAT)
+    refused = cli.run("app", "register", "other", "--provider", "op", "--client-id", "c9",
+                      "--registration-token-file", cli.cwd / "rat9")
+    refused_and_silent(cli, refused, "identity provider 'op' has no client 'c9'",
+                       "answered 404): check the client id")
+    assert dump_tables(sqlite_url) == before
+
+
 
 def test_the_management_application_itself_cannot_be_bound(
         cli: Cli, hostile: HostileServer, sqlite_url: str) -> None:

@@ -179,7 +179,13 @@ class Registrations:
                                 f"{MAX_TOKEN} characters")
         with self._lock(client_id):
             uri = self._default_uri(client_id)
-            record = self._send("GET", client_id, uri, token, f"read of client {client_id!r}", store=False)
+            try:
+                record = self._send("GET", client_id, uri, token, f"read of client {client_id!r}",
+                                    store=False)
+            except ClientMissing:  # never bound: not "deleted", most likely mistyped
+                raise ProviderError(f"identity provider {self.provider!r} has no client "
+                                    f"{client_id!r} ({uri} answered 404): check the client "
+                                    "id") from None
             if record is None:
                 raise ProviderError(
                     f"identity provider {self.provider!r} refused the registration access token "

@@ -57,6 +57,7 @@ __all__ = [
     "auth_method_of",
     "certificate_thumbprint",
     "compare",
+    "match_record",
     "same_dn",
     "same_expiry",
 ]
@@ -160,7 +161,7 @@ def compare(state: AppState, remote: RemoteClient, at: datetime, *, dates: bool 
     matched: dict[str, list[Credential]] = {}  # remote provider id -> the log's credentials
     unmatched: list[Credential] = []
     for cred in live:
-        found = _match(cred, remote.credentials)
+        found = match_record(cred, remote.credentials)
         if found is None:
             unmatched.append(cred)
         else:
@@ -194,7 +195,10 @@ def _order(diff: Difference) -> tuple[int, str, str]:
 # --- matching ----------------------------------------------------------------------------------
 
 
-def _match(cred: Credential, records: Sequence[RemoteCredential]) -> RemoteCredential | None:
+def match_record(cred: Credential,
+                 records: Sequence[RemoteCredential]) -> RemoteCredential | None:
+    """The provider's record of ``cred``: by the recorded provider id, then by key id,
+    certificate thumbprint, key fingerprint or subject DN (None: the provider holds none)."""
     for record in records:
         if cred.provider_id is not None and record.provider_id == cred.provider_id:
             return record

@@ -56,6 +56,7 @@ __all__ = [
     "Step",
     "backoff",
     "held_usable",
+    "registration_sharers",
     "replaced_credential",
     "resume",
     "retry_budget",
@@ -116,15 +117,21 @@ class Next:
     at_provider: bool = True  # False: the provider keeps a registration another credential uses
 
 
-def shares_registration(state: AppState, cred: Credential) -> Credential | None:
-    """Another live credential of the app that the provider matches by the same registration
-    as ``cred``: a CA-issued certificate (``cert_subject_dn``) with the same subject DN. The
-    provider holds one registration for both; changing it for one changes it for the other."""
+def registration_sharers(state: AppState, cred: Credential) -> list[Credential]:
+    """The other live credentials of the app that the provider matches by the same registration
+    as ``cred``: CA-issued certificates (``cert_subject_dn``) with the same subject DN. The
+    provider holds one registration for all of them; changing it for one changes it for all."""
     if cred.kind is not ev.CredentialKind.CERT_SUBJECT_DN or not cred.subject_dn:
-        return None
-    others = [c for c in state.credentials.values()
-              if c.id != cred.id and c.live and c.usage == cred.usage
-              and c.kind is ev.CredentialKind.CERT_SUBJECT_DN and c.subject_dn == cred.subject_dn]
+        return []
+    return [c for c in state.credentials.values()
+            if c.id != cred.id and c.live and c.usage == cred.usage
+            and c.kind is ev.CredentialKind.CERT_SUBJECT_DN and c.subject_dn == cred.subject_dn]
+
+
+def shares_registration(state: AppState, cred: Credential) -> Credential | None:
+    """The oldest of ``registration_sharers``: another live credential holding ``cred``'s
+    registration at the provider, or None."""
+    others = registration_sharers(state, cred)
     return min(others, key=lambda c: (c.added_at, c.id)) if others else None
 
 

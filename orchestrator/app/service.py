@@ -204,7 +204,13 @@ class Service:
         kind: ev.CredentialKind | None = None,
         correlation_id: str | None = None,
         actor: str | None = None,
+        before_append: Callable[[AppState, Credential], list[ev.Event]] | None = None,
     ) -> Credential:
+        """Add a credential (its private key, when generated, to the keystore first, and out
+        again when the append is refused). ``before_append(state, new)``: called once the rules
+        accept the new credential, before it is appended (again after a concurrent write);
+        returns events to append with it, or raises to refuse it (``app.manual_credentials``
+        uploads it to the app's identity provider there)."""
         credential_id = self.crypto.new_credential_id()
         at = self.clock()
         private_der: bytes | None = None
@@ -222,18 +228,25 @@ class Service:
             raise InputError("give the credential as --pem FILE, --subject-dn DN or --generate")
         if private_der is not None:
             self.keystore.put(credential_id, private_der)
+        command = rules.AddCredential(
+            app=app, credential_id=credential_id, usage=usage, material=material, at=at,
+            alg=alg, kid=kid, name=name, expires_at=expires_at,
+            parse_expiry_from_cert=parse_expiry_from_cert, generated=private_der is not None,
+            activate=activate, kind=kind,
+        )
+
+        def decided(state: AppState) -> tuple[list[ev.Event], datetime]:
+            events = rules.decide(command, state)
+            if before_append is not None:
+                new = state
+                for event in events:
+                    new = evolve(new, event, at)
+                events = [*events, *before_append(state, new.credentials[credential_id])]
+            return events, at
+
         try:
-            state, _ = self.execute(
-                app,
-                lambda s: rules.AddCredential(
-                    app=app, credential_id=credential_id, usage=usage, material=material,
-                    at=at, alg=alg, kid=kid, name=name, expires_at=expires_at,
-                    parse_expiry_from_cert=parse_expiry_from_cert,
-                    generated=private_der is not None, activate=activate, kind=kind,
-                ),
-                correlation_id=correlation_id,
-                actor=actor,
-            )
+            state, _ = self.append_decided(app, decided, correlation_id=correlation_id,
+                                           actor=actor)
         except BaseException:
             if private_der is not None:
                 self.keystore.delete(credential_id)

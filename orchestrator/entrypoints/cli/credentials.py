@@ -1,10 +1,15 @@
-"""``orchestrator credential``: add, list, activate, disable, delete, set-expiry."""
+"""``orchestrator credential``: add, list, activate, disable, delete, set-expiry.
+
+The commands that change a credential go through ``app.manual_credentials``: for an application
+bound to an identity provider they do it there first (and say what they did there, on a line of
+their own), for one of the local provider they only record it."""
 
 from __future__ import annotations
 
 import json
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -12,14 +17,27 @@ from events.codec import format_time
 from events.state import Credential
 from orchestrator.app.service import CredentialSource
 from orchestrator.domain.errors import InputError
-from orchestrator.entrypoints.cli.context import system_of
-from orchestrator.entrypoints.cli.output import credential_json, credential_table
+from orchestrator.entrypoints.cli.context import only_the_error_line, system_of
+from orchestrator.entrypoints.cli.output import credential_json, credential_table, printable
 from orchestrator.entrypoints.cli.params import TIME, USAGES
+
+if TYPE_CHECKING:
+    from orchestrator.app.manual_credentials import ManualCredentials
 
 
 @click.group()
 def credential() -> None:
     """Add, list, activate, disable, delete credentials and change their expiry."""
+
+
+def _manual(ctx: click.Context) -> ManualCredentials:
+    """The use cases, on a system that only reads the policies folder (for the identity
+    providers); a refusal is the one error line, no log line beside it."""
+    from orchestrator.app.manual_credentials import ManualCredentials
+
+    only_the_error_line()
+    system = system_of(ctx, record_policies=False)
+    return ManualCredentials(system.service, system.provider)
 
 
 def _show_credential(cred: Credential, app: str, now: datetime, as_json: bool) -> None:
@@ -66,13 +84,15 @@ def credential_add(ctx: click.Context, app: str, usage: str, pem: Path | None,
         pem=_read_file(pem) if pem is not None else None, pem_name=str(pem),
         subject_dn=subject_dn, generate=generate, key_size=key_size,
     )
-    system = system_of(ctx)
-    cred = system.service.add_credential(
+    manual = _manual(ctx)
+    done = manual.add(
         app, usage, source, alg=alg, kid=kid, name=name, expires_at=expires_at,
         parse_expiry_from_cert=parse_expiry_from_cert, activate=activate,
         kind=CredentialKind(kind) if kind else None,
     )
-    _show_credential(cred, app, system.clock(), as_json)
+    _show_credential(done.credential, app, manual.service.clock(), as_json)
+    if done.note and not as_json:
+        click.echo(printable(f"{app} {done.credential.id}: {done.note}"))
 
 
 MAX_PEM_BYTES = 1024 * 1024  # a key or a certificate chain is a few KiB
@@ -112,15 +132,16 @@ def _lifecycle(verb: str, help_text: str, with_force: bool) -> None:
     @click.argument("credential_id", metavar="ID")
     @click.pass_context
     def command(ctx: click.Context, app: str, credential_id: str, force: bool = False) -> None:
-        service = system_of(ctx).service
+        manual = _manual(ctx)
         if verb == "activate":
-            state = service.activate(app, credential_id)
+            done = manual.activate(app, credential_id)
         elif verb == "disable":
-            state = service.disable(app, credential_id, force)
+            done = manual.disable(app, credential_id, force)
         else:
-            state = service.delete(app, credential_id, force)
-        status = state.credentials[credential_id].status.value
-        click.echo(f"{app} {credential_id}: {status}")
+            done = manual.delete(app, credential_id, force)
+        status = done.credential.status.value
+        click.echo(printable(f"{app} {credential_id}: {status}"
+                             + (f" ({done.note})" if done.note else "")))
 
     command.__doc__ = help_text
     if with_force:
@@ -147,7 +168,8 @@ _lifecycle("delete", "Delete credential ID of APP; frees its slot (and its priva
 def credential_set_expiry(ctx: click.Context, app: str, credential_id: str,
                           expires_at: datetime) -> None:
     """Change the expiry of credential ID of APP."""
-    state = system_of(ctx).service.set_expiry(app, credential_id, expires_at)
-    cred = state.credentials[credential_id]
-    click.echo(f"{app} {credential_id}: expires at {format_time(cred.expires_at)}"
-               if cred.expires_at else f"{app} {credential_id}: never expires")
+    done = _manual(ctx).set_expiry(app, credential_id, expires_at)
+    cred = done.credential
+    line = (f"{app} {credential_id}: expires at {format_time(cred.expires_at)}"
+            if cred.expires_at else f"{app} {credential_id}: never expires")
+    click.echo(printable(line + (f" ({done.note})" if done.note else "")))

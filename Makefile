@@ -22,7 +22,7 @@ run: $(STAMP)
 	$(BIN)/orchestrator daemon --policies policies --interval 5
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 -q
+	$(BIN)/python -m pytest -n 2 --dist worksteal -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check events orchestrator tests bench

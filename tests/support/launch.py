@@ -9,6 +9,9 @@ wrap_store=...)``; the product reads neither variable below, and has no other wa
 ``ORCHESTRATOR_TEST_CLOCK``  a file holding the current instant (ISO 8601 with an offset). Every
                              clock reading reads the file again: the test moves time by
                              rewriting it (atomically), and time stands still otherwise.
+                             Under it the daemon looks at the clock every ``POLL`` of real
+                             time (the product's half second would make each of a test's
+                             clock moves wait up to that long for nothing).
 ``ORCHESTRATOR_TEST_CRASH``  ``<before|after>:<step|any>:<n>``: SIGKILL this process right before
                              (or right after) the n-th append of a rotation step's events, or of
                              any events with ``any``. ``before`` falls after the step's outside
@@ -21,7 +24,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +37,7 @@ RECORDED_STEP = {"generated": "generate", "registered": "register", "tested": "t
 ROTATION_EVENT_STEP = {"rotation.started": "start", "rotation.completed": "complete",
                        "credential.activated": "activate", "credential.disabled": "disable_old",
                        "credential.deleted": "free_slot"}
+POLL = timedelta(milliseconds=20)
 STEPS = ("start", "free_slot", "generate", "register", "activate", "test", "deliver",
          "disable_old", "complete")
 
@@ -102,7 +106,7 @@ def main() -> None:
     wrap: Callable[[Any], Any] | None = (
         (lambda store: CrashingStore(store, crash)) if crash else None)
     orchestrator(sys.argv[1:], clock=FileClock(clock_file) if clock_file else None,
-                 wrap_store=wrap)
+                 wrap_store=wrap, daemon_poll=POLL if clock_file else None)
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ __all__ = ["LiveDaemon", "Rotation", "Rotations", "Site", "TokenClient", "poll",
 
 T = TypeVar("T")
 HEARTBEAT = timedelta(minutes=1)  # orchestrator/entrypoints/daemon.py: one beat a minute at most
+LOOK = 0.02  # seconds between two looks at what a test waits for
 SAFETY = 300.0  # seconds: only a net under a stuck process; no verdict rests on it
 TOKEN_CLIENT = Path(__file__).with_name("token_client.py")
 
@@ -59,19 +60,7 @@ def poll(check: Callable[[], T], what: str, *, alive: Sequence[subprocess.Popen[
                               for log in logs if log.exists())
             why = f"exited ({dead[0].returncode})" if dead else f"not within {timeout:.0f} s"
             raise AssertionError(f"waiting for {what}: {why}\n{tails}")
-        time.sleep(0.1)
-
-
-def json_lines(log: Path) -> list[dict[str, Any]]:
-    out = []
-    for raw in log.read_text(errors="replace").split("\n")[:-1]:  # the last may be half written
-        try:
-            line = json.loads(raw)
-        except ValueError:
-            continue
-        if isinstance(line, dict):
-            out.append(line)
-    return out
+        time.sleep(LOOK)
 
 
 class LiveDaemon:
@@ -81,6 +70,8 @@ class LiveDaemon:
                  interval: float = 30.0) -> None:
         self.clock = clock
         self.log = log
+        self._read: list[dict[str, Any]] = []  # the log's whole lines read so far
+        self._offset = 0  # where in the log the next whole line starts
         self.beats_seen = 0
         self.retry_steps = 0  # steps ``settle`` took beyond the ones a test asked for
         # called before the clock moves: the test's invariant (e.g. the app uses what was
@@ -93,7 +84,21 @@ class LiveDaemon:
         self._wait_beat()  # the first tick, at the instant the clock shows now
 
     def lines(self, event: str | None = None) -> list[dict[str, Any]]:
-        return [line for line in json_lines(self.log) if event is None or line.get("event") == event]
+        """The daemon's JSON log lines so far (``event``: only those), read on from where the
+        last look stopped: a look costs what was written since, not the whole log again."""
+        with self.log.open("rb") as log:
+            log.seek(self._offset)
+            fresh = log.read()
+        whole = fresh[:fresh.rfind(b"\n") + 1]  # a line still being written waits
+        self._offset += len(whole)
+        for raw in whole.decode(errors="replace").split("\n")[:-1]:
+            try:
+                line = json.loads(raw)
+            except ValueError:
+                continue
+            if isinstance(line, dict):
+                self._read.append(line)
+        return [line for line in self._read if event is None or line.get("event") == event]
 
     def _wait_beat(self) -> None:
         want = self.beats_seen + 1

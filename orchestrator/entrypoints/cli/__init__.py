@@ -20,7 +20,7 @@ import click
 from orchestrator.domain.errors import OrchestratorError
 
 if TYPE_CHECKING:
-    from datetime import datetime
+    from datetime import datetime, timedelta
 
     from events.store import EventStore
 
@@ -76,9 +76,10 @@ def cli(ctx: click.Context, db: str | None, keystore: Path | None) -> None:
     """Keep OAuth application credentials rotated, expiry enforced, and every change provable."""
     from orchestrator.bootstrap import Settings
 
-    overrides = (ctx.obj or {}).get("overrides", {})  # main()'s clock= and wrap_store=
+    given = ctx.obj or {}
     ctx.obj = {"settings": Settings.from_env(db=db, keystore=keystore), "system": None,
-               "overrides": overrides}
+               "overrides": given.get("overrides", {}),  # main()'s clock= and wrap_store=
+               "daemon_poll": given.get("daemon_poll")}
 
 
 # --- entry point -------------------------------------------------------------------------------
@@ -102,14 +103,17 @@ def main(
     *,
     clock: Callable[[], datetime] | None = None,
     wrap_store: Callable[[EventStore], EventStore] | None = None,
+    daemon_poll: timedelta | None = None,
 ) -> None:
-    """The console script. ``clock`` and ``wrap_store`` go to ``bootstrap`` for every command:
-    only a caller in Python can pass them (the test launcher under tests/), no option or
-    environment variable reaches them."""
+    """The console script. ``clock`` and ``wrap_store`` go to ``bootstrap`` for every command,
+    ``daemon_poll`` to the daemon (how often, in real time, it looks at ``clock`` while it
+    waits: a virtual clock moves in jumps, and a shorter look notices one sooner): only a caller
+    in Python can pass them (the test launcher under tests/), no option or environment variable
+    reaches them."""
     overrides = {k: v for k, v in (("clock", clock), ("wrap_store", wrap_store)) if v is not None}
     try:
         code = cli.main(args=argv, prog_name="orchestrator", standalone_mode=False,
-                        obj={"overrides": overrides})
+                        obj={"overrides": overrides, "daemon_poll": daemon_poll})
         if isinstance(code, int) and code != 0:  # standalone_mode=False returns Exit(n)'s n
             sys.exit(code)
     except click.exceptions.Exit as exc:

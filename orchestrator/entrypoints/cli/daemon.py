@@ -64,8 +64,10 @@ def daemon(ctx: click.Context, policies_dir: Path | None, once: bool, interval: 
         return {"next_expiry": projector.next_expiry(now),
                 "next_rotation_due": system.ticker.next_due()}
 
+    poll = ctx.find_root().obj.get("daemon_poll")  # main()'s daemon_poll=, for a virtual clock
     runner = Daemon(tick, projector.next_expiry, lease, system.clock,
-                    interval=timedelta(seconds=interval), describe=describe)
+                    interval=timedelta(seconds=interval), describe=describe,
+                    **({"poll": poll} if poll is not None else {}))
     stop_flag["daemon"] = runner
     if once:
         if not runner.run_once():

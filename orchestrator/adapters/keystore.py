@@ -31,6 +31,7 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from orchestrator.adapters.files import atomic_write, create_once, fsync_dir
 from orchestrator.domain.errors import KeystoreError
 
 __all__ = [
@@ -42,7 +43,6 @@ __all__ = [
     "NONCE_BYTES",
     "FileKeystore",
     "MemoryKeystore",
-    "atomic_write",
     "key_check_value",
 ]
 
@@ -134,7 +134,7 @@ class FileKeystore:
         )
         with self._writing(f"write item {item_id}", self.items_dir):
             _make_dir(self.items_dir)
-            _create_once(self._path(item_id), MAGIC + nonce + sealed)
+            create_once(self._path(item_id), MAGIC + nonce + sealed)
         stored = self.get(item_id)
         assert stored is not None
         return stored
@@ -172,7 +172,7 @@ class FileKeystore:
         with self._writing(f"remove item {item_id}", self.items_dir), \
                 contextlib.suppress(FileNotFoundError):
             self._path(item_id).unlink()
-            _fsync_dir(self.items_dir)
+            fsync_dir(self.items_dir)
 
     def ids(self) -> list[str]:
         """Every stored item id, sorted (decoded from the file names)."""
@@ -234,7 +234,7 @@ class FileKeystore:
                 )
             with self._writing(f"create {MASTER_KEY_FILE}", self.directory):
                 _make_dir(self.directory)
-                _create_once(path, secrets.token_bytes(KEY_BYTES))
+                create_once(path, secrets.token_bytes(KEY_BYTES))
         try:
             key = path.read_bytes()
         except OSError as error:
@@ -264,7 +264,7 @@ class FileKeystore:
             else:
                 with self._writing(f"write {KEY_CHECK_FILE}", self.directory):
                     _make_dir(self.directory)
-                    _create_once(path, expected.encode("ascii"))
+                    create_once(path, expected.encode("ascii"))
                 stored = path.read_text(encoding="ascii").strip()  # another process may have won
         if not hmac.compare_digest(stored, expected):
             raise KeystoreError(
@@ -309,60 +309,9 @@ def _decode_env_key(value: str) -> bytes:
     return key
 
 
-def _temporary_copy(path: Path, data: bytes) -> Path:
-    """``data`` in a new 0600 file beside ``path``, flushed to disk: to be linked or renamed."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
-    return tmp
-
-
-def _create_once(path: Path, data: bytes) -> None:
-    """Write a new 0600 file atomically; never overwrites one another process made first."""
-    tmp = _temporary_copy(path, data)
-    try:
-        with contextlib.suppress(FileExistsError):  # lost a race: keep the other one
-            os.link(tmp, path)
-        _fsync_dir(path.parent)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-
-
 def _unb64(text: str) -> bytes:
     return base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
 
 
 def _make_dir(path: Path) -> None:
     path.mkdir(mode=0o700, parents=True, exist_ok=True)
-
-
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def atomic_write(path: Path, data: bytes, sync_dir: bool = True) -> None:
-    """Replace ``path`` with ``data`` atomically: temp file (0600) in the same dir, fsync, rename
-    (and fsync the folder, unless the caller does that once for several files)."""
-    tmp = _temporary_copy(path, data)
-    try:
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
-    if sync_dir:
-        _fsync_dir(path.parent)

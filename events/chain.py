@@ -5,8 +5,9 @@
 breaks the chain at that row, not only a changed one. ``verify`` walks records in position order
 and names the first position where the chain does not hold.
 
-A chain alone cannot notice the newest rows being cut off the end; compare the head position and
-hash with one kept elsewhere (``orchestrator verify`` prints both for that purpose).
+A chain alone cannot notice the newest rows being cut off the end, nor a rewrite whose every
+hash was recomputed: compare the head position and hash with one kept elsewhere, signed
+(``events.anchor``: the checkpoints ``orchestrator verify --checkpoint`` checks).
 """
 
 from __future__ import annotations
@@ -46,6 +47,9 @@ class Break:
     position: int
     reason: str
 
+    def message(self) -> str:
+        return f"chain broken at position {self.position}: {self.reason}"
+
 
 @dataclass(frozen=True, slots=True)
 class Verified:
@@ -54,10 +58,14 @@ class Verified:
     head_hash: str
 
 
-def verify(records: Iterable[ChainedRecord]) -> Break | Verified:
-    """Walk the records in stored order; the first break, or a summary when all holds."""
-    expected_position = 1
-    prev = GENESIS
+def verify(records: Iterable[ChainedRecord], after: tuple[int, str] = (0, GENESIS)
+           ) -> Break | Verified:
+    """Walk the records in stored order; the first break, or a summary when all holds.
+
+    ``after`` is a head already verified, (position, hash): the records are then those after
+    it, and the walk goes on from there (``count`` counts only them)."""
+    expected_position = after[0] + 1
+    prev = after[1]
     count = 0
     for rec in records:
         if rec.position != expected_position:

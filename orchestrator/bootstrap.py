@@ -13,6 +13,9 @@ Settings come from the command line or the environment:
                              master.key inside the keystore, created on first use; the
                              keystore's key-check file refuses any other key afterwards)
     ORCHESTRATOR_ACTOR       who is acting  (default cli:<login name>)
+    ORCHESTRATOR_CHECKPOINT_KEY  the Ed25519 key that signs checkpoints of the log's head (a
+                             file, mode 0600, never in the database; default: none)
+    ORCHESTRATOR_CHECKPOINTS where the daemon writes its checkpoints (a folder; default: none)
 
 Nothing else is read from the environment: a test's virtual clock or fault injection is passed
 in as an argument (``bootstrap(clock=..., wrap_store=...)``, reached from
@@ -36,13 +39,15 @@ from orchestrator.domain.errors import InputError, OrchestratorError
 if TYPE_CHECKING:  # the parts are imported where they are built, so a command loads only its own
     from sqlalchemy.engine import Engine
 
+    from events.anchor import Checkpoint
     from events.projector import Projector
     from events.sql import SQLEventStore
     from events.state import AppState
     from events.store import EventStore
     from orchestrator.adapters.providers.router import ProviderRouter
+    from orchestrator.app.anchoring import Anchorer
     from orchestrator.app.fleet import FleetView
-    from orchestrator.app.ports import Crypto, Delivery, Keystore, Lease, Provider
+    from orchestrator.app.ports import CheckpointKey, Crypto, Delivery, Keystore, Lease, Provider
     from orchestrator.app.rotator import Rotator
     from orchestrator.app.service import Service
     from orchestrator.app.tick import Ticker
@@ -59,12 +64,15 @@ __all__ = [
     "System",
     "bootstrap",
     "build_identity_provider",
+    "checkpoint_key",
+    "create_checkpoint_key",
     "ensure_schema",
     "fast_keys",
     "in_memory",
     "issuers",
     "make_provider",
     "open_engine",
+    "read_checkpoints",
     "redacted_url",
     "require_schema",
     "utc_now",
@@ -89,6 +97,10 @@ def _default_actor() -> str:
         return "cli:unknown"
 
 
+def _path_or_none(value: str | None) -> Path | None:
+    return Path(value) if value else None
+
+
 @dataclass(frozen=True)
 class Settings:
     db: str = DEFAULT_DB
@@ -97,6 +109,8 @@ class Settings:
     delivery: Path = Path(DEFAULT_DELIVERY)
     provider: str = "local"
     actor: str = field(default_factory=_default_actor)
+    checkpoint_key: Path | None = None
+    checkpoints: Path | None = None
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: object) -> Settings:
@@ -108,6 +122,8 @@ class Settings:
             "delivery": Path(env.get("ORCHESTRATOR_DELIVERY") or DEFAULT_DELIVERY),
             "provider": env.get("ORCHESTRATOR_PROVIDER") or "local",
             "actor": env.get("ORCHESTRATOR_ACTOR") or _default_actor(),
+            "checkpoint_key": _path_or_none(env.get("ORCHESTRATOR_CHECKPOINT_KEY")),
+            "checkpoints": _path_or_none(env.get("ORCHESTRATOR_CHECKPOINTS")),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)  # type: ignore[arg-type]
@@ -231,6 +247,19 @@ class System:
     @property
     def ticker(self) -> Ticker:
         return self.core.ticker
+
+    def anchorer(self, key: Path, out: Path | str) -> Anchorer:
+        """Signs the log's head with the key at ``key`` into the folder ``out`` (``-``: one
+        line on stdout)."""
+        import sys
+
+        from orchestrator.adapters.anchor_files import CheckpointFolder, StreamSink
+        from orchestrator.adapters.anchor_keys import load_signer
+        from orchestrator.app.anchoring import Anchorer
+
+        sink = StreamSink(sys.stdout) if str(out) == "-" else CheckpointFolder(Path(out))
+        return Anchorer(self.sql_store, load_signer(key), sink, self.clock,
+                        redacted_url(self.settings.db))
 
     def close(self) -> None:
         self.engine.dispose()
@@ -457,6 +486,33 @@ def bootstrap(
             raise
     return System(settings, engine, clock, keystore=keystore, daemon=daemon,
                   should_stop=should_stop, before_logging=before_logging, wrap_store=wrap_store)
+
+
+def create_checkpoint_key(path: Path) -> tuple[str, Path]:
+    """A new checkpoint signing key at ``path`` (0600) and its public half beside it: (key id,
+    the public half's path)."""
+    from orchestrator.adapters.anchor_keys import create_key, public_path
+
+    return create_key(path).key_id, public_path(path)
+
+
+def checkpoint_key(public_key: Path | None, key: Path | None) -> CheckpointKey:
+    """The key a verifier trusts: the public key file, else the public half of the signing
+    key; refused when neither is given."""
+    from orchestrator.adapters.anchor_keys import load_key, load_signer
+
+    if public_key is not None:
+        return load_key(public_key)
+    if key is not None:
+        return load_signer(key).key
+    raise InputError("--checkpoint needs the key that signed it: give --public-key FILE (the "
+                     ".pub file orchestrator checkpoint init-key wrote)")
+
+
+def read_checkpoints(paths: Sequence[Path]) -> list[tuple[str, Checkpoint]]:
+    from orchestrator.adapters.anchor_files import read_checkpoints as read
+
+    return read(paths)
 
 
 def issuers(policies: Sequence[PlanPolicy]) -> tuple[bytes, ...]:

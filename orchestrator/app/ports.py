@@ -30,11 +30,15 @@ from datetime import datetime
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
+from events.anchor import Checkpoint
 from events.state import Credential
 from orchestrator.domain.identity_provider import Capabilities, Proof, RemoteClient
 from orchestrator.domain.material import GeneratedKey, PublicMaterial
 
 __all__ = [
+    "CheckpointKey",
+    "CheckpointSigner",
+    "CheckpointSink",
     "ClientRegistrar",
     "Crypto",
     "Delivery",
@@ -198,6 +202,35 @@ class Lease(Protocol):
 
     def release(self) -> None:
         """Give the lease up; no error when it is not held."""
+
+
+class CheckpointSigner(Protocol):
+    """The key that signs checkpoints of the log's head; it is never in the database."""
+
+    @property
+    def key_id(self) -> str:
+        """"sha256:" + hex SHA-256 of the public half's SPKI DER."""
+
+    def sign(self, data: bytes) -> bytes:
+        """The signature of ``data``."""
+
+
+class CheckpointKey(Protocol):
+    """The public half a verifier trusts."""
+
+    @property
+    def key_id(self) -> str:
+        """"sha256:" + hex SHA-256 of the public key's SPKI DER."""
+
+    def verifies(self, data: bytes, signature: bytes) -> bool:
+        """Whether ``signature`` is this key's signature of ``data``."""
+
+
+class CheckpointSink(Protocol):
+    """Where checkpoints go: each one written whole or not at all, flushed to disk."""
+
+    def write(self, checkpoint: Checkpoint) -> str:
+        """Write ``checkpoint``; where it went (a file name), for the operator."""
 
 
 class Crypto(Protocol):

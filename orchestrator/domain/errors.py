@@ -9,6 +9,9 @@
     │   └── PolicyError          a policy file that cannot be accepted (names file and field)
     ├── KeystoreError            the keystore cannot be opened, decrypted or written
     ├── DeliveryError            an application's delivery folder cannot be written safely
+    ├── EvidenceError            the log disagrees with its hash chain or a signed checkpoint,
+    │                            or a checkpoint's signature does not hold (tampering, or
+    │                            evidence of another log or key)
     └── ProviderError            the identity provider refused or failed
 
 The command line prints ``error: <message>`` on stderr and exits non-zero; it never shows a
@@ -20,6 +23,7 @@ from __future__ import annotations
 __all__ = [
     "ConflictError",
     "DeliveryError",
+    "EvidenceError",
     "InputError",
     "KeystoreError",
     "MaterialError",
@@ -69,6 +73,11 @@ class KeystoreError(OrchestratorError):
 
 class DeliveryError(OrchestratorError):
     """An application's delivery folder cannot be written, or holds a link it must not follow."""
+
+
+class EvidenceError(OrchestratorError):
+    """The log does not hold against its chain or its checkpoints, or a checkpoint is not
+    signed by the trusted key."""
 
 
 class ProviderError(OrchestratorError):

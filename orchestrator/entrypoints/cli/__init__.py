@@ -30,6 +30,7 @@ _PKG = "orchestrator.entrypoints.cli"
 COMMANDS = {  # command name -> "module:attribute", imported on first use
     "app": "apps:app",
     "audit": "audit:audit",
+    "checkpoint": "anchors:checkpoint",
     "credential": "credentials:credential",
     "daemon": "daemon:daemon",
     "drift": "drift:drift",

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from orchestrator.domain.errors import OrchestratorError
+from orchestrator.domain.errors import InputError, OrchestratorError
 from orchestrator.entrypoints.cli.context import system_of
 from orchestrator.entrypoints.cli.params import DurationOrOff, Seconds
 
@@ -22,12 +22,23 @@ from orchestrator.entrypoints.cli.params import DurationOrOff, Seconds
 @click.option("--drift-every", type=DurationOrOff(), default="1h", show_default=True,
               help="Compare each application with its identity provider this often (0: never); "
                    "an application is rotated only once compared, and not while they differ.")
+@click.option("--checkpoint-every", type=DurationOrOff(), default="1h", show_default=True,
+              help="Sign the log's head this often (0: never), once a key and a folder are "
+                   "configured; the first at the first tick.")
+@click.option("--checkpoint-key", type=click.Path(dir_okay=False, path_type=Path),
+              help="The Ed25519 key that signs checkpoints [env ORCHESTRATOR_CHECKPOINT_KEY].")
+@click.option("--checkpoint-out", type=click.Path(file_okay=False, path_type=Path),
+              help="The folder checkpoints go to [env ORCHESTRATOR_CHECKPOINTS].")
 @click.option("--json-logs/--pretty-logs", default=None,
               help="Log format (default: pretty on a terminal, JSON lines otherwise).")
 @click.pass_context
 def daemon(ctx: click.Context, policies_dir: Path | None, once: bool, interval: float,
-           drift_every: timedelta, json_logs: bool | None) -> None:
+           drift_every: timedelta, checkpoint_every: timedelta, checkpoint_key: Path | None,
+           checkpoint_out: Path | None, json_logs: bool | None) -> None:
     """Apply the rotation policies: rotate on schedule, enforce expiry, until SIGTERM."""
+    settings = ctx.find_root().obj["settings"]
+    anchoring = _anchoring(ctx, checkpoint_every, checkpoint_key or settings.checkpoint_key,
+                           checkpoint_out or settings.checkpoints)
 
     from orchestrator.entrypoints.daemon import Daemon
     from orchestrator.entrypoints.logs import configure
@@ -43,6 +54,7 @@ def daemon(ctx: click.Context, policies_dir: Path | None, once: bool, interval: 
     system.policies.check()  # nothing in memory to fall back on yet: a broken set is refused
 
     watch = _drift_watch(system, drift_every)
+    anchors = _anchor_watch(system, checkpoint_every, anchoring)
     import structlog
 
     log = structlog.get_logger("orchestrator.daemon")
@@ -59,6 +71,8 @@ def daemon(ctx: click.Context, policies_dir: Path | None, once: bool, interval: 
                     watch.run()
                 except Exception as exc:  # the check never stops the rotations of other apps
                     log.exception("drift_check_failed", error=str(exc))
+        if anchors is not None:
+            anchors.run()  # after the tick: its checkpoint covers what the tick recorded
 
     def describe(now: datetime) -> dict[str, Any]:
         return {"next_expiry": projector.next_expiry(now),
@@ -75,6 +89,34 @@ def daemon(ctx: click.Context, policies_dir: Path | None, once: bool, interval: 
         runner.lease.release()
         return
     runner.run()
+
+
+def _anchoring(ctx: click.Context, every: timedelta, key: Path | None, out: Path | None
+               ) -> tuple[Path, Path] | None:
+    """The checkpoint key and folder when checkpoints are on; None when they are off. Half a
+    configuration, or --checkpoint-every asked for without one, is refused."""
+    if every <= timedelta(0):
+        return None
+    if key is not None and out is not None:
+        return key, out
+    explicit = (ctx.get_parameter_source("checkpoint_every")
+                is not click.core.ParameterSource.DEFAULT)
+    if key is None and out is None and not explicit:
+        return None
+    missing = ("a key (--checkpoint-key or ORCHESTRATOR_CHECKPOINT_KEY)" if key is None else
+               "a folder (--checkpoint-out or ORCHESTRATOR_CHECKPOINTS)")
+    raise InputError(f"checkpoints need a key and a folder; {missing} is missing (or "
+                     "--checkpoint-every 0 for none)")
+
+
+def _anchor_watch(system: Any, every: timedelta, anchoring: tuple[Path, Path] | None) -> Any:
+    """The checkpoints on the daemon's own clock (None: off). The key is loaded here, so a
+    missing or exposed one refuses the start."""
+    if anchoring is None:
+        return None
+    from orchestrator.app.anchoring import AnchorWatch
+
+    return AnchorWatch(system.anchorer(*anchoring), every, system.clock)
 
 
 def _drift_watch(system: Any, every: timedelta) -> Any:

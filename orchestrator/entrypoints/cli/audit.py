@@ -17,11 +17,12 @@ from events.state import AppState
 from events.store import ReadFilter, Recorded
 from orchestrator.domain.errors import InputError
 from orchestrator.entrypoints.cli.context import system_of
+from orchestrator.entrypoints.cli.export import export
 from orchestrator.entrypoints.cli.output import credential_table, print_table, state_json
 from orchestrator.entrypoints.cli.params import TIME
 
 
-@click.command()
+@click.group(invoke_without_command=True)
 @click.option("--app", "app_name", help="Only this application.")
 @click.option("--credential", "credential_id", help="Only events about this credential.")
 @click.option("--type", "types", multiple=True, help="Event type, e.g. credential.added (repeatable).")
@@ -37,7 +38,9 @@ from orchestrator.entrypoints.cli.params import TIME
 def audit(ctx: click.Context, app_name: str | None, credential_id: str | None,
           types: tuple[str, ...], actor: str | None, since: datetime | None,
           until: datetime | None, limit: int | None, last: int | None, fmt: str) -> None:
-    """What happened, when, and by whom."""
+    """What happened, when, and by whom (``audit export``: the whole log for a SIEM)."""
+    if ctx.invoked_subcommand is not None:
+        return
     from events.catalog import event_types
     from events.state import stream_id
 
@@ -59,6 +62,9 @@ def audit(ctx: click.Context, app_name: str | None, credential_id: str | None,
         if last is not None:  # payload filter: keep the newest N while streaming
             records = deque(records, maxlen=last)
     _print_records(records, fmt)
+
+
+audit.add_command(export)
 
 
 def _only_credential(records: Iterable[Recorded], cid: str, limit: int | None) -> Iterable[Recorded]:

@@ -32,6 +32,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from orchestrator.adapters.files import atomic_write, create_once, fsync_dir
+from orchestrator.app.ports import MAX_ITEM_ID_BYTES
 from orchestrator.domain.errors import KeystoreError
 
 __all__ = [
@@ -53,7 +54,6 @@ _KCV_LABEL = b"orchestrator-keystore-kcv"
 MAGIC = b"OKS1"
 NONCE_BYTES = 12
 KEY_BYTES = 32
-_MAX_NAME = 200  # encoded file name length, well under the usual 255-byte limit
 _GENERATE_HINT = (
     "generate one with: python -c \"import base64,os; "
     'print(base64.urlsafe_b64encode(os.urandom(32)).decode())"'
@@ -68,15 +68,15 @@ class MemoryKeystore:
 
     def put(self, item_id: str, data: bytes) -> None:
         """Store ``data`` under ``item_id``, replacing any previous value."""
-        self._items[item_id] = bytes(data)
+        self._items[_checked("memory keystore", item_id)] = bytes(data)
 
     def put_new(self, item_id: str, data: bytes) -> bytes:
         """Store ``data`` unless ``item_id`` is taken; what is stored."""
-        return self._items.setdefault(item_id, bytes(data))
+        return self._items.setdefault(_checked("memory keystore", item_id), bytes(data))
 
     def get(self, item_id: str) -> bytes | None:
         """The bytes stored under ``item_id``, or None."""
-        return self._items.get(item_id)
+        return self._items.get(_checked("memory keystore", item_id))
 
     def delete(self, item_id: str) -> None:
         """Forget ``item_id``; no error when it is absent."""
@@ -189,11 +189,8 @@ class FileKeystore:
         return sorted(found)
 
     def _path(self, item_id: str) -> Path:
-        name = base64.urlsafe_b64encode(item_id.encode("utf-8")).rstrip(b"=").decode("ascii")
-        if not item_id or len(name) > _MAX_NAME:
-            raise KeystoreError(
-                f"keystore {self.directory}: item id must be 1 to 150 bytes, got {item_id!r:.60}"
-            )
+        raw = _checked(f"keystore {self.directory}", item_id).encode("utf-8")
+        name = base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")  # at most 200
         return self.items_dir / f"{name}.bin"
 
     @contextlib.contextmanager
@@ -289,6 +286,14 @@ class FileKeystore:
             except (InvalidTag, ValueError):
                 return False
         return True
+
+
+def _checked(where: str, item_id: str) -> str:
+    """``item_id`` when it is 1 to ``MAX_ITEM_ID_BYTES`` bytes; KeystoreError otherwise."""
+    if not item_id or len(item_id.encode("utf-8")) > MAX_ITEM_ID_BYTES:
+        raise KeystoreError(f"{where}: item id must be 1 to {MAX_ITEM_ID_BYTES} bytes, got "
+                            f"{len(item_id.encode('utf-8'))} ({item_id[:60]!r})")
+    return item_id
 
 
 def key_check_value(key: bytes) -> str:

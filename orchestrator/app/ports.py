@@ -36,6 +36,7 @@ from orchestrator.domain.identity_provider import Capabilities, Proof, RemoteCli
 from orchestrator.domain.material import GeneratedKey, PublicMaterial
 
 __all__ = [
+    "MAX_ITEM_ID_BYTES",
     "CheckpointKey",
     "CheckpointSigner",
     "CheckpointSink",
@@ -160,9 +161,13 @@ class Providers(Provider, Protocol):
         """The provider configured under ``name``; ProviderError when there is none."""
 
 
+MAX_ITEM_ID_BYTES = 150  # a keystore item id, UTF-8 (the file keystore's names stay < 255)
+
+
 @runtime_checkable
 class Keystore(Protocol):
-    """Private bytes by item id."""
+    """Private bytes by item id: 1 to ``MAX_ITEM_ID_BYTES`` bytes of UTF-8 (a longer one is a
+    KeystoreError); an id built from outside input must be made to fit."""
 
     def put(self, item_id: str, data: bytes) -> None:
         """Store ``data`` under ``item_id``, replacing any previous value."""

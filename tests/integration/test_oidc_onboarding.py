@@ -9,6 +9,8 @@ registration access token (in output or in the log); refusals in one line with n
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import logging
 import ssl
@@ -25,6 +27,7 @@ from orchestrator.adapters.keystore import FileKeystore
 from orchestrator.bootstrap import Settings, bootstrap
 from orchestrator.entrypoints import logs
 from orchestrator.entrypoints.cli import main
+from tests.helpers import policy_yaml
 from tests.peers.oidc import OidcPeer
 
 IDP = "oidc-test"
@@ -193,3 +196,52 @@ def test_the_local_provider_keeps_no_registration_tokens(
     code, _, err = run(site, capsys, "app", "register", "svc", "--provider", "local", "--create")
     assert code == 2 and "manages no client with a registration access token" in err
     assert registered(site) == []
+
+
+def test_the_longest_provider_name_and_client_id_keep_their_token_and_rotate(
+    site: dict[str, Any], oidc_provider: OidcPeer, capsys: pytest.CaptureFixture[str],
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A 63-character resource name and a 64-character client id (the longest each allows)
+    would make the token's keystore item id 151 bytes, one more than a keystore takes: the
+    client id's part of it is hashed, and the token is found again by drift (which lists the
+    clients from the items) and by a rotation (whose update rotates the token)."""
+    idp = "oidc-" + "x" * 58
+    client_id = "svc-" + "0123456789" * 6
+    assert (len(idp), len(client_id)) == (63, 64)
+    policies = tmp_path / "policies"
+    (policies / "long.yaml").write_text(
+        (policies / f"{IDP}.yaml").read_text().replace(f"name: {IDP}", f"name: {idp}"))
+    (policies / "keys.yaml").write_text(policy_yaml(
+        "keys", "[billing]", "{usage: private_key_jwt}",
+        "{every: 30d, beforeExpiry: 10d, overlap: 1h}", lifetime="60d"))
+    monkeypatch.setenv("ORCHESTRATOR_DELIVERY", str(tmp_path / "delivery"))
+    context = ssl.create_default_context(cafile=str(oidc_provider.ca_file))
+    with httpx.Client(verify=context, timeout=30) as http:
+        client = http.post(f"{oidc_provider.issuer}/reg", json={
+            "client_id": client_id, "client_name": "billing",
+            "grant_types": ["client_credentials"], "response_types": [],
+            "token_endpoint_auth_method": "private_key_jwt", "jwks": {"keys": []}},
+            headers={"Authorization": f"Bearer {oidc_provider.initial_access_token}"}).json()
+    assert client["client_id"] == client_id
+    (tmp_path / "rat").write_text(client["registration_access_token"])
+    assert run(site, capsys, "init")[0] == 0
+
+    code, out, err = run(site, capsys, "app", "register", "billing", "--provider", idp,
+                         "--client-id", client_id, "--registration-token-file",
+                         str(tmp_path / "rat"))
+    assert code == 0, err
+    assert out == f"registered billing (client {client_id}, adopted at {idp})\n"
+    hashed = base64.urlsafe_b64encode(hashlib.sha256(client_id.encode()).digest())
+    item = f"idp/{idp}/~{hashed.rstrip(b'=').decode()}/registration-token"
+    keystore = FileKeystore(site["keystore"])
+    assert keystore.ids() == [item] and len(item) <= 150
+    code, out, err = run(site, capsys, "drift", "--provider", idp)
+    assert code == 0, out + err
+
+    code, out, err = run(site, capsys, "rotate", "billing", "--usage", "private_key_jwt")
+    assert code == 0, err
+    token = json.loads(keystore.get(item) or b"{}")["token"]
+    assert token != client["registration_access_token"]  # rotated by the update, and kept
+    record = read_client(oidc_provider, client_id, token)
+    assert record.status_code == 200 and len(record.json()["jwks"]["keys"]) == 1

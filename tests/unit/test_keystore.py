@@ -61,6 +61,19 @@ def test_delete_and_ids(store):
     assert store.get("b/2") is None
 
 
+def test_both_keystores_take_item_ids_of_at_most_150_bytes(store):
+    """The memory double refuses what the file keystore refuses, so a test on it finds an id
+    built too long (its UTF-8 bytes count, not its characters)."""
+    store.put("a" * 150, b"x")
+    store.put("é" * 75, b"y")
+    assert store.get("a" * 150) == b"x" and store.get("é" * 75) == b"y"
+    for too_long in ("a" * 151, "é" * 75 + "a", ""):
+        with pytest.raises(KeystoreError, match="item id must be 1 to 150 bytes"):
+            store.put(too_long, b"z")
+        with pytest.raises(KeystoreError, match="item id must be 1 to 150 bytes"):
+            store.put_new(too_long, b"z")
+
+
 def test_file_on_disk_holds_no_plaintext(tmp_path):
     """An item file is OKS1 + nonce + ciphertext and does not contain the plaintext."""
     ks = FileKeystore(tmp_path / "ks", environ={})

@@ -197,7 +197,14 @@ function configuration(initialAccessToken) {
     features: {
       devInteractions: { enabled: false },
       clientCredentials: { enabled: true },
-      registration: { enabled: true, initialAccessToken },
+      // a client may ask for its client_id (as Keycloak's clientId lets it): how a test gets
+      // the longest id the orchestrator accepts; otherwise 21 random characters, as nanoid's
+      registration: {
+        enabled: true,
+        initialAccessToken,
+        idFactory: (ctx) => (typeof ctx.oidc.body?.client_id === 'string'
+          ? ctx.oidc.body.client_id : randomBytes(16).toString('base64url').slice(0, 21)),
+      },
       registrationManagement: { enabled: true, rotateRegistrationAccessToken: true },
       requestObjects: { enabled: true, requireSignedRequestObject: false },
       pushedAuthorizationRequests: { enabled: true },

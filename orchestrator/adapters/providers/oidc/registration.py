@@ -9,7 +9,11 @@ fields the server manages (``SERVER_MANAGED``: sending them back is refused). A 
 leaves the record as it is sends nothing.
 
 **The registration access token.** Kept in the keystore, encrypted, under
-``idp/<provider>/<client_id>/registration-token`` (with the client's registration URI). The
+``idp/<provider>/<client_id>/registration-token`` (with the client's registration URI and id).
+A client id too long for that item id (``MAX_ITEM_ID_BYTES``: a 63-character provider name and
+a 64-character client id) is replaced there by ``~`` and the base64url SHA-256 of the client id
+(``token_item``): every id that fits keeps the item it always had, so tokens kept before stay
+readable, and ``client_ids`` reads the client id from a hashed item. The
 provider may rotate it on every update (oidc-provider does): the old token is refused at once
 and the new one comes only in the update's answer. The guarantee:
 
@@ -31,7 +35,10 @@ One lock per client serializes the read-modify-writes of this process.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import re
 import threading
 import urllib.parse
 from collections.abc import Callable
@@ -39,7 +46,7 @@ from typing import Any
 
 from orchestrator.adapters.providers.oidc.discovery import Discovery
 from orchestrator.adapters.providers.oidc.http import Http, error_of, json_object
-from orchestrator.app.ports import Keystore
+from orchestrator.app.ports import MAX_ITEM_ID_BYTES, Keystore
 from orchestrator.domain.errors import KeystoreError, ProviderError
 from orchestrator.domain.identity_provider import ClientMissing
 
@@ -48,6 +55,8 @@ __all__ = ["SERVER_MANAGED", "Registrations", "TokenRefused", "writable"]
 SERVER_MANAGED = ("registration_access_token", "registration_client_uri",
                   "client_secret_expires_at", "client_id_issued_at")
 MAX_TOKEN = 8192  # characters: a registration access token, as read from a file or an answer
+TOKEN_SUFFIX = "/registration-token"
+HASHED = re.compile(r"~[A-Za-z0-9_-]{43}")  # a client id's place in a token item, when hashed
 
 Record = dict[str, Any]
 
@@ -82,14 +91,37 @@ class Registrations:
     # --- the stored token ---------------------------------------------------------------------
 
     def token_item(self, client_id: str) -> str:
-        return f"idp/{self.provider}/{client_id}/registration-token"
+        """The keystore item of the client's token: the client id as it is when the item id
+        fits the keystore, else ``~`` and its base64url SHA-256 (43 characters)."""
+        item = f"idp/{self.provider}/{client_id}{TOKEN_SUFFIX}"
+        if len(item.encode("utf-8")) <= MAX_ITEM_ID_BYTES:
+            return item
+        digest = hashlib.sha256(client_id.encode("utf-8")).digest()
+        hashed = "~" + base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+        return f"idp/{self.provider}/{hashed}{TOKEN_SUFFIX}"
 
     def client_ids(self) -> list[str]:
         """The clients this provider holds a registration access token for."""
-        prefix, suffix = f"idp/{self.provider}/", "/registration-token"
-        return sorted(item[len(prefix):-len(suffix)] for item in self._keystore.ids()
-                      if item.startswith(prefix) and item.endswith(suffix)
-                      and "/" not in item[len(prefix):-len(suffix)])
+        prefix = f"idp/{self.provider}/"
+        found = set()
+        for item in self._keystore.ids():
+            place = item[len(prefix):-len(TOKEN_SUFFIX)]
+            if not (item.startswith(prefix) and item.endswith(TOKEN_SUFFIX)) or "/" in place:
+                continue
+            if HASHED.fullmatch(place) and (client_id := self._hashed_id(item)) is not None:
+                found.add(client_id)
+            else:
+                found.add(place)
+        return sorted(found)
+
+    def _hashed_id(self, item: str) -> str | None:
+        """The client id kept in a hashed token item (None: not one of ours)."""
+        try:
+            client_id = json.loads(self._keystore.get(item) or b"null").get("client_id")
+        except (ValueError, AttributeError):
+            return None
+        return client_id if isinstance(client_id, str) and self.token_item(
+            client_id) == item else None
 
     def has_token(self, client_id: str) -> bool:
         return client_id in self._unsaved or self._keystore.get(self.token_item(client_id)) is not None
@@ -119,7 +151,7 @@ class Registrations:
     def _store(self, client_id: str, token: str, uri: str) -> None:
         """Write the token durably; if the keystore fails, keep it in memory (and raise)."""
         self._unsaved[client_id] = (token, uri)
-        data = json.dumps({"token": token, "uri": uri}).encode()
+        data = json.dumps({"token": token, "uri": uri, "client_id": client_id}).encode()
         self._keystore.put(self.token_item(client_id), data)
         del self._unsaved[client_id]
 

@@ -7,6 +7,13 @@ the file loads, so ``policy validate`` runs in a pipeline that holds none of the
 ``resolve`` returns a ``pydantic.SecretStr``: its ``repr`` and ``str`` are asterisks, and no
 error it raises contains the value.
 
+The secret itself pasted as the variable's *name* (``{env: sk_live_...}``) must not leak either:
+a name that cannot be a variable's (not ``[A-Za-z_][A-Za-z0-9_]*``, longer than 64, not text)
+is refused without being repeated, and a valid name is repeated in a message only when it reads
+like one (``_showable``: letters of one case, no run of 16 or more characters between
+underscores); otherwise the message says "the variable named in env" and why it is not shown.
+A ``file`` path is repeated: a path is not a secret.
+
 A relative ``file`` is taken from the resource file's folder: the loader passes that folder as
 the validation context ``{"base": folder}``, and the model holds the joined path.
 """
@@ -15,7 +22,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -31,10 +38,16 @@ from pydantic_core import PydanticCustomError
 
 from orchestrator.domain.errors import InputError
 
-__all__ = ["INLINE", "MAX_SECRET_BYTES", "SecretRef", "relative_to_resource"]
+__all__ = ["INLINE", "MAX_ENV_NAME", "MAX_SECRET_BYTES", "NOT_A_NAME", "SecretRef",
+           "relative_to_resource"]
 
 MAX_SECRET_BYTES = 64 * 1024  # a secret is a line; a bigger file is not a secret file
-_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,254}")
+MAX_ENV_NAME = 64
+_ENV_NAME = re.compile(rf"[A-Za-z_][A-Za-z0-9_]{{0,{MAX_ENV_NAME - 1}}}")
+NOT_A_NAME = (f"the env name is not a valid variable name (1-{MAX_ENV_NAME} letters, digits and "
+              "_, not starting with a digit; it is not repeated here): did you paste the secret "
+              "itself? reference it by name: put it in a variable of the orchestrator's "
+              "environment and write {env: THAT_NAME}")
 INLINE = ("an inline secret is refused: this file is read, copied and committed, so the secret "
           "would leak with it; write {env: NAME} (an environment variable of the orchestrator) "
           "or {file: PATH} (a file only the orchestrator can read)")
@@ -60,13 +73,16 @@ class SecretRef(BaseModel):
             raise PydanticCustomError("policy_rule", "{message}", {"field": "", "message": INLINE})
         return data
 
-    @field_validator("env")
+    @field_validator("env", mode="before")
     @classmethod
-    def _env(cls, name: str | None) -> str | None:
-        if name is not None and not _ENV_NAME.fullmatch(name):
-            raise ValueError("not an environment variable name (letters, digits and _, not "
-                             "starting with a digit); write {env: NAME}, the secret in NAME")
+    def _env(cls, name: Any) -> str | None:
+        if name is not None and not (isinstance(name, str) and _ENV_NAME.fullmatch(name)):
+            raise ValueError(NOT_A_NAME)  # never repeats it: it may be the secret
         return name
+
+    def __repr_args__(self) -> Iterator[tuple[str | None, Any]]:
+        for key, value in super().__repr_args__():
+            yield key, value if key != "env" or value is None or _showable(value) else "<hidden>"
 
     @field_validator("file")
     @classmethod
@@ -81,21 +97,21 @@ class SecretRef(BaseModel):
                                         "(a path); e.g. {env: AUTH0_MGMT_SECRET}"})
         return self
 
-    def describe(self) -> str:
-        return f"environment variable {self.env}" if self.env is not None else f"file {self.file}"
-
     def resolve(self, where: str, environ: Mapping[str, str] | None = None) -> SecretStr:
         """The secret; InputError (one line starting with ``where``, e.g. ``identity provider
         auth0-prod: spec.auth0.clientSecret``) when it cannot be had. A file's one trailing
         newline is not part of the secret."""
         if self.env is not None:
             value = (os.environ if environ is None else environ).get(self.env)
+            named = (f"environment variable {self.env}" if _showable(self.env) else
+                     "the environment variable named in env (its name is not repeated: it "
+                     "looks like a secret, not a variable's name; if it is the secret, put it "
+                     "in a variable and write that variable's name)")
             if value is None:
-                raise InputError(f"{where}: environment variable {self.env} is not set; set it "
-                                 "in the orchestrator's environment or use {file: PATH}")
+                raise InputError(f"{where}: {named} is not set; set it in the orchestrator's "
+                                 "environment or use {file: PATH}")
             if not value:
-                raise InputError(f"{where}: environment variable {self.env} is empty; set it "
-                                 "to the secret")
+                raise InputError(f"{where}: {named} is empty; set it to the secret")
             return SecretStr(value)
         assert self.file is not None
         try:
@@ -118,3 +134,9 @@ class SecretRef(BaseModel):
         if not text:
             raise InputError(f"{where}: {self.file} is empty; write the secret into it")
         return SecretStr(text)
+
+
+def _showable(name: str) -> bool:
+    """Whether a valid variable name reads like one (``AUTH0_MGMT_SECRET``, ``oidc_iat``) and
+    not like a token pasted in its place (mixed case, or a long run without an underscore)."""
+    return name in (name.upper(), name.lower()) and all(len(w) < 16 for w in name.split("_"))

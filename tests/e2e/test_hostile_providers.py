@@ -76,6 +76,42 @@ def test_an_initial_access_token_with_a_stray_character_is_never_echoed(
     assert dump_tables(sqlite_url) == before
 
 
+def test_a_secret_pasted_as_the_variable_name_is_never_shown(
+        cli: Cli, hostile: HostileServer, sqlite_url: str) -> None:
+    """{env: <the secret>} instead of {env: NAME}: policy validate, app register and the
+    daemon each say what is wrong without repeating it, whether it could be a variable's
+    name (then it is looked up, and not found) or not (then the file is refused)."""
+    auth0_resource(cli, hostile)
+    hostile.routes["GET /api/v2/clients/web"] = Answer.json({"client_id": "web", "name": "web"})
+    path = cli.cwd / "policies" / "auth0.yaml"
+    resource = path.read_text()
+    not_a_name = "sk-live-51HxYzAbCdEf0123456789"
+    path.write_text(resource.replace("MGMT_SECRET", not_a_name))
+    refused_and_silent(cli, cli.run("policy", "validate"),
+                       f"{path}: spec.auth0.clientSecret.env: the env name is not a valid "
+                       "variable name", "did you paste the secret itself?",
+                       secrets=(not_a_name,))
+
+    pasted = "sk_live_51HxYzAbCdEf0123456789"  # a valid name, as far as the rules go
+    path.write_text(resource.replace("MGMT_SECRET", pasted))
+    validated = cli("policy", "validate")
+    assert pasted not in validated.stdout + validated.stderr
+    before = dump_tables(sqlite_url)
+    refused_and_silent(cli, cli.run("app", "register", "web", "--provider", "tenant"),
+                       "identity provider tenant: spec.auth0.clientSecret: the environment "
+                       "variable named in env (its name is not repeated", secrets=(pasted,))
+    assert dump_tables(sqlite_url) == before
+    cli.env[pasted] = MGMT_SECRET
+    cli("app", "register", "web", "--provider", "tenant")
+    del cli.env[pasted]
+    result = cli.run("daemon", "--once", "--json-logs", "--drift-every", "1h")
+    assert result.returncode == 0, str(result)
+    [failed] = [json.loads(line) for line in result.stderr.splitlines()
+                if json.loads(line)["event"] == "drift_check_failed"]
+    assert "the environment variable named in env" in failed["error"]
+    assert pasted not in result.stdout + result.stderr
+
+
 @pytest.mark.parametrize("content", [f"{IAT}\u00a0\n", f"{IAT}é\n"], ids=["nbsp", "accent"])
 def test_an_initial_access_token_that_is_not_ascii_is_one_line(
         cli: Cli, hostile: HostileServer, content: str) -> None:

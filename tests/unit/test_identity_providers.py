@@ -163,7 +163,7 @@ def test_a_local_emulator_may_be_reached_over_plain_http_on_loopback(tmp_path: P
     pytest.param(variant(AUTH0, spec__auth0__clientSecret={}), "spec.auth0.clientSecret",
                  "give exactly one of env", id="neither env nor file"),
     pytest.param(variant(AUTH0, spec__auth0__clientSecret={"env": "1-bad"}),
-                 "spec.auth0.clientSecret.env", "not an environment variable name",
+                 "spec.auth0.clientSecret.env", "the env name is not a valid variable name",
                  id="an environment variable name that cannot be one"),
     pytest.param(variant(OIDC, spec__oidc__issuer="https://idp.example.com/?tenant=a"),
                  "spec.oidc.issuer", "has a query or fragment", id="an issuer with a query"),
@@ -359,6 +359,45 @@ def test_an_empty_secret_is_refused_without_showing_anything(tmp_path: Path) -> 
         SecretRef(file=tmp_path / "empty").resolve("x")
     with pytest.raises(InputError, match="environment variable A is empty"):
         SecretRef(env="A").resolve("x", {"A": ""})
+
+
+PASTED = ["sk-live-51HxYzAbCdEf0123456789",  # a dash: no variable's name
+          "AbCdEf0123456789_" * 4 + "x",  # longer than 64
+          "9f86d081884c7d659a2feaa0c55ad015"]  # starts with a digit
+
+
+@pytest.mark.parametrize("pasted", [*PASTED, 31415926535897932384])
+def test_a_secret_pasted_as_the_env_name_is_refused_without_repeating_it(
+        tmp_path: Path, pasted: object) -> None:
+    path = write(tmp_path, "idp.yaml", variant(AUTH0, spec__auth0__clientSecret={"env": pasted}))
+    [line] = refused_lines(path)
+    assert line.startswith(f"{path}: spec.auth0.clientSecret.env: the env name is not a valid "
+                           "variable name"), line
+    assert "did you paste the secret itself? reference it by name" in line
+    assert str(pasted) not in line
+
+
+@pytest.mark.parametrize("pasted", ["sk_live_51HxYzAbCdEf0123456789",  # mixed case
+                                    "a9f86d081884c7d659a2feaa0c55ad015"])  # a long run
+def test_a_valid_name_that_looks_like_a_secret_is_not_repeated_when_it_is_not_set(
+        pasted: str) -> None:
+    ref = SecretRef(env=pasted)
+    for environ in ({}, {pasted: ""}):
+        with pytest.raises(InputError) as caught:
+            ref.resolve("identity provider a: spec.auth0.clientSecret", environ)
+        assert pasted not in str(caught.value)
+        assert str(caught.value).startswith("identity provider a: spec.auth0.clientSecret: the "
+                                            "environment variable named in env (its name is not "
+                                            "repeated: it looks like a secret")
+    assert pasted not in repr(ref)
+    assert ref.resolve("x", {pasted: "v"}).get_secret_value() == "v"  # still a valid name
+
+
+def test_a_name_that_reads_like_a_variable_is_repeated() -> None:
+    for name in ("AUTH0_MGMT_SECRET", "oidc_iat", "A"):
+        with pytest.raises(InputError, match=f"environment variable {name} is not set"):
+            SecretRef(env=name).resolve("x", {})
+        assert name in repr(SecretRef(env=name))
 
 
 def test_loading_resolves_no_secret(tmp_path: Path) -> None:

@@ -1,5 +1,11 @@
-"""Binding an application to its client at an RFC 7592 provider (``app register --provider P``
-with ``--client-id ID --registration-token-file F``, or ``--create``).
+"""Binding an application to its client at a provider (``app register --provider P``).
+
+At a provider that reads one client by id (Auth0, ``ClientLookup``), each client is read once
+before anything is written (``require_clients``): a client id with a typo is refused then, not
+found at the first rotation. A provider that cannot be asked refuses the registration too
+(nothing is bound to a client nobody has seen; run it again once the provider answers). At an
+RFC 7592 provider the client is read with its registration access token (``bind_client``, for
+``--client-id ID --registration-token-file F``, or ``--create``).
 
 Every rule of ``app register`` is checked before the provider is asked anything, so a refused
 name or label changes nothing anywhere. Then:
@@ -15,14 +21,41 @@ name or label changes nothing anywhere. Then:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
-from orchestrator.app.ports import ClientRegistrar
+from orchestrator.app.ports import ClientLookup, ClientRegistrar, Provider
 from orchestrator.app.service import Service, bound_elsewhere
 from orchestrator.domain import rules
-from orchestrator.domain.errors import ConflictError, InputError, RefusedError
+from orchestrator.domain.errors import (
+    ConflictError,
+    InputError,
+    NotFoundError,
+    ProviderError,
+    RefusedError,
+)
 
-__all__ = ["bind_client"]
+__all__ = ["bind_client", "require_clients"]
+
+
+def require_clients(found: Provider, provider: str, client_ids: Iterable[str]) -> None:
+    """Refused, in one line, unless ``found`` (the provider named ``provider``) has each of
+    ``client_ids``: one read of each where the provider reads one client by id; nothing to
+    check elsewhere (an RFC 7592 client is read with its token when it is handed over)."""
+    if not isinstance(found, ClientLookup):
+        return
+    for client_id in client_ids:
+        try:
+            client = found.find_client(client_id)
+        except ProviderError as exc:
+            raise ProviderError(
+                f"--provider {provider}: cannot check that client {client_id!r} exists there "
+                f"({exc}); nothing was registered: run the command again once the identity "
+                "provider answers") from None
+        if client is None:
+            raise NotFoundError(
+                f"--provider {provider}: identity provider {provider!r} has no client "
+                f"{client_id!r}; nothing was registered: check the client id (--client-id, "
+                "else the application's name)")
 
 
 def bind_client(service: Service, registrar: ClientRegistrar, app: str,

@@ -40,6 +40,7 @@ __all__ = [
     "CheckpointKey",
     "CheckpointSigner",
     "CheckpointSink",
+    "ClientLookup",
     "ClientRegistrar",
     "Crypto",
     "Delivery",
@@ -103,6 +104,16 @@ class Inventory(Protocol):
 
     def client(self, client_id: str) -> RemoteClient:
         """One client as the provider has it now; ProviderError when it does not exist."""
+
+
+@runtime_checkable
+class ClientLookup(Protocol):
+    """A provider that reads one client by its id in one request (Auth0): ``app register``
+    checks that a client exists before an application is bound to it."""
+
+    def find_client(self, client_id: str) -> RemoteClient | None:
+        """The client as the provider has it now, without its credentials; None when the
+        provider has no such client; ProviderError when it cannot be asked."""
 
 
 @runtime_checkable

@@ -152,10 +152,14 @@ class Service:
 
     def register_apps(self, apps: Sequence[tuple[str, Mapping[str, str]]],
                       exist_ok: bool = False, provider: str | None = None,
-                      client_id: str | None = None) -> list[tuple[str, bool]]:
+                      client_id: str | None = None,
+                      confirm: Callable[[list[str]], None] | None = None,
+                      ) -> list[tuple[str, bool]]:
         """Register many applications: every one is checked by the rules first, so a refused
-        name or label writes nothing; then each is appended. Returns ``(name, registered)``,
-        False for one already registered (with ``exist_ok``; otherwise that is a refusal too)."""
+        name or label writes nothing; then ``confirm`` is given the client ids about to be
+        bound (it raises to refuse them all: the provider has no such client); then each is
+        appended. Returns ``(name, registered)``, False for one already registered (with
+        ``exist_ok``; otherwise that is a refusal too)."""
         at = self.clock()
         seen: set[str] = set()
         todo: list[tuple[str, dict[str, str]]] = []
@@ -174,6 +178,8 @@ class Service:
                 if owner != app:
                     raise ConflictError(bound_elsewhere(provider, client_id or app, owner))
             todo.append((app, dict(labels)))
+        if confirm is not None and todo:
+            confirm([client_id or app for app, _ in todo])
         done = {app for app, _ in todo}
         for app, labels in todo:
             self.register_app(app, labels, provider, client_id)

@@ -53,6 +53,13 @@ def auth0_resource(cli: Cli, hostile: HostileServer, access_token: str = "mgmt-t
         "clientId: mgmt, clientSecret: {env: MGMT_SECRET}}\n")
 
 
+def clients(hostile: HostileServer, *client_ids: str) -> None:
+    """The tenant has these clients (``app register`` reads each one it binds)."""
+    for client_id in client_ids:
+        hostile.routes[f"GET /api/v2/clients/{client_id}"] = Answer.json(
+            {"client_id": client_id, "name": client_id})
+
+
 def refused_and_silent(cli: Cli, result: object, *fragments: str,
                        secrets: tuple[str, ...] = (IAT, RAT, MGMT_SECRET)) -> None:
     assert_refused(result, *fragments)  # type: ignore[arg-type]
@@ -82,7 +89,7 @@ def test_a_secret_pasted_as_the_variable_name_is_never_shown(
     daemon each say what is wrong without repeating it, whether it could be a variable's
     name (then it is looked up, and not found) or not (then the file is refused)."""
     auth0_resource(cli, hostile)
-    hostile.routes["GET /api/v2/clients/web"] = Answer.json({"client_id": "web", "name": "web"})
+    clients(hostile, "web")
     path = cli.cwd / "policies" / "auth0.yaml"
     resource = path.read_text()
     not_a_name = "sk-live-51HxYzAbCdEf0123456789"
@@ -150,12 +157,13 @@ def test_import_and_drift_against_a_failing_tenant_say_so_in_one_line(
     """The adapter retries within the call (4 attempts); those retries are the daemon's
     business (logged at info), not lines before the command's one error."""
     auth0_resource(cli, hostile)
+    clients(hostile, "c1")
+    cli("app", "register", "web", "--provider", "tenant", "--client-id", "c1")
     hostile.routes["GET /api/v2/clients"] = answer
     hostile.routes["GET /api/v2/clients/c1"] = answer
     result = cli.run("import", "--provider", "tenant")
     refused_and_silent(cli, result, "Auth0 tenant.auth0.test: list clients", "gave up after 4")
     assert hostile.requests.count("GET /api/v2/clients") == 4
-    cli("app", "register", "web", "--provider", "tenant", "--client-id", "c1")
     drift = cli.run("drift")
     assert drift.returncode == 3, str(drift)
     assert drift.stderr == ""
@@ -185,6 +193,7 @@ def test_a_manual_rotation_at_a_failing_tenant_says_so_in_one_line(
         "apiVersion: orchestrator/v1\nkind: RotationPolicy\nmetadata: {name: keys}\nspec:\n"
         "  selector: {apps: [web]}\n  credential: {usage: private_key_jwt}\n"
         "  rotation: {every: 30d, beforeExpiry: 10d, overlap: 1h}\n  lifetime: 60d\n")
+    clients(hostile, "web")
     cli("app", "register", "web", "--provider", "tenant")
     result = cli.run("rotate", "web", "--usage", "private_key_jwt")
     refused_and_silent(cli, result, "failed at register", "the daemon retries it")
@@ -242,6 +251,7 @@ def test_a_client_bound_to_an_application_cannot_be_bound_to_another(
     """Two applications on one client would rotate, repair and delete each other's
     credentials there: the second binding is refused, whichever way it is spelled."""
     auth0_resource(cli, hostile)
+    clients(hostile, "c1", "api")
     cli("app", "register", "web", "--provider", "tenant", "--client-id", "c1")
     cli("app", "register", "api", "--provider", "tenant")  # its client id is its name
     before = dump_tables(sqlite_url)
@@ -382,7 +392,9 @@ def test_the_daemon_names_each_app_whose_provider_cannot_be_built(
     """A provider whose secret cannot be had (its variable unset) is one warning per app,
     naming it, and the tick goes on; no traceback in the logs."""
     auth0_resource(cli, hostile)
+    clients(hostile, "web", "api")
     cli("app", "register", "web", "api", "--provider", "tenant")
+    hostile.requests.clear()
     del cli.env["MGMT_SECRET"]
     result = cli.run("daemon", "--once", "--json-logs", "--drift-every", "1h")
     assert result.returncode == 0, str(result)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import partial
 from typing import TYPE_CHECKING, TextIO
 
 import click
@@ -75,11 +76,15 @@ def app_register(ctx: click.Context, names: Sequence[str], from_file: TextIO | N
     if provider is not None and (token_file is not None or create):
         _bind_client(system, apps[0], provider, client_id, token_file, create, exist_ok)
         return
-    if provider is not None and provider != LOCAL_PROVIDER:
-        _not_its_own(system, provider, {client_id or name for name, _ in apps})
     bound = None if provider == LOCAL_PROVIDER else provider
-    for name, registered in system.service.register_apps(apps, exist_ok=exist_ok,
-                                                         provider=bound, client_id=client_id):
+    confirm: Callable[[list[str]], None] | None = None
+    if bound is not None:  # the clients are read once every rule passed, before any write
+        from orchestrator.app.onboarding import require_clients
+
+        _not_its_own(system, bound, {client_id or name for name, _ in apps})
+        confirm = partial(require_clients, system.provider.named(bound), bound)
+    for name, registered in system.service.register_apps(
+            apps, exist_ok=exist_ok, provider=bound, client_id=client_id, confirm=confirm):
         click.echo(f"registered {name}" if registered else f"{name} is already registered")
 
 

@@ -12,6 +12,7 @@ lost answer finds what the first attempt did instead of doing it twice:
 * ``set_secret`` PATCHes ``client_secret`` (the same value again is harmless);
 * ``detach_remote`` / ``delete_remote`` / ``set_remote_expiry`` (``RemoteEdits``, for ``drift
   --repair``) work on Auth0's own credential ids, for records the log does not know;
+* ``find_client`` reads one client without its pool (None: there is none of that id);
 * ``clients`` pages through the tenant, leaving out the Management API application the
   adapter itself uses (rotating its credentials would cut the orchestrator off) and Auth0's
   ``global`` pseudo-client.
@@ -262,6 +263,24 @@ class Auth0Provider:
 
     def client(self, client_id: str) -> RemoteClient:
         return self._remote(self._run(lambda: self._client(client_id), f"read {client_id}"))
+
+    def find_client(self, client_id: str) -> RemoteClient | None:
+        """``ClientLookup``: one GET of the client (its fields, not its credentials)."""
+        path = f"/clients/{_q(client_id)}"
+
+        def attempt() -> dict[str, Any] | None:
+            reply = self.http.management("GET", path, params={
+                "fields": CLIENT_FIELDS, "include_fields": "true"})
+            if reply.status == 404:
+                return None
+            if reply.status != 200:
+                raise self._refused(reply, f"GET {path}")
+            if not _is_client(reply.body):
+                raise Transient(f"GET {path}: malformed client")
+            return dict(reply.body)
+
+        found = self._run(attempt, f"read {client_id}")
+        return None if found is None else mapping.remote_client(found, ())
 
     def _remote(self, client: dict[str, Any]) -> RemoteClient:
         client_id = str(client["client_id"])

@@ -1,0 +1,69 @@
+"""What the installed command checks with an Auth0 tenant before it writes anything (the
+emulator in this process, reached through an IdentityProvider resource): ``app register
+--provider`` reads each client it binds, so a client id with a typo is refused there rather
+than found at the first rotation. Every refusal is one line, a non-zero exit, nothing written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import assert_refused, dump_tables
+from tests.peers.auth0 import Auth0Emulator
+from tests.support.auth0_tenant import DOMAIN, NAME, Tenant
+
+
+@pytest.fixture
+def tenant(tmp_path: Path, sqlite_url: str) -> Iterator[Tenant]:
+    with Auth0Emulator({"domain": DOMAIN, "management_rate": None}) as emu:
+        yield Tenant(emu, sqlite_url, tmp_path)
+
+
+def client_reads(tenant: Tenant) -> int:
+    return tenant.emu.counters.count("GET /api/v2/clients/{id}")
+
+
+def test_register_binds_a_client_the_tenant_has_after_one_read_of_it(tenant: Tenant) -> None:
+    client_id = tenant.client("billing")
+    tenant.cli("app", "register", "billing", "--provider", NAME, "--client-id", client_id)
+    assert client_reads(tenant) == 1
+    [app] = tenant.cli("app", "list", "--json").json()
+    assert app["app"] == "billing"
+
+
+def test_register_refuses_a_client_the_tenant_does_not_have_and_writes_nothing(
+        tenant: Tenant, sqlite_url: str) -> None:
+    client_id = tenant.client("billing")
+    typo = client_id[:-1] + ("x" if client_id[-1] != "x" else "y")
+    before = dump_tables(sqlite_url)
+    result = tenant.cli.run("app", "register", "billing", "--provider", NAME,
+                            "--client-id", typo)
+    assert_refused(result, f"--provider {NAME}: identity provider '{NAME}' has no client "
+                           f"{typo!r}", "check the client id")
+    assert dump_tables(sqlite_url) == before
+    # many at once (each name its client id): one absent refuses them all
+    tenant.emu.seed_client({"name": "web", "client_id": "web"})
+    result = tenant.cli.run("app", "register", "web", "api", "--provider", NAME)
+    assert_refused(result, "has no client 'api'")
+    assert dump_tables(sqlite_url) == before
+
+
+def test_register_refuses_while_the_tenant_cannot_be_asked(
+        tenant: Tenant, sqlite_url: str) -> None:
+    client_id = tenant.client("billing")
+    tenant.emu.stop()
+    before = dump_tables(sqlite_url)
+    result = tenant.cli.run("app", "register", "billing", "--provider", NAME,
+                            "--client-id", client_id)
+    assert_refused(result, f"--provider {NAME}: cannot check that client {client_id!r} exists "
+                           "there", "nothing was registered", "run the command again")
+    assert dump_tables(sqlite_url) == before
+
+
+def test_a_rule_refused_first_asks_the_tenant_nothing(tenant: Tenant) -> None:
+    result = tenant.cli.run("app", "register", "not a name", "--provider", NAME)
+    assert_refused(result, "application name 'not a name' is not allowed")
+    assert client_reads(tenant) == 0

@@ -127,6 +127,15 @@ class Rotation:
     def done(self, step: str) -> bool:
         return step in self.steps
 
+    @property
+    def error(self) -> str | None:
+        """The error holding the rotation now: it is parked, or waits to retry a failed step.
+        None once a later step succeeded, it was sent back by a retry, completed or was
+        abandoned (``last_error`` keeps the last one recorded, for the history)."""
+        failing = self.status is RotationStatus.PARKED or (
+            self.status is RotationStatus.RUNNING and self.next_attempt_at is not None)
+        return self.last_error if failing else None
+
 
 @dataclass(frozen=True)
 class AppState:

@@ -191,3 +191,27 @@ def test_the_default_grace_is_the_overlap_of_the_policy_that_selects_the_app(cli
         granted = latest.previous_valid_until - latest.occurred_at
         assert expected - timedelta(seconds=30) <= granted <= expected, granted
     assert {r["policy"] for r in cli("rotations", "--all", "--json").json()} == {"svc-secret"}
+
+
+def test_rotations_shows_an_error_only_while_it_holds_the_rotation(cli: Cli) -> None:
+    """A parked rotation shows why it parked; once it was retried and completed, rotations
+    --all shows no error for it (the failure is history: --json keeps it as last_error)."""
+    shown(cli("secret", "rotate", "svc"))
+    cli.env["ORCHESTRATOR_PROVIDER"] = "faulty:1"
+    assert cli.run("secret", "rotate", "svc").returncode != 0
+    del cli.env["ORCHESTRATOR_PROVIDER"]
+    (parked,) = [r for r in cli("rotations", "--json").json() if r["status"] == "parked"]
+    assert "set_secret failed" in parked["error"]
+    row = next(line for line in cli("rotations").stdout.splitlines()
+               if parked["rotation_id"] in line)
+    assert "parked" in row and "set_secret failed" in row
+
+    shown(cli("secret", "rotate", "svc"))  # the parked rotation, retried to its end
+    done = {r["rotation_id"]: r for r in cli("rotations", "--all", "--json").json()}
+    assert done[parked["rotation_id"]]["status"] == "completed"
+    assert done[parked["rotation_id"]]["error"] is None
+    assert "set_secret failed" in done[parked["rotation_id"]]["last_error"]
+    table = cli("rotations", "--all").stdout
+    row = next(line for line in table.splitlines() if parked["rotation_id"] in line)
+    assert "completed" in row and row.rstrip().endswith("-"), row
+    assert "set_secret failed" not in table

@@ -345,3 +345,31 @@ def test_backoff_jitter_stays_within_half_and_all_of_the_delay() -> None:
     assert all(0.5 <= f <= 1.0 for f in fractions)
     assert min(fractions) < 0.55 and max(fractions) > 0.95  # the whole range is used
     assert len(set(fractions)) == 500
+
+
+# --- the error a rotation shows ------------------------------------------------------------------
+
+FAILED = (ev.RotationFailed(rotation_id=RID, step="register", error="provider down", attempt=1,
+                            next_attempt_at=NOW + MINUTE), NOW)
+PARKED = (ev.RotationParked(rotation_id=RID, step="register", error="provider down",
+                            attempts=1), NOW)
+
+
+@pytest.mark.parametrize(("facts", "shown"), [
+    pytest.param([FAILED], "provider down", id="a failed step waiting for its retry shows why"),
+    pytest.param([FAILED, PARKED], "provider down", id="a parked rotation shows why"),
+    pytest.param([FAILED, step("generated")], None,
+                 id="a step that succeeded after the failure clears it"),
+    pytest.param([FAILED, PARKED, (ev.RotationRetried(rotation_id=RID), NOW)], None,
+                 id="a parked rotation sent back by a retry shows none until it fails again"),
+    pytest.param([FAILED, step("generated"), (ev.RotationCompleted(
+        rotation_id=RID, new_credential_id=NEW, old_credential_id="cred_old"), NOW)], None,
+                 id="a rotation that completed after a failure shows none"),
+    pytest.param([FAILED, PARKED, (ev.RotationAbandoned(rotation_id=RID), NOW)], None,
+                 id="an abandoned rotation shows none"),
+])
+def test_a_rotation_shows_the_error_only_while_it_holds_it(
+        facts: list[tuple[ev.Event, datetime]], shown: str | None) -> None:
+    rotation = given(OLD, started(), *facts).rotations[RID]
+    assert rotation.error == shown
+    assert rotation.last_error == "provider down"  # the history keeps it

@@ -62,7 +62,11 @@ def rotate(ctx: click.Context, app_name: str, usage: str, policies_dir: Path | N
 @click.pass_context
 def rotations(ctx: click.Context, app_name: str | None, show_all: bool, as_json: bool) -> None:
     """Rotations in flight and parked ones waiting for a human (retry, abandon), and every
-    application left without a usable credential of a usage it had."""
+    application left without a usable credential of a usage it had.
+
+    ERROR is the error holding a rotation now (parked, or waiting to retry a failed step); a
+    rotation that got past its failures shows none (--json: ``error`` null, ``last_error`` the
+    last one recorded)."""
     if ctx.invoked_subcommand is not None:
         return
     from orchestrator.domain.planner import stranded
@@ -86,7 +90,7 @@ def rotations(ctx: click.Context, app_name: str | None, show_all: bool, as_json:
         click.echo(json.dumps([{
             "app": a, "rotation_id": r.id, "usage": r.usage, "reason": r.reason,
             "status": r.status.value, "steps": list(r.steps), "attempts": r.attempts,
-            "last_error": r.last_error, "policy": r.policy,
+            "error": r.error, "last_error": r.last_error, "policy": r.policy,
             "new_credential_id": r.new_credential_id, "old_credential_id": r.old_credential_id,
             "started_at": format_time(r.started_at),
             "next_attempt_at": format_time(r.next_attempt_at) if r.next_attempt_at else None,
@@ -95,7 +99,7 @@ def rotations(ctx: click.Context, app_name: str | None, show_all: bool, as_json:
         return
     print_table(["APP", "ROTATION", "USAGE", "STATUS", "REASON", "LAST STEP", "ATTEMPTS", "ERROR"],
                 [(a, r.id, r.usage, r.status.value, r.reason, r.steps[-1] if r.steps else "-",
-                  r.attempts, r.last_error or "-") for a, r, _ in rows],
+                  r.attempts, r.error or "-") for a, r, _ in rows],
                 empty="no rotations in flight")
     for alarm in alarms:
         click.echo(f"NO USABLE CREDENTIAL: {alarm.message}")

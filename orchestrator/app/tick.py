@@ -12,6 +12,12 @@ each action that touches an application's identity provider (a start, resume, re
 deletion: ``HELD_KINDS``); when it gives a reason, the action waits, is counted ``held``, and the
 application is planned again at the next tick. Expiry is never held.
 
+No rotation is started for an application whose identity provider cannot be had (its
+IdentityProvider resource was removed, or its file or secret is broken): nothing would come of
+it but a key generated into the keystore and a failed step. The tick logs one error line per
+such application (``rotation_not_started``: app, provider, why, and the fix) and starts nothing;
+the start stays due and is made at the first tick after the provider is back.
+
 A client-secret rotation is not started for an application whose identity provider holds one
 secret (``Capabilities.secret_overlap`` False: Auth0, RFC 7592) unless its policy accepts the gap
 (``acceptSecretGap``): the old secret would stop working before the application has the new
@@ -33,6 +39,7 @@ import structlog
 
 from events.state import Status
 from orchestrator.app.fleet import FleetView
+from orchestrator.app.ports import Providers
 from orchestrator.app.rotator import Rotator, StepOutcome
 from orchestrator.app.service import Service
 from orchestrator.domain import rules
@@ -62,6 +69,9 @@ SECRET_GAP_FIX = ("its identity provider holds one client secret, so the old sec
                   "working when the new one is set, before the application reads it; set "
                   "acceptSecretGap: true in the client_secret policy to accept that gap, or "
                   "authenticate the application with private_key_jwt, whose keys overlap")
+PROVIDER_FIX = ("restore the IdentityProvider resource {provider!r} in the policies folder, or "
+                "fix its file (orchestrator policy validate says what is wrong); the rotation "
+                "starts at the first tick after")
 
 
 @dataclass
@@ -72,7 +82,8 @@ class TickReport:
     done: Counter[str] = field(default_factory=Counter)
     failed: int = 0  # actions that failed: an error, or a rotation step that failed
     parked: int = 0  # of those, rotations whose failure used up the retry budget
-    refused: int = 0  # client-secret rotations not started: the provider cannot overlap them
+    refused: int = 0  # rotations not started: the provider cannot be had, or cannot overlap
+    # the client secret
     problems: tuple[str, ...] = ()
     planned_apps: int = 0
     alarms: tuple[Alarm, ...] = ()
@@ -172,6 +183,9 @@ class Ticker:
                 held.add(action.app)
                 continue
             try:
+                if self.provider_missing(action):
+                    report.refused += 1
+                    continue
                 if self.secret_gap_refused(action, by_name):
                     gaps.append(action.app)
                     continue
@@ -187,7 +201,7 @@ class Ticker:
             else:
                 report.done[action.kind.value] += 1
         if gaps:
-            report.refused = len(gaps)
+            report.refused += len(gaps)
             log.error("client_secret_rotation_refused", apps=sorted(gaps)[:NAMED_AT_MOST],
                       count=len(gaps), fix=SECRET_GAP_FIX)
         self.fleet.refresh()
@@ -208,6 +222,24 @@ class Ticker:
         if why is not None:
             log.debug("action_held", app=action.app, kind=action.kind.value, reason=why)
         return why is not None
+
+    def provider_missing(self, action: Action) -> bool:
+        """Whether ``action`` starts a rotation of an application whose identity provider is
+        not configured (the router says so: no resource of that name, or its file does not
+        load, or its secret cannot be had); if so it is logged, once, at error level."""
+        provider = self.rotator.provider
+        if action.kind is not Kind.START or not isinstance(provider, Providers):
+            return False
+        name = self.service.load(action.app).provider
+        if name is None:
+            return False
+        try:
+            provider.named(name)
+        except OrchestratorError as exc:
+            log.error("rotation_not_started", app=action.app, provider=name,
+                      usage=action.usage, error=str(exc), fix=PROVIDER_FIX.format(provider=name))
+            return True
+        return False
 
     def secret_gap_refused(self, action: Action, by_name: dict[str, PlanPolicy]) -> bool:
         """Whether ``action`` starts a client-secret rotation that the application's provider

@@ -404,3 +404,29 @@ def test_the_daemon_names_each_app_whose_provider_cannot_be_built(
     assert all("MGMT_SECRET is not set" in e["error"] for e in failed)
     assert not any("exception" in e for e in lines), result.stderr
     assert hostile.requests == []
+
+
+def test_the_daemon_starts_nothing_for_an_app_whose_provider_file_was_removed(
+        cli: Cli, hostile: HostileServer, sqlite_url: str) -> None:
+    """The router knows the provider is not configured before a rotation starts: one error
+    line naming the app, the provider and the fix; no key generated, nothing recorded."""
+    auth0_resource(cli, hostile)
+    clients(hostile, "web")
+    cli("app", "register", "web", "--provider", "tenant")
+    (cli.cwd / "policies" / "auth0.yaml").unlink()
+    (cli.cwd / "policies" / "keys.yaml").write_text(
+        "apiVersion: orchestrator/v1\nkind: RotationPolicy\nmetadata: {name: keys}\nspec:\n"
+        "  selector: {apps: [web]}\n  credential: {usage: private_key_jwt}\n"
+        "  rotation: {every: 30d, beforeExpiry: 10d, overlap: 1h}\n  lifetime: 60d\n")
+    hostile.requests.clear()
+    result = cli.run("daemon", "--once", "--json-logs", "--drift-every", "0")
+    assert result.returncode == 0, str(result)
+    lines = [json.loads(line) for line in result.stderr.splitlines()]
+    [refused] = [e for e in lines if e["event"] == "rotation_not_started"]
+    assert (refused["level"], refused["app"], refused["provider"]) == ("error", "web", "tenant")
+    assert "identity provider 'tenant' is not configured" in refused["error"]
+    assert "restore the IdentityProvider resource 'tenant'" in refused["fix"]
+    assert not [e for e in lines if e["event"] in ("rotation_started", "rotation_step_failed")]
+    assert not list((cli.cwd / "keystore").glob("items/*"))
+    assert "rotation.started" not in str(dump_tables(sqlite_url))
+    assert hostile.requests == []

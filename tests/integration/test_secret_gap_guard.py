@@ -6,6 +6,11 @@ gap; the tick holds the same line wherever the provider came from: an applicatio
 provider says ``secret_overlap=False`` gets no client-secret rotation unless its policy says
 ``acceptSecretGap``, and the tick says so at error level, once per tick.
 
+The tick starts no rotation at all of an application whose identity provider is not
+configured (its IdentityProvider resource removed, or its file broken): the router knows it
+before anything is done, so nothing is generated into the keystore and nothing recorded; one
+error line names the application, the provider and the fix, every tick, until it is back.
+
 Wired through ``bootstrap.in_memory`` with a virtual clock, beside a named provider: the local
 provider, declaring (as Auth0 does) that its secret cannot overlap.
 """
@@ -40,6 +45,13 @@ class SingleSecretProvider(LocalProvider):
         return ONE_SECRET
 
 
+def key_policy(tmp_path: Path) -> PlanPolicy:
+    path = tmp_path / "keys.yaml"
+    path.write_text(policy_yaml("keys", '["svc-*"]', "{usage: private_key_jwt}",
+                                "{every: 30d, beforeExpiry: 7d, overlap: 1h}"))
+    return to_plan_policy(load_policy_file(path))
+
+
 def secret_policy(tmp_path: Path, *, accept_gap: bool) -> PlanPolicy:
     accept = ", acceptSecretGap: true" if accept_gap else ""
     path = tmp_path / "secrets.yaml"
@@ -49,9 +61,12 @@ def secret_policy(tmp_path: Path, *, accept_gap: bool) -> PlanPolicy:
     return to_plan_policy(load_policy_file(path))
 
 
-def system(policy: PlanPolicy) -> tuple[Core, list[datetime]]:
+def system(policy: PlanPolicy,
+           named: dict[str, Provider] | None = None) -> tuple[Core, list[datetime]]:
+    """svc-tenant bound to the named provider ``auth0-like`` (kept in ``named``, which the
+    test may empty and fill again as an operator removes and restores its file), svc-local."""
     now = [NOW]
-    named: dict[str, Provider] = {}
+    named = {} if named is None else named
 
     def providers() -> Mapping[str, Provider]:
         return named
@@ -97,3 +112,32 @@ def test_a_policy_that_accepts_the_gap_rotates_the_secret(tmp_path: Path) -> Non
     assert started(core) == ["app:svc-local", "app:svc-tenant"]
     secret = core.service.load("svc-tenant").secret
     assert secret is not None and secret.version == 1
+
+
+def test_no_rotation_starts_and_no_key_is_made_while_the_provider_is_gone(
+        tmp_path: Path) -> None:
+    named: dict[str, Provider] = {}
+    core, now = system(key_policy(tmp_path), named)
+    gone = named.pop("auth0-like")  # its file removed
+    for tick in range(2):
+        now[0] = NOW + tick * MINUTE
+        with capture_logs() as logs:
+            report = core.ticker.tick()
+        [line] = [e for e in logs if e["event"] == "rotation_not_started"]
+        assert line["log_level"] == "error"
+        assert (line["app"], line["provider"], line["usage"]) == (
+            "svc-tenant", "auth0-like", "private_key_jwt")
+        assert "identity provider 'auth0-like' is not configured" in line["error"]
+        assert "restore the IdentityProvider resource 'auth0-like'" in line["fix"]
+        assert report.refused == 1
+    assert started(core) == ["app:svc-local"]
+    assert core.service.load("svc-tenant").credentials == {}
+    local_ids = set(core.service.load("svc-local").credentials)
+    assert local_ids and {i.split("/")[0] for i in core.keystore.ids()} == local_ids
+
+    named["auth0-like"] = gone  # the file is back
+    now[0] += MINUTE
+    with capture_logs() as logs:
+        assert core.ticker.tick().refused == 0
+    assert not [e for e in logs if e["event"] == "rotation_not_started"]
+    assert started(core) == ["app:svc-local", "app:svc-tenant"]

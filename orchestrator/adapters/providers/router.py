@@ -3,7 +3,8 @@ to (``AppState.provider``, recorded when it was registered), the local provider 
 
 The named providers come from the ``IdentityProvider`` resources beside the policies, read
 again when they change (``named``); an application whose provider is not configured is refused
-with one line naming it, and its rotation fails (and is retried) rather than going elsewhere.
+with one line naming it: the tick starts no rotation of it (``Ticker.provider_missing``), and one
+already in flight fails (and is retried) rather than going elsewhere.
 """
 
 from __future__ import annotations

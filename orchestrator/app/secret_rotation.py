@@ -11,6 +11,10 @@ for the daemon too; this module only chooses the parameters and reads the outcom
 * A person is waiting: a failed step parks the rotation at once (a retry budget of one attempt),
   with the previous secret intact and the log and provider agreeing on it. The same command
   run again retries the parked rotation; ``rotations abandon`` gives it up.
+* Refused before anything is written where the secret would never be used: at a provider whose
+  client authenticates one way at a time (Auth0), a client that authenticates with keys
+  (``domain.client_auth``: the log's usable keys, else one read of the client at the provider).
+  An identity provider that is not configured, or cannot be asked, refuses it too.
 * Concurrency: ``rotation.started`` is appended at the version the command read, so of two
   commands racing for one application exactly one starts a rotation; while one is running the
   other is refused ("a rotation of client_secret is already in flight").
@@ -26,14 +30,17 @@ from events import catalog as ev
 from events.codec import format_time
 from events.state import AppState, Rotation, RotationStatus, stream_id
 from events.store import ReadFilter
+from orchestrator.app.ports import ClientLookup, Providers
 from orchestrator.app.rotator import Rotator
 from orchestrator.app.secret_steps import next_secret_version
 from orchestrator.app.service import secret_item_id
+from orchestrator.domain.client_auth import secret_refused
 from orchestrator.domain.errors import (
     ConflictError,
     InputError,
     NotFoundError,
     OrchestratorError,
+    ProviderError,
     RefusedError,
 )
 from orchestrator.domain.planner import PlanPolicy
@@ -83,6 +90,7 @@ def rotate_secret_now(rotator: Rotator, app: str, *, policies: Sequence[PlanPoli
     # the keystore opens with its own key before anything is recorded (KeystoreError if not)
     rotator.keystore.get(secret_item_id(app, next_secret_version(state)))
     params, policy = secret_params(state, policies, grace)
+    _secret_usable(rotator, state)
     if not (accept_gap or params.accept_secret_gap
             or rotator.provider.capabilities(app).secret_overlap):
         raise RefusedError(
@@ -101,6 +109,32 @@ def rotate_secret_now(rotator: Rotator, app: str, *, policies: Sequence[PlanPoli
         raise OrchestratorError(f"{app}: client secret v{rotated.version} was replaced before "
                                 "it could be shown; rotate again")
     return ShownSecret(rotation_id, rotated.version, secret, rotated.previous_valid_until)
+
+
+def _secret_usable(rotator: Rotator, state: AppState) -> None:
+    """Refused (one line, nothing written) when the app's client takes no client secret: the
+    log says it authenticates with keys, else the provider does (one read of the client)."""
+    capabilities = rotator.provider.capabilities(state.app)  # not configured: refused here
+    at = rotator.clock()
+    why = secret_refused(state, capabilities, at)
+    found = rotator.provider
+    if isinstance(found, Providers) and state.provider is not None:
+        found = found.named(state.provider)
+    if why is None and not capabilities.secret_beside_keys and isinstance(found, ClientLookup):
+        client_id = state.provider_client_id
+        try:
+            client = found.find_client(client_id)
+        except ProviderError as exc:
+            raise ProviderError(f"{state.app!r}: cannot ask identity provider "
+                                f"{state.provider!r} how client {client_id!r} authenticates "
+                                f"({exc}); nothing was changed: run the command again once it "
+                                "answers") from None
+        if client is None:
+            raise NotFoundError(f"{state.app!r}: identity provider {state.provider!r} has no "
+                                f"client {client_id!r} (deleted there?); nothing was changed")
+        why = secret_refused(state, capabilities, at, client.auth_method)
+    if why is not None:
+        raise RefusedError(why)
 
 
 def _check_grace(grace: timedelta | None, now: datetime) -> None:

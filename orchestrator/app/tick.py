@@ -13,10 +13,12 @@ deletion: ``HELD_KINDS``); when it gives a reason, the action waits, is counted 
 application is planned again at the next tick. Expiry is never held.
 
 No rotation is started for an application whose identity provider cannot be had (its
-IdentityProvider resource was removed, or its file or secret is broken): nothing would come of
-it but a key generated into the keystore and a failed step. The tick logs one error line per
-such application (``rotation_not_started``: app, provider, why, and the fix) and starts nothing;
-the start stays due and is made at the first tick after the provider is back.
+IdentityProvider resource was removed, or its file or secret is broken), nor a client-secret
+rotation of one whose client takes no secret (Auth0, a client that authenticates with the keys
+the log holds: ``domain.client_auth``): nothing would come of it but material generated into
+the keystore and a step that fails and parks. The tick logs one error line per such
+application (``rotation_not_started``: app, provider, usage, why, and the fix) and starts
+nothing; the start stays due and is made at the first tick after the cause is gone.
 
 A client-secret rotation is not started for an application whose identity provider holds one
 secret (``Capabilities.secret_overlap`` False: Auth0, RFC 7592) unless its policy accepts the gap
@@ -43,6 +45,7 @@ from orchestrator.app.ports import Providers
 from orchestrator.app.rotator import Rotator, StepOutcome
 from orchestrator.app.service import Service
 from orchestrator.domain import rules
+from orchestrator.domain.client_auth import secret_refused
 from orchestrator.domain.errors import OrchestratorError
 from orchestrator.domain.planner import (
     Action,
@@ -72,6 +75,8 @@ SECRET_GAP_FIX = ("its identity provider holds one client secret, so the old sec
 PROVIDER_FIX = ("restore the IdentityProvider resource {provider!r} in the policies folder, or "
                 "fix its file (orchestrator policy validate says what is wrong); the rotation "
                 "starts at the first tick after")
+SECRET_KEYS_FIX = ("leave the application out of the client_secret policy's selector (its keys "
+                   "rotate by their own policy), or switch its client to a client secret first")
 
 
 @dataclass
@@ -82,8 +87,7 @@ class TickReport:
     done: Counter[str] = field(default_factory=Counter)
     failed: int = 0  # actions that failed: an error, or a rotation step that failed
     parked: int = 0  # of those, rotations whose failure used up the retry budget
-    refused: int = 0  # rotations not started: the provider cannot be had, or cannot overlap
-    # the client secret
+    refused: int = 0  # starts refused: provider not configured, no secret taken, secret gap
     problems: tuple[str, ...] = ()
     planned_apps: int = 0
     alarms: tuple[Alarm, ...] = ()
@@ -183,7 +187,7 @@ class Ticker:
                 held.add(action.app)
                 continue
             try:
-                if self.provider_missing(action):
+                if self.start_refused(action):
                     report.refused += 1
                     continue
                 if self.secret_gap_refused(action, by_name):
@@ -223,23 +227,29 @@ class Ticker:
             log.debug("action_held", app=action.app, kind=action.kind.value, reason=why)
         return why is not None
 
-    def provider_missing(self, action: Action) -> bool:
-        """Whether ``action`` starts a rotation of an application whose identity provider is
-        not configured (the router says so: no resource of that name, or its file does not
-        load, or its secret cannot be had); if so it is logged, once, at error level."""
+    def start_refused(self, action: Action) -> bool:
+        """Whether ``action`` starts a rotation that must not start: the application's
+        identity provider is not configured (the router says so: no resource of that name, its
+        file does not load, its secret cannot be had), or it is a client-secret rotation of a
+        client that takes no secret (the log's usable keys); if so it is logged, once, at error
+        level."""
+        if action.kind is not Kind.START:
+            return False
+        state = self.service.load(action.app)
         provider = self.rotator.provider
-        if action.kind is not Kind.START or not isinstance(provider, Providers):
-            return False
-        name = self.service.load(action.app).provider
-        if name is None:
-            return False
         try:
-            provider.named(name)
+            if state.provider is not None and isinstance(provider, Providers):
+                provider.named(state.provider)
+            why = secret_refused(state, provider.capabilities(action.app),
+                                 self.clock()) if action.usage == SECRET_USAGE else None
+            fix = SECRET_KEYS_FIX
         except OrchestratorError as exc:
-            log.error("rotation_not_started", app=action.app, provider=name,
-                      usage=action.usage, error=str(exc), fix=PROVIDER_FIX.format(provider=name))
-            return True
-        return False
+            why, fix = str(exc), PROVIDER_FIX.format(provider=state.provider)
+        if why is None:
+            return False
+        log.error("rotation_not_started", app=action.app, provider=state.provider,
+                  usage=action.usage, error=why, fix=fix)
+        return True
 
     def secret_gap_refused(self, action: Action, by_name: dict[str, PlanPolicy]) -> bool:
         """Whether ``action`` starts a client-secret rotation that the application's provider

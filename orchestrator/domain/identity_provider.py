@@ -75,6 +75,9 @@ class Capabilities:
     per_slot: int = 2  # credentials attached at once to one usage
     per_client: int | None = None  # credential records a client may hold (None: no limit)
     secret_overlap: bool = True  # the previous client secret keeps working after a switch
+    # a client secret authenticates a client beside its keys and certificates; False at Auth0,
+    # where a client authenticating with keys refuses a secret (one set there is never used)
+    secret_beside_keys: bool = True
     untestable: tuple[tuple[str, str], ...] = ()  # (usage, why it cannot be tested)
     expiry: bool = True  # the provider keeps each credential's expiry (drift compares them)
     shared_key_set: bool = False  # one key set serves every signing usage (RFC 7591's jwks)

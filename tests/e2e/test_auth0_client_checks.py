@@ -1,7 +1,8 @@
 """What the installed command checks with an Auth0 tenant before it writes anything (the
 emulator in this process, reached through an IdentityProvider resource): ``app register
 --provider`` reads each client it binds, so a client id with a typo is refused there rather
-than found at the first rotation. Every refusal is one line, a non-zero exit, nothing written.
+than found at the first rotation; ``secret rotate`` refuses a client that authenticates with
+keys (it takes no client secret). Every refusal is one line, a non-zero exit, nothing written.
 """
 
 from __future__ import annotations
@@ -67,3 +68,28 @@ def test_a_rule_refused_first_asks_the_tenant_nothing(tenant: Tenant) -> None:
     result = tenant.cli.run("app", "register", "not a name", "--provider", NAME)
     assert_refused(result, "application name 'not a name' is not allowed")
     assert client_reads(tenant) == 0
+
+
+def test_secret_rotate_refuses_a_client_that_authenticates_with_keys(
+        tenant: Tenant, sqlite_url: str) -> None:
+    """Whether the log knows its keys (imported) or only the tenant does (bound by client id),
+    the command says so in one line, writes nothing and sets no secret at the tenant."""
+    ledger = tenant.client("ledger", 1)
+    assert tenant.imported(match="ledger")["summary"]["imported"] == 1
+    billing = tenant.client("billing", 0)
+    tenant.cli("app", "register", "billing", "--provider", NAME, "--client-id", billing)
+    secrets = {c: tenant.remote(c)["client_secret"] for c in (ledger, billing)}
+    before, reads = dump_tables(sqlite_url), client_reads(tenant)
+    result = tenant.cli.run("secret", "rotate", "ledger", "--accept-gap")
+    assert_refused(result, f"application 'ledger': its client {ledger!r} at identity "
+                           f"provider '{NAME}' authenticates with private_key_jwt (the log "
+                           "holds its usable keys)",
+                   "it takes no client secret")
+    assert client_reads(tenant) == reads  # the log said it: the tenant was not asked
+    result = tenant.cli.run("secret", "rotate", "billing", "--accept-gap")
+    assert_refused(result, "authenticates with private_key_jwt (so the identity provider says)")
+    assert client_reads(tenant) == reads + 1
+    assert result.stdout == ""
+    assert dump_tables(sqlite_url) == before
+    assert not list((tenant.cli.cwd / "keystore").glob("items/*"))
+    assert {c: tenant.remote(c)["client_secret"] for c in (ledger, billing)} == secrets

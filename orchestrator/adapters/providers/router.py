@@ -3,7 +3,7 @@ to (``AppState.provider``, recorded when it was registered), the local provider 
 
 The named providers come from the ``IdentityProvider`` resources beside the policies, read
 again when they change (``named``); an application whose provider is not configured is refused
-with one line naming it: the tick starts no rotation of it (``Ticker.provider_missing``), and one
+with one line naming it: the tick starts no rotation of it (``Ticker.start_refused``), and one
 already in flight fails (and is retried) rather than going elsewhere.
 """
 

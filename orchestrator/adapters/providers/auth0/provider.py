@@ -104,6 +104,7 @@ class Auth0Provider:
         untestable = () if self.mtls_edge else ((str(Usage.MTLS), MTLS_UNTESTABLE),)
         return Capabilities(usages=ALL_USAGES, per_slot=mapping.MAX_PER_SLOT,
                             per_client=self.max_credentials, secret_overlap=False,
+                            secret_beside_keys=False,
                             untestable=untestable)
 
     def metadata(self, app: str) -> dict[str, str]:

@@ -282,18 +282,20 @@ def wire(
     on_step: Callable[[str, str, Step], None] | None = None,
     identity_providers: Callable[[], Mapping[str, Provider]] = dict,
     provider_problems: Callable[[], Sequence[str]] = tuple,
+    rotation_ids: Callable[[], str] | None = None,
 ) -> Core:
     """The one place the service layer is assembled, from real adapters or fakes.
 
     ``provider`` is a spec (``local``, ``faulty:<rate>[:<seed>]``) or a factory given the
     state reader and the keystore: the local provider, beside the ``identity_providers`` by
     name (an app goes to the one it belongs to); ``fleet_writes`` lets the write path read states from the
-    in-memory fleet view (the daemon, the simulator) rather than from the store.
+    in-memory fleet view (the daemon, the simulator) rather than from the store;
+    ``rotation_ids`` (default: random) names each new rotation, so a test can replay a run.
     """
     from orchestrator.adapters.crypto import Cryptography
     from orchestrator.adapters.providers.router import ProviderRouter
     from orchestrator.app.fleet import FleetView
-    from orchestrator.app.rotator import Rotator
+    from orchestrator.app.rotator import Rotator, random_rotation_id
     from orchestrator.app.service import Service
     from orchestrator.app.tick import Ticker
 
@@ -305,7 +307,7 @@ def wire(
              if isinstance(provider, str) else provider(service.load, keystore))
     idp = ProviderRouter(service.load, local, identity_providers, provider_problems)
     rotator = Rotator(service, idp, keystore, kit, delivery, clock, actor=rotation_actor,
-                      on_step=on_step)
+                      on_step=on_step, new_rotation_id=rotation_ids or random_rotation_id)
     ticker = Ticker(service, rotator, fleet, policies, clock, should_stop)
     return Core(store, keystore, service, clock, fleet, idp, rotator, ticker)
 

@@ -45,10 +45,14 @@ from orchestrator.domain.rotation_events import (
     untested_credential,
 )
 
-__all__ = ["Rotator", "StepOutcome"]
+__all__ = ["Rotator", "StepOutcome", "random_rotation_id"]
 
 log = structlog.get_logger("orchestrator.rotation")
 MAX_STEPS_PER_CALL = 20
+
+
+def random_rotation_id() -> str:
+    return f"rot_{uuid.uuid4().hex[:20]}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +75,7 @@ class Rotator:
         clock: Callable[[], datetime],
         actor: str = "scheduler",
         on_step: Callable[[str, str, Step], None] | None = None,
+        new_rotation_id: Callable[[], str] = random_rotation_id,
     ) -> None:
         self.service = service
         self.provider = provider
@@ -80,6 +85,8 @@ class Rotator:
         self.clock = clock
         self.actor = actor
         self.on_step = on_step  # test hook: called after each recorded step
+        # ids, like time, come from outside: an exploration replays a path with the same ones
+        self.new_rotation_id = new_rotation_id
         self.work = KeyWork(keystore, crypto, provider)
         self.secrets = SecretSteps(provider, keystore, crypto, delivery, self._record,
                                    self._step_event)
@@ -102,7 +109,7 @@ class Rotator:
     def _start(self, app: str, usage: str, actor: str | None,
                decide: Callable[[AppState, str, str, datetime], list[ev.Event]],
                reason: Reason, policy: str | None) -> str | None:
-        rotation_id = f"rot_{uuid.uuid4().hex[:20]}"
+        rotation_id = self.new_rotation_id()
         new_id = self.crypto.new_credential_id() if usage != SECRET_USAGE else f"secret_{rotation_id}"
         at = self.clock()
         _, records = self.service.append_decided(

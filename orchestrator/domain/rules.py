@@ -22,6 +22,7 @@ Nothing here reads the clock: every command carries ``at``, the instant it is de
 
 from __future__ import annotations
 
+import math
 import re
 import unicodedata
 from collections.abc import Mapping
@@ -62,6 +63,7 @@ ALGORITHMS = tuple(Algorithm)
 MAX_LIVE_PER_USAGE = 2
 RSA_EXPONENT = 65537
 _SMALL_PRIMES = tuple(n for n in range(2, 10_000) if all(n % d for d in range(2, int(n**0.5) + 1)))
+_SMALL_PRODUCT = math.prod(_SMALL_PRIMES)
 KID_PATTERN = re.compile(r"[0-9a-zA-Z\-_]{10,64}")
 APP_PATTERN = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,{MAX_APP_NAME - 1}}}")
 LABEL_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/-]{0,62}")
@@ -294,10 +296,15 @@ def _has_control(text: str) -> bool:
 
 
 def _small_factor(modulus: int) -> int | None:
-    """A prime below 10,000 that divides ``modulus`` (2 for an even one), or None. The rest of
-    "a product of two large primes" cannot be checked without factoring; this catches the
-    made-up moduli (even numbers, numbers with small factors)."""
-    return next((p for p in _SMALL_PRIMES if modulus % p == 0), None)
+    """The smallest prime below 10,000 that divides ``modulus`` (2 for an even one), or None.
+    The rest of "a product of two large primes" cannot be checked without factoring; this
+    catches the made-up moduli (even numbers, numbers with small factors). One gcd with the
+    product of those primes (0.2 ms for a 2048-bit modulus) instead of 1,229 divisions
+    (2.5 ms, paid by every key added)."""
+    common = math.gcd(modulus, _SMALL_PRODUCT)
+    if common == 1:
+        return None
+    return next(p for p in _SMALL_PRIMES if common % p == 0)
 
 
 def _check_certificate_dates(material: PublicMaterial, at: datetime) -> None:

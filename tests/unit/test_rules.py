@@ -7,6 +7,8 @@ real, made once per module with ``cryptography``; no database, no clock, no doub
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import re
 from collections.abc import Callable
 from datetime import datetime, timedelta, timezone
@@ -385,6 +387,21 @@ def test_rsa_keys_outside_2048_to_4096_bits_are_refused(bits: int, k) -> None:
     assert m.key_size == bits
     with pytest.raises(InputError, match=f"a {bits}-bit RSA key is not allowed: use 2048 to 4096"):
         decide(add(m, JAR), given(REGISTERED))
+
+
+@pytest.mark.parametrize(("factors", "named"), [
+    ((2, 3, 10007), 2), ((9973, 10007), 9973), ((7919, 9973, 10007), 7919)],
+    ids=["an even modulus is refused naming 2",
+         "a modulus divisible by the largest prime below 10,000 is refused",
+         "of two small factors the smaller is named"])
+def test_a_modulus_with_a_prime_factor_below_10000_is_refused(factors: tuple[int, ...],
+                                                              named: int, k) -> None:
+    real = pub(k.a)
+    assert real.rsa_modulus is not None
+    modulus = real.rsa_modulus * math.prod(factors)
+    made_up = dataclasses.replace(real, rsa_modulus=modulus)
+    with pytest.raises(InputError, match=f"modulus is divisible by {named}, so"):
+        decide(add(made_up, JAR), given(REGISTERED))
 
 
 @pytest.mark.parametrize("bits", [2048, 3072, 4096], ids=lambda b: f"a {b}-bit RSA key is accepted")

@@ -42,6 +42,7 @@ from orchestrator.domain.rotation_events import (
     decide_generated_key,
     decide_manual_start,
     decide_step,
+    untested_at_provider,
     untested_credential,
 )
 
@@ -156,16 +157,18 @@ class Rotator:
     def _fail(self, state: AppState, rotation: Rotation, step: Step, error: str,
               params: Params) -> bool:
         """Record a failed step. Parking disables an untested new credential: deactivated at
-        the provider first (unless another credential shares its registration), the old one
+        the provider first (unless another credential shares its registration), even when the
+        log does not call it active (an activation whose answer was lost), the old one
         untouched."""
         app, rid, now = state.app, rotation.id, self.clock()
         detached = True
         untested = untested_credential(state, rotation)
+        withdrawn = untested_at_provider(state, rotation)
         parking = any(isinstance(e, ev.RotationParked) for e in decide_failure(
             state, rid, step, error, params, now))
-        if parking and untested is not None and shares_registration(state, untested) is None:
+        if parking and withdrawn is not None and shares_registration(state, withdrawn) is None:
             try:
-                self.provider.deactivate(app, untested.id)
+                self.provider.deactivate(app, withdrawn.id)
             except (OrchestratorError, OSError):
                 detached = False
         _, records = self.service.append_decided(

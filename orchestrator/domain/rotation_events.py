@@ -45,6 +45,7 @@ __all__ = [
     "decide_retry",
     "decide_secret_delivered",
     "decide_step",
+    "untested_at_provider",
     "untested_credential",
 ]
 
@@ -115,19 +116,33 @@ def untested_credential(state: AppState, rotation: Rotation) -> Credential | Non
     return new
 
 
+def untested_at_provider(state: AppState, rotation: Rotation) -> Credential | None:
+    """The rotation's new credential when it has not passed the test and the provider may
+    accept it all the same: registered there and not deleted, whatever the log says of its
+    status. An activation the provider carried out may have lost its answer, or a crash may
+    have come between it and its record, so a credential the log calls added (or disabled, by
+    an earlier parking) can be attached; parking withdraws it there (idempotent)."""
+    new = state.credentials.get(rotation.new_credential_id)
+    if (new is None or not new.live or rotation.done(Recorded.TESTED)
+            or not rotation.done(Recorded.REGISTERED)):
+        return None
+    return new
+
+
 def decide_failure(state: AppState, rotation_id: str, step: Step, error: str, params: Params,
                    at: datetime, untested_detached: bool = True) -> list[ev.Event]:
     """A failed step: retried after a backoff, or after the budget parked for a human with the
     old credential intact and the new one, if untested, disabled. The shell deactivates that
-    one at the provider first; when it could not (``untested_detached`` False) the rotation is
-    not parked but retried after the longest backoff, so the log never says disabled what the
-    provider still accepts."""
+    one at the provider first (``untested_at_provider``); when it could not
+    (``untested_detached`` False) the rotation is not parked but retried after the longest
+    backoff, so that no parked rotation leaves the provider accepting a credential that never
+    passed its test (and the log never says disabled what the provider still accepts)."""
     rot = _running(state, rotation_id)
     if rot is None:
         return []
     attempt = rot.attempts + 1
     untested = untested_credential(state, rot)
-    if attempt < params.attempts or (untested is not None and not untested_detached):
+    if attempt < params.attempts or not untested_detached:
         wait = backoff(rot.id, attempt, params) if attempt < params.attempts else params.max_backoff
         return [ev.RotationFailed(rotation_id=rot.id, step=step.value, error=error,
                                   attempt=attempt, next_attempt_at=at + wait)]

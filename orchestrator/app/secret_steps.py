@@ -2,17 +2,23 @@
 ``orchestrator.domain.rotation.resume``'s). One path for the daemon and ``secret rotate``::
 
     generate  a new secret, stored once as keystore item ``secret/<app>/v<N+1>``   "generated"
-    register  the identity provider takes it as the current secret; the previous one stays
-              valid for the overlap plus the retry budget (the app does not have the new one
-              yet, and a failed test or delivery is retried within that budget)  "registered"
+    register  the identity provider takes it as the current secret; the previous one, which
+              the app holds, stays valid without limit until the new one is delivered (a
+              failed test or delivery, a parked rotation, a daemon down for days never lock
+              the app out)                                                     "registered"
     test      the provider accepts the new secret, as version N+1                  "tested"
-    deliver   the previous secret's grace is set from now (the app can have the new one from
-              now), the app's files are replaced, and only then ``secret.rotated`` is recorded:
-              the log names a secret that is registered, tested and delivered.  "delivered"
+    deliver   the app's files are replaced, then the previous secret's grace is set from now
+              (the app has the new one from now), and only then ``secret.rotated`` is
+              recorded: the log names a secret that is registered, tested and delivered.
+                                                                                "delivered"
 
 Until ``secret.rotated`` the log's current secret is version N, which the provider still
 accepts: a rotation that fails or parks at any step leaves the log and the provider agreeing on
-a secret the application holds. Every step is idempotent: a repeat finds the keystore item (the
+a secret the application holds (the old credential is retired only after its successor was
+tested and delivered, as a key is). An earlier order, the grace limited to the overlap plus
+the retry budget from registration and set from delivery before the files were written, let a
+rotation parked at its delivery lock the app out an overlap later, with nothing left due to
+retry it (tests/explore found it). Every step is idempotent: a repeat finds the keystore item (the
 first process to store it wins, ``put_new``), re-registers the same secret, and records nothing
 twice.
 """
@@ -31,8 +37,9 @@ from orchestrator.app.ports import Crypto, Delivery, Keystore, Provider
 from orchestrator.app.service import secret_item_id
 from orchestrator.domain.errors import OrchestratorError
 from orchestrator.domain.identity_provider import Proof
-from orchestrator.domain.rotation import Params, Recorded, Step, retry_budget
+from orchestrator.domain.rotation import Params, Recorded, Step
 from orchestrator.domain.rotation_events import decide_secret_delivered
+from orchestrator.domain.timemath import END_OF_TIME
 from orchestrator.domain.vocabulary import SECRET_USAGE
 
 __all__ = ["SECRET_FILE", "SECRET_STEPS", "VERSION_FILE", "SecretSteps", "next_secret_version"]
@@ -72,8 +79,7 @@ class SecretSteps:
                                       self.crypto.new_secret().encode())
                 self._step(app, rotation.id, Recorded.GENERATED, f"client secret v{version}")
             case Step.REGISTER:
-                until = (at + params.overlap + retry_budget(params)
-                         if state.secret is not None else None)
+                until = END_OF_TIME if state.secret is not None else None
                 self.provider.set_secret(app, version, self.secret(app, version), until)
                 self._step(app, rotation.id, Recorded.REGISTERED, _detail(version, until))
             case Step.TEST:
@@ -102,13 +108,14 @@ class SecretSteps:
         grace = params.overlap
         # what rules.RotateSecret records below, at the same instant
         until = at + grace if state.secret is not None and grace else None
-        self.provider.set_secret(app, version, secret, until)  # idempotent: same secret
         if self.delivery is not None:  # the simulator delivers to nobody
             metadata = {**self.provider.metadata(app), "usage": str(SECRET_USAGE),
                         "version": version}
             self.delivery.deliver(app, SECRET_USAGE, {
                 SECRET_FILE: secret.encode(), VERSION_FILE: str(version).encode(),
                 METADATA_FILE: (json.dumps(metadata, indent=2, sort_keys=True) + "\n").encode()})
+        # only now that the app has the new secret does the previous one's grace start
+        self.provider.set_secret(app, version, secret, until)  # idempotent: same secret
         fingerprint = self.crypto.secret_fingerprint(secret)
         detail = _detail(version, until)
         self.record(app, rotation.id, lambda s: decide_secret_delivered(
@@ -118,4 +125,6 @@ class SecretSteps:
 def _detail(version: int, previous_until: datetime | None) -> str:
     if previous_until is None:
         return f"client secret v{version}"
+    if previous_until == END_OF_TIME:
+        return f"client secret v{version}; previous secret valid until it is delivered"
     return f"client secret v{version}; previous secret valid until {format_time(previous_until)}"

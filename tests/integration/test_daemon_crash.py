@@ -71,7 +71,7 @@ T = TypeVar("T")
 STARTED, COMPLETED = ev.RotationStarted.type_name, ev.RotationCompleted.type_name
 ENDED = (COMPLETED, ev.RotationParked.type_name, ev.RotationAbandoned.type_name)
 PRIVATE_PEM = re.compile(r"-----BEGIN [A-Z ]*PRIVATE KEY-----")
-SECRET_UNTIL = re.compile(r"previous secret valid until (\S+)")
+SECRET_UNTIL = re.compile(r"previous secret valid until (\d\S+)")  # a time, not "it is delivered"
 
 
 # --- policies ----------------------------------------------------------------------------------

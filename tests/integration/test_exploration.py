@@ -57,3 +57,32 @@ def test_a_rotation_parked_at_activation_withdraws_its_new_key_from_the_provider
     assert status_of(world.log, "private_key_jwt") == "parked"
     assert world.provider.by_name("cred_0001") is not None  # registered, and
     assert world.provider.attached("private_key_jwt") == ()  # accepted for nothing
+
+
+SECRET_PARKED = {
+    "parked at its delivery": [
+        "tick => rot_0003 generate", "tick => rot_0003 register", "tick => rot_0003 test",
+        "tick: deliver client_secret: failed", "clock: next due (+40d00h00m40s)",
+        "tick: deliver client_secret: failed"],
+    "parked at its test": [
+        "tick => rot_0003 generate", "tick => rot_0003 register",
+        "tick: test secret: refused", "clock: next due (+40d00h00m40s)",
+        "tick: test secret: refused"],
+}
+
+
+@pytest.mark.parametrize("moves", SECRET_PARKED.values(), ids=SECRET_PARKED)
+def test_a_parked_client_secret_rotation_leaves_the_application_its_secret(
+        moves: list[str]) -> None:
+    """Defect: registering the new secret kept the previous one (the application's) valid for
+    the overlap plus the retry budget only, and the delivery step cut that to the overlap
+    before writing the files; a rotation parked there locked the application out an hour
+    later, with nothing due that would ever retry it. The previous secret now stays valid until
+    the new one is delivered, and its grace starts after the files are written."""
+    world, broken = _replayed("client_secret capacity", moves)
+    assert not broken, "\n".join(map(str, broken))
+    assert status_of(world.log, "client_secret", frozenset({"rot_0001", "rot_0002"})) == "parked"
+    held = dict(world.held)["client_secret"]
+    assert held.get("version") == b"2"
+    later = world.at(world.now.replace(year=world.now.year + 5), None, "client_secret")
+    assert later.had and not later.stranded  # five years on, the provider still accepts v2

@@ -38,7 +38,7 @@ from orchestrator.app.service import CredentialSource, secret_item_id
 from orchestrator.bootstrap import in_memory
 from orchestrator.domain.errors import ProviderError
 from orchestrator.domain.planner import Kind, PlanPolicy, plan
-from orchestrator.domain.rotation import Next, Params, Reason, Step, backoff, retry_budget
+from orchestrator.domain.rotation import Next, Params, Reason, Step, backoff
 
 APP = "pay"
 PKJWT, JAR, MTLS, SECRET = "private_key_jwt", "jar", "mtls", "client_secret"
@@ -470,13 +470,12 @@ def test_an_exhausted_budget_parks_the_rotation_and_retry_resumes_it(world: Worl
     out = world.rotator.advance(APP, rid, params)
     assert not out.failed
     assert authenticates(world, usage, old)  # still: the app may not have the new one yet
-    if usage == SECRET:  # the previous secret's grace runs from the switch, hours after "generated"
+    if usage == SECRET:  # the previous secret stays valid until the new one is delivered
         (registered,) = [r for r in world.of_rotation(rid)
                          if r.type == ev.RotationStepRecorded.type_name
                          and r.payload["step"] == "registered"]
         assert registered.payload["detail"] == (
-            f"client secret v{new_of(world, rid)}; previous secret valid until "
-            f"{format_time(retried_at + params.overlap + retry_budget(params))}")
+            f"client secret v{new_of(world, rid)}; previous secret valid until it is delivered")
         world.now = retried_at + params.overlap - SECOND
         assert authenticates(world, usage, old)
     assert authenticates(world, usage, new_of(world, rid))
@@ -577,12 +576,13 @@ def test_the_ticker_provisions_rotates_by_age_and_deletes_after_retention(
     assert assert_old_disabled_only_after_new_tested(world) == 6
 
 
-def test_the_previous_secret_stays_valid_for_the_overlap_after_a_late_delivery(
+def test_the_previous_secret_stays_valid_until_the_new_one_is_delivered_and_an_overlap_after(
         world: World) -> None:
-    """Registering the new secret keeps the previous one valid for the overlap plus the retry
-    budget, so a failed test retried later never locks the app out; a daemon down even longer
-    finds the old secret refused, and on its return it is accepted again from delivery for the
-    overlap (the grace always ends an overlap after the app can have the new secret)."""
+    """Registering the new secret keeps the previous one (the one the app holds) valid until
+    the new one is delivered, however long that takes: a failed test retried after the daemon
+    was down for days never locks the app out (a grace limited to the overlap and the retry
+    budget did, and nothing retried a parked rotation: tests/explore found it). From the
+    delivery, the previous secret stays valid for the overlap."""
     provisioned(world, SECRET)
     rid = world.rotator.start(APP, SECRET, Reason.AGE)
     assert rid is not None
@@ -591,13 +591,11 @@ def test_the_previous_secret_stays_valid_for_the_overlap_after_a_late_delivery(
     assert out.failed and world.state().rotations[rid].done("registered")
     world.provider.heal()
     old = old_of(world, rid)
-    world.advance(PARAMS[SECRET].overlap + retry_budget(PARAMS[SECRET]) - SECOND)
-    assert authenticates(world, SECRET, old)  # within overlap + retry budget: still accepted
-    world.advance(2 * HOUR)  # the daemon was down longer than all of that
-    assert not authenticates(world, SECRET, old)
+    world.advance(3 * DAY)  # the daemon was down for days
+    assert authenticates(world, SECRET, old)
     world.finish(rid, PARAMS[SECRET])
     delivered_at = world.now
-    assert authenticates(world, SECRET, old)  # the grace restarts at delivery
+    assert authenticates(world, SECRET, old)  # the grace starts at delivery
     assert authenticates(world, SECRET, new_of(world, rid))
     world.now = delivered_at + PARAMS[SECRET].overlap - SECOND
     assert authenticates(world, SECRET, old)

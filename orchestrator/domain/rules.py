@@ -34,6 +34,7 @@ from events import catalog as ev
 from events.state import AppState, Credential, Status
 from orchestrator.domain.errors import ConflictError, InputError, NotFoundError, RefusedError
 from orchestrator.domain.material import MaterialKind, PublicMaterial
+from orchestrator.domain.rotation import undelivered
 from orchestrator.domain.vocabulary import (
     DEFAULT_ALGORITHM,
     MAX_APP_NAME,
@@ -456,14 +457,21 @@ def _activate(cmd: ActivateCredential, state: AppState) -> list[ev.Event]:
 
 def _guard_last_usable(state: AppState, cred: Credential, at: datetime, force: bool,
                        verb: str) -> None:
+    """Refuse to take away the last usable credential the application can hold. A rotation's
+    new credential that is active but not delivered yet does not count: the application does
+    not have it, and the rotation may still fail its test and park, disabling it."""
     if force or not cred.usable(at):
         return
+    pending = undelivered(state)
     others = [c for c in state.usable(cred.usage, at) if c.id != cred.id]
-    if not others:
+    if not [c for c in others if c.id not in pending]:
+        waiting = "".join(f" ({c.id}, the new credential of a rotation in flight, is not "
+                          "delivered yet)" for c in others)
         raise RefusedError(
             f"credential {cred.id} is the last active {cred.usage} credential of application "
-            f"{state.app!r}; {verb} it would stop the application authenticating: activate "
-            "another one first, or use --force"
+            f"{state.app!r}{waiting}; {verb} it would stop the application authenticating: "
+            + ("let the rotation finish first, or use --force" if waiting else
+               "activate another one first, or use --force")
         )
 
 

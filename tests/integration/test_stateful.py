@@ -319,3 +319,31 @@ def test_the_machine_reads_the_log_it_writes() -> None:
         assert list(machine.ops.store.read(ReadFilter(types=("rotation.completed",))))
     finally:
         machine.teardown()
+
+
+def test_the_old_credential_cannot_be_disabled_while_its_successor_is_undelivered() -> None:
+    """Defect found by this machine's checks: while a rotation's new key was active but not yet
+    delivered (its test failing), an operator's ``credential disable`` of the old one, without
+    --force, was accepted (the new one counted as usable); the rotation then parked, disabling
+    its untested key, and the application had no usable credential, nobody having forced it.
+    The path, step by step, judged after each."""
+    machine = Orchestration()
+    try:
+        machine.register()
+        machine.daemon_tick(timedelta(0), None)  # everything provisioned
+        machine.judged()
+        machine.daemon_tick(timedelta(days=2, hours=1), ("authenticate", "fail", 100))
+        machine.judged()
+        rotation = next(r for r in machine.ops.service.load("shop").rotations.values()
+                        if r.usage == "private_key_jwt" and r.status.value == "running")
+        assert rotation.done("registered") and not rotation.done("tested")
+        with pytest.raises(OrchestratorError, match="is not delivered yet"):
+            machine.ops.service.disable("shop", rotation.old_credential_id or "", False)
+        machine.judged()
+        machine.daemon_tick(timedelta(minutes=11), None)  # the test fails again: parked
+        machine.judged()
+        state = machine.ops.service.load("shop")
+        assert state.rotations[rotation.id].status.value == "parked"
+        assert state.credentials[rotation.old_credential_id or ""].status.value == "active"
+    finally:
+        machine.teardown()

@@ -767,6 +767,32 @@ def test_disabling_is_allowed_while_another_credential_of_the_usage_is_active(k)
     ]
 
 
+def _rotating(k, *steps: str) -> AppState:
+    """cred_a active (the application holds it); a rotation's new cred_b active, ``steps``
+    recorded."""
+    return given(REGISTERED, added("cred_a", pub(k.a)), activated("cred_a"),
+                 ev.RotationStarted(rotation_id="rot_1", usage=PKJWT, reason="age",
+                                    old_credential_id="cred_a", new_credential_id="cred_b"),
+                 added("cred_b", pub(k.b)), activated("cred_b"),
+                 *(ev.RotationStepRecorded(rotation_id="rot_1", step=s) for s in steps))
+
+
+@pytest.mark.parametrize("command", [DisableCredential, DeleteCredential],
+                         ids=["disabling", "deleting"])
+def test_a_rotations_new_credential_not_yet_delivered_does_not_count_as_usable(
+        k, command: type[DisableCredential] | type[DeleteCredential]) -> None:
+    """The old credential while its successor is active but not delivered (the application does
+    not have it, and a failed test would park the rotation and disable it): refused, naming
+    why; found by tests/integration/test_stateful.py."""
+    with pytest.raises(RefusedError) as info:
+        decide(command(APP, "cred_a", NOW), _rotating(k, "generated", "registered", "tested"))
+    assert "(cred_b, the new credential of a rotation in flight, is not delivered yet)" in str(
+        info.value) and str(info.value).endswith("let the rotation finish first, or use --force")
+    delivered = _rotating(k, "generated", "registered", "tested", "delivered")
+    assert decide(command(APP, "cred_a", NOW), delivered)  # the application has cred_b now
+    assert decide(command(APP, "cred_a", NOW, force=True), _rotating(k))
+
+
 def test_another_active_credential_past_its_expiry_does_not_count_as_usable(k) -> None:
     """An active credential past its expiry does not keep the application authenticating."""
     state = given(REGISTERED, added("cred_a", pub(k.a)), activated("cred_a"),

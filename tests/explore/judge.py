@@ -36,7 +36,8 @@ INVARIANTS: dict[str, str] = {
     "provider_knows_only_the_log":
         "every record at the provider is a credential the log has and has not deleted; at rest "
         "(no rotation running) the provider accepts nothing the log calls disabled or deleted, "
-        "and after completion the provider's slot is exactly the log's active credentials",
+        "and after completion what the provider accepts for the usage is exactly what the log "
+        "calls active and unexpired",
     "keystore_knows_only_the_log":
         "after completion the keystore holds private parts of credentials the log has and has "
         "not deleted, and the current and previous client secret only",
@@ -126,7 +127,7 @@ class LogFold:
                      if r.usage == usage and r.status in ("running", "parked")), None)
 
     def _apply(self, kind: str, p: dict[str, Any], rid: str | None) -> None:
-        cid = p.get("credential_id")
+        cid = str(p.get("credential_id"))
         match kind:
             case "credential.added":
                 self.creds[cid] = Cred(cid, p["usage"], p["kind"],

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from datetime import timedelta
 from functools import cache
+from typing import Any
 
 import structlog
 from cryptography.hazmat.primitives import serialization
@@ -33,7 +34,7 @@ def ca_pair() -> tuple[bytes, bytes]:
                                   serialization.NoEncryption())
 
 
-def _drop(logger: object, method: str, event: object) -> object:
+def _drop(logger: Any, method: str, event: MutableMapping[str, Any]) -> Mapping[str, Any]:
     raise structlog.DropEvent
 
 

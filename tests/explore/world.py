@@ -181,7 +181,7 @@ class ExplorerCrypto(Cryptography):
     def _key(self, key_size: int) -> rsa.RSAPrivateKey:
         return self.pool[self.serial("credential.added")]
 
-    def new_credential_id(self) -> str:  # type: ignore[override]
+    def new_credential_id(self) -> str:
         return f"cred_{self.serial('rotation.started') + 1:04d}"
 
     def rotation_id(self) -> str:

@@ -301,7 +301,7 @@ Orchestration.TestCase.settings = settings(
 
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning")
-class TestOrchestration(Orchestration.TestCase):  # type: ignore[name-defined,misc]
+class TestOrchestration(Orchestration.TestCase):  # type: ignore[valid-type,misc]
     """The machine above, as a test case."""
 
 

@@ -38,6 +38,7 @@ from orchestrator.domain.vocabulary import SECRET_USAGE
 from tests.explore.hand import Hand, Pause, ReplayHand
 from tests.explore.judge import LogFold, Violation
 from tests.explore.model import ProviderState, usable_held
+from tests.explore.rest import judge_rest, old_end
 from tests.explore.world import (
     APP,
     Budget,
@@ -46,8 +47,6 @@ from tests.explore.world import (
     Snapshot,
     World,
     fingerprint,
-    judge_rest,
-    old_end,
 )
 
 __all__ = ["Bounds", "Explorer", "Result", "jump_move", "next_due_move", "policy", "replay", "root",

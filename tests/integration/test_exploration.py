@@ -240,7 +240,7 @@ def test_a_service_that_keeps_a_deleted_credentials_private_key_is_caught(
 
 def test_a_third_live_credential_is_caught(planted: Any) -> None:
     """No slot freed, and rules that would take a third: the log and the provider hold 3."""
-    planted(rotation_module, "_slot_to_free", lambda state, rotation, at: None)
+    planted(rotation_module, "slot_to_free", lambda state, rotation, at: None)
     planted(rules_module, "MAX_LIVE_PER_USAGE", 3)
     assert "at_most_two_live" in _invariants("private_key_jwt capacity")
 

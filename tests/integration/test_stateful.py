@@ -44,6 +44,7 @@ from orchestrator.adapters.delivery import FileDelivery
 from orchestrator.adapters.keystore import MemoryKeystore
 from orchestrator.adapters.providers.faulty import FaultyProvider
 from orchestrator.adapters.providers.local import LocalProvider
+from orchestrator.app.manual_credentials import ManualCredentials
 from orchestrator.app.secret_rotation import rotate_secret_now
 from orchestrator.app.service import CredentialSource
 from orchestrator.bootstrap import Core, wire
@@ -111,6 +112,7 @@ class Orchestration(RuleBasedStateMachine):
         self.daemon: Core = wire(store, actor="scheduler", fleet_writes=True, **common)  # type: ignore[arg-type]
         self.ops: Core = wire(SQLEventStore(self.engine, clock=self.clock), actor="cli:ops",
                               rotation_actor="cli:ops", fleet_writes=False, **common)  # type: ignore[arg-type]
+        self.manual = ManualCredentials(self.ops.service, self.ops.provider)  # as the CLI does
         self.excused: set[tuple[str, str]] = set()  # (app, usage) that may lose usability now
         self.had: set[tuple[str, str]] = set()
 
@@ -183,7 +185,7 @@ class Orchestration(RuleBasedStateMachine):
 
     @rule(app=st.sampled_from(APPS), usage=st.sampled_from(KEY_USAGES), activate=st.booleans())
     def credential_add(self, app: str, usage: str, activate: bool) -> None:
-        self._refusable(lambda: self.ops.service.add_credential(
+        self._refusable(lambda: self.manual.add(
             app, usage, CredentialSource(generate=True), activate=activate,
             expires_at=self.now + timedelta(days=5)))
 
@@ -191,7 +193,7 @@ class Orchestration(RuleBasedStateMachine):
     def credential_activate(self, app: str, pick: int) -> None:
         creds = self._credentials(app)
         if creds:
-            self._refusable(lambda: self.ops.service.activate(app, creds[pick % len(creds)]))
+            self._refusable(lambda: self.manual.activate(app, creds[pick % len(creds)]))
 
     @rule(app=st.sampled_from(APPS), pick=st.integers(0, 7), force=st.booleans())
     def credential_disable(self, app: str, pick: int, force: bool) -> None:
@@ -200,7 +202,7 @@ class Orchestration(RuleBasedStateMachine):
             cid = creds[pick % len(creds)]
             if force:
                 self.excused.add((app, self.ops.service.load(app).credentials[cid].usage.value))
-            self._refusable(lambda: self.ops.service.disable(app, cid, force))
+            self._refusable(lambda: self.manual.disable(app, cid, force))
 
     @rule(app=st.sampled_from(APPS), pick=st.integers(0, 7), force=st.booleans())
     def credential_delete(self, app: str, pick: int, force: bool) -> None:
@@ -209,7 +211,7 @@ class Orchestration(RuleBasedStateMachine):
             cid = creds[pick % len(creds)]
             if force:
                 self.excused.add((app, self.ops.service.load(app).credentials[cid].usage.value))
-            self._refusable(lambda: self.ops.service.delete(app, cid, force))
+            self._refusable(lambda: self.manual.delete(app, cid, force))
 
     @rule(app=st.sampled_from(APPS), usage=st.sampled_from(KEY_USAGES), fault=FAULTS)
     def rotate_now(self, app: str, usage: str, fault: tuple[str, str, int] | None) -> None:
@@ -337,7 +339,7 @@ def test_the_old_credential_cannot_be_disabled_while_its_successor_is_undelivere
                         if r.usage == "private_key_jwt" and r.status.value == "running")
         assert rotation.done("registered") and not rotation.done("tested")
         with pytest.raises(OrchestratorError, match="is not delivered yet"):
-            machine.ops.service.disable("shop", rotation.old_credential_id or "", False)
+            machine.manual.disable("shop", rotation.old_credential_id or "", False)
         machine.judged()
         machine.daemon_tick(timedelta(minutes=11), None)  # the test fails again: parked
         machine.judged()

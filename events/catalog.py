@@ -64,7 +64,9 @@ _UPCASTERS: dict[tuple[str, int], Callable[[dict[str, Any]], dict[str, Any]]] = 
 class Event(BaseModel):
     """Base of every event: a frozen value whose class names its type and schema version."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # defer_build: an event type's validator is built when it is first used, not at import (21
+    # types; a command touches a few): the command line starts ~0.15 s sooner
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     type_name: ClassVar[str] = ""
     schema_version: ClassVar[int] = 1

@@ -13,11 +13,16 @@ faster single-event appends). PostgreSQL uses the server's settings (``synchrono
 The hot paths (append, read) use the driver's cursor directly through SQLAlchemy's pooled
 connection; the schema lives in Alembic migrations (``events/migrations``); everything else uses
 SQLAlchemy Core.
+
+Fencing: a store built with ``fence`` (the daemon's: the leader epoch its lease was taken at)
+checks that epoch against ``leader_epoch`` inside every append's transaction, under the append
+lock, and raises ``LeaseLost`` with nothing written when another daemon has taken the lease
+since (``events.epoch``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -25,10 +30,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine, make_url
 
+from events import epoch as leader_epoch
 from events.chain import GENESIS
 from events.store import (
     ConcurrencyError,
     DuplicateClaimError,
+    LeaseLost,
     NewEvent,
     ReadFilter,
     Recorded,
@@ -147,8 +154,10 @@ def _to_recorded(row: Sequence[Any]) -> Recorded:
 class SQLEventStore:
     """``append`` and ``read`` over the ``events`` table (see the module docstring)."""
 
-    def __init__(self, engine: Engine, clock: Any = None) -> None:
+    def __init__(self, engine: Engine, clock: Any = None,
+                 fence: Callable[[], int | None] | None = None) -> None:
         self.engine = engine
+        self._fence = fence  # the writer's leader epoch (None from it: not the leader)
         self._pg = is_postgres(engine)
         self._pg_head: tuple[int, str] | None = None  # (position, hash) after our last append
         self._fast_records: list[Recorded] = []
@@ -164,13 +173,25 @@ class SQLEventStore:
     ) -> list[Recorded]:
         if not events:
             return []
+        mine = self._epoch()
         raw = self.engine.raw_connection()
         try:
             if self._pg:
-                return self._append_pg(raw.driver_connection, stream_id, events, expected_version)
-            return self._append_sqlite(raw.driver_connection, stream_id, events, expected_version)
+                return self._append_pg(raw.driver_connection, stream_id, events, expected_version,
+                                       mine)
+            return self._append_sqlite(raw.driver_connection, stream_id, events, expected_version,
+                                       mine)
         finally:
             raw.close()
+
+    def _epoch(self) -> int | None:
+        """The epoch this store's appends are fenced with (None: unfenced)."""
+        if self._fence is None:
+            return None
+        mine = self._fence()
+        if mine is None:
+            raise LeaseLost("this daemon does not hold the leader lease; nothing written")
+        return mine
 
     def _check(
         self,
@@ -222,12 +243,15 @@ class SQLEventStore:
         return self._sql(f"SELECT namespace, value, stream_id FROM event_claims WHERE {cond}"), params
 
     def _append_sqlite(
-        self, conn: Any, stream_id: str, events: Sequence[NewEvent], expected: int
+        self, conn: Any, stream_id: str, events: Sequence[NewEvent], expected: int,
+        mine: int | None,
     ) -> list[Recorded]:
         claims = [c for new in events for c in new.claims]
         cur = conn.cursor()
         cur.execute("BEGIN IMMEDIATE")
         try:
+            if mine is not None:
+                leader_epoch.check(mine, leader_epoch.current(cur))
             head = cur.execute(
                 "SELECT position, hash FROM events ORDER BY position DESC LIMIT 1"
             ).fetchone()
@@ -258,19 +282,21 @@ class SQLEventStore:
             cur.close()
 
     def _append_pg(
-        self, conn: Any, stream_id: str, events: Sequence[NewEvent], expected: int
+        self, conn: Any, stream_id: str, events: Sequence[NewEvent], expected: int,
+        mine: int | None,
     ) -> list[Recorded]:
         """One round trip when the head this store appended last is still the head (the usual
         case: one writer, the leader), else the exact path, which also says precisely what
         failed (a stale version, a claim already taken)."""
         head = self._pg_head
-        if head is not None and self._append_pg_fast(conn, stream_id, events, expected, head):
+        if head is not None and self._append_pg_fast(conn, stream_id, events, expected, head,
+                                                     mine):
             return self._fast_records
-        return self._append_pg_exact(conn, stream_id, events, expected)
+        return self._append_pg_exact(conn, stream_id, events, expected, mine)
 
     def _append_pg_fast(
         self, conn: Any, stream_id: str, events: Sequence[NewEvent], expected: int,
-        head: tuple[int, str],
+        head: tuple[int, str], mine: int | None,
     ) -> bool:
         """The whole append in one pipeline: BEGIN, lock, a guard that the head and the stream
         version are as guessed, the inserts, COMMIT. False (nothing written) when a guess or a
@@ -284,12 +310,13 @@ class SQLEventStore:
             with conn.pipeline(), conn.cursor() as cur:
                 cur.execute("BEGIN")
                 cur.execute("SELECT pg_advisory_xact_lock(%s)", (ADVISORY_LOCK_KEY,))
+                fenced = "" if mine is None else f" AND ({leader_epoch.CURRENT}) = %s"
                 cur.execute(
                     "SELECT events_guard("
                     "(SELECT coalesce(max(position), 0) FROM events) = %s AND "
                     "(SELECT coalesce(max(stream_version), 0) FROM events "
-                    " WHERE stream_id = %s) = %s)",
-                    (head[0], stream_id, expected),
+                    f" WHERE stream_id = %s) = %s{fenced})",
+                    (head[0], stream_id, expected, *(() if mine is None else (mine,))),
                 )
                 self._insert(cur, stream_id, records, claims)
                 cur.execute("COMMIT")
@@ -305,7 +332,8 @@ class SQLEventStore:
         return True
 
     def _append_pg_exact(
-        self, conn: Any, stream_id: str, events: Sequence[NewEvent], expected: int
+        self, conn: Any, stream_id: str, events: Sequence[NewEvent], expected: int,
+        mine: int | None,
     ) -> list[Recorded]:
         claims = [c for new in events for c in new.claims]
         try:
@@ -324,6 +352,11 @@ class SQLEventStore:
                     claim_cur = conn.cursor()
                     if claims:
                         claim_cur.execute(*self._claims_query(claims))
+                    epoch_cur = conn.cursor()
+                    if mine is not None:
+                        epoch_cur.execute(leader_epoch.CURRENT)
+                if mine is not None:
+                    leader_epoch.check(mine, int(epoch_cur.fetchone()[0]))
                 head = head_cur.fetchone()
                 actual = ver_cur.fetchone()[0]
                 taken = claim_cur.fetchall() if claims else []

@@ -28,6 +28,7 @@ __all__ = [
     "DuplicateClaimError",
     "EventStore",
     "InMemoryEventStore",
+    "LeaseLost",
     "NewEvent",
     "ReadFilter",
     "Recorded",
@@ -50,6 +51,12 @@ class DuplicateClaimError(Exception):
         where = f" by {owner}" if owner else ""
         super().__init__(f"{namespace} {value} is already registered{where}")
         self.namespace, self.value, self.owner = namespace, value, owner
+
+
+class LeaseLost(Exception):
+    """The writer is a leader no more: another daemon took the lease (a newer leader epoch),
+    or this one never held it. Nothing was written. Not an OrchestratorError on purpose: no
+    step catches it as a failure to record; it ends the tick."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -83,7 +83,7 @@ DEFAULT_DB = "sqlite:///var/orchestrator.db"
 DEFAULT_KEYSTORE = "var/keystore"
 DEFAULT_POLICIES = "policies"
 DEFAULT_DELIVERY = "var/delivery"
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0003"
 
 
 def utc_now() -> datetime:
@@ -168,7 +168,9 @@ class System:
     def sql_store(self) -> SQLEventStore:
         from events.sql import SQLEventStore
 
-        return SQLEventStore(self.engine, clock=self.clock)
+        lease = self.lease if self._daemon else None  # the daemon's appends are fenced
+        return SQLEventStore(self.engine, clock=self.clock,
+                             fence=None if lease is None else lambda: lease.epoch)
 
     @cached_property
     def store(self) -> EventStore:
@@ -216,7 +218,8 @@ class System:
                     rotation_actor="scheduler" if self._daemon else settings.actor,
                     projector=self.projector, fleet_writes=self._daemon,
                     should_stop=self._should_stop, identity_providers=self.identity_providers,
-                    provider_problems=lambda: self.policies.errors)
+                    provider_problems=lambda: self.policies.errors,
+                    fence=self.lease.confirm if self._daemon else None)
 
     def identity_providers(self) -> Mapping[str, Provider]:
         """The IdentityProvider resources of the policies folder, by name, as providers. Each is
@@ -283,6 +286,7 @@ def wire(
     identity_providers: Callable[[], Mapping[str, Provider]] = dict,
     provider_problems: Callable[[], Sequence[str]] = tuple,
     rotation_ids: Callable[[], str] | None = None,
+    fence: Callable[[], None] | None = None,
 ) -> Core:
     """The one place the service layer is assembled, from real adapters or fakes.
 
@@ -290,7 +294,9 @@ def wire(
     state reader and the keystore: the local provider, beside the ``identity_providers`` by
     name (an app goes to the one it belongs to); ``fleet_writes`` lets the write path read states from the
     in-memory fleet view (the daemon, the simulator) rather than from the store;
-    ``rotation_ids`` (default: random) names each new rotation, so a test can replay a run.
+    ``rotation_ids`` (default: random) names each new rotation, so a test can replay a run;
+    ``fence`` (the daemon's ``Lease.confirm``) is asked before each provider call, delivery and
+    keystore write (``orchestrator.app.fencing``).
     """
     from orchestrator.adapters.crypto import Cryptography
     from orchestrator.adapters.providers.router import ProviderRouter
@@ -300,12 +306,18 @@ def wire(
     from orchestrator.app.tick import Ticker
 
     kit = crypto if crypto is not None else Cryptography()
+    if fence is not None:
+        from orchestrator.app.fencing import FencedDelivery, FencedKeystore
+
+        keystore = FencedKeystore(keystore, fence)
+        delivery = None if delivery is None else FencedDelivery(delivery, fence)
     fleet = FleetView(store)
     service = Service(store, keystore, clock, actor, kit, projector,
                       fleet=fleet if fleet_writes else None)
     local = (make_provider(provider, service.load, keystore, lambda: issuers(policies()))
              if isinstance(provider, str) else provider(service.load, keystore))
-    idp = ProviderRouter(service.load, local, identity_providers, provider_problems)
+    idp = ProviderRouter(service.load, local, identity_providers, provider_problems,
+                         guard=fence or (lambda: None))
     rotator = Rotator(service, idp, keystore, kit, delivery, clock, actor=rotation_actor,
                       on_step=on_step, new_rotation_id=rotation_ids or random_rotation_id)
     ticker = Ticker(service, rotator, fleet, policies, clock, should_stop)

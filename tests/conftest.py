@@ -72,6 +72,17 @@ def db_url(request: pytest.FixtureRequest) -> str:
     return request.getfixturevalue(name)
 
 
+@pytest.fixture
+def engine(db_url: str) -> Iterator[sa.Engine]:
+    """An engine on ``db_url`` with the schema at head."""
+    from events.sql import create_engine, upgrade
+
+    engine = create_engine(db_url)
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
 @pytest.fixture(scope="session")
 def user_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """``bin/python`` of a virtual environment holding the wheel and only its declared runtime

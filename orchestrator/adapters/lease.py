@@ -9,6 +9,12 @@ link, a relative path or any other spelling meets the same lock (a lock file nam
 path let a second leader in through a symlink). ``flock`` and SQLite's own POSIX locks do not
 interact on a local file system; over NFS ``flock`` is emulated with POSIX locks, and SQLite
 itself must not be used there. An in-memory database belongs to one process: its lease is held.
+
+Epoch: taking the lease advances the leader epoch (``events.epoch``) in the same database; the
+daemon's appends carry it, so a deposed leader's append fails in the database. ``confirm`` is
+the cheap check before each side effect (a provider call, a delivery): on PostgreSQL one round
+trip on the lock's own session (alive, still holding the advisory lock, the epoch still ours);
+on SQLite the epoch (the ``flock`` is held as long as the file descriptor is open).
 """
 
 from __future__ import annotations
@@ -19,7 +25,9 @@ from typing import Any
 
 from sqlalchemy.engine import Engine, make_url
 
-from events.sql import is_postgres
+from events import epoch as leader_epoch
+from events.sql import ADVISORY_LOCK_KEY, is_postgres
+from events.store import LeaseLost
 from orchestrator.domain.errors import OrchestratorError
 
 __all__ = ["DatabaseLease"]
@@ -35,10 +43,52 @@ class DatabaseLease:
         self._conn: Any = None
         self._fd: int | None = None
         self._private = False  # an in-memory database: no other process can reach it
+        self._epoch: int | None = None
 
     @property
     def held(self) -> bool:
         return self._conn is not None or self._fd is not None or self._private
+
+    @property
+    def epoch(self) -> int | None:
+        """The leader epoch this lease was taken at; None when not held."""
+        return self._epoch if self.held else None
+
+    def confirm(self) -> None:
+        """Raise ``LeaseLost`` (and let the lease go) unless it is still held at its epoch."""
+        mine = self.epoch
+        if mine is None:
+            raise LeaseLost("this daemon does not hold the leader lease")
+        if self._private:
+            return
+        try:
+            now = self._current_epoch()
+        except LeaseLost:
+            self.release()
+            raise
+        except Exception as exc:  # the session is gone, and the lock with it
+            self.release()
+            raise LeaseLost(f"the leader lease's database session is lost ({type(exc).__name__})"
+                            ) from None
+        if now != mine:
+            self.release()
+            leader_epoch.check(mine, now)
+
+    def _current_epoch(self) -> int:
+        if self._conn is None:
+            with self.engine.connect() as conn:
+                return int(conn.exec_driver_sql(leader_epoch.CURRENT).scalar_one())
+        cur = self._conn.cursor()
+        try:
+            cur.execute(f"SELECT ({leader_epoch.CURRENT}), EXISTS (SELECT 1 FROM pg_locks WHERE "
+                        "locktype = 'advisory' AND pid = pg_backend_pid() AND granted)")
+            epoch, locked = cur.fetchone()
+            self._conn.commit()
+        finally:
+            cur.close()
+        if not locked:
+            raise LeaseLost("the leader lease's advisory lock is no longer held")
+        return int(epoch)
 
     def acquire(self) -> bool:
         if self.held:
@@ -54,12 +104,30 @@ class DatabaseLease:
             row = cur.fetchone()
             got = bool(row and row[0])
             conn.commit()
-            if got:
-                self._conn = conn
-            else:
+            if not got:
                 conn.close()
-            return got
-        return self._lock_file()
+                return False
+            try:
+                self._epoch = leader_epoch.advance(conn, True, ADVISORY_LOCK_KEY)
+            except BaseException:
+                conn.close()
+                raise
+            self._conn = conn
+            return True
+        if not self._lock_file():
+            return False
+        if not self._private:
+            raw = self.engine.raw_connection()
+            try:
+                self._epoch = leader_epoch.advance(raw.driver_connection, False, 0)
+            except BaseException:
+                self.release()
+                raise
+            finally:
+                raw.close()
+        else:
+            self._epoch = 0
+        return True
 
     def _lock_file(self) -> bool:
         database = make_url(str(self.engine.url)).database
@@ -82,16 +150,11 @@ class DatabaseLease:
         return True
 
     def _still_held(self) -> bool:
-        if self._conn is None:
-            return True
         try:
-            cur = self._conn.cursor()
-            cur.execute("SELECT 1")
-            self._conn.commit()
-            return True
-        except Exception:  # the session is gone, and the lock with it
-            self.release()
+            self.confirm()
+        except LeaseLost:
             return False
+        return True
 
     def release(self) -> None:
         if self._conn is not None:
@@ -103,3 +166,4 @@ class DatabaseLease:
             os.close(self._fd)
             self._fd = None
         self._private = False
+        self._epoch = None

@@ -45,6 +45,7 @@ from enum import StrEnum
 import structlog
 
 from events.state import AppState
+from events.store import LeaseLost
 from orchestrator.app.drift import AppDrift, DriftChecker
 from orchestrator.domain.checks import human
 from orchestrator.domain.in_flight import unexplained
@@ -183,6 +184,8 @@ class DriftWatch:
         self._spent += 1
         try:
             found = self.checker.check(state)
+        except LeaseLost:
+            raise  # not this app's problem: the daemon leads no more
         except Exception as exc:  # a bug in one app's check never stops the others
             log.exception("drift_check_failed", app=app, provider=state.provider,
                           error=str(exc) or type(exc).__name__)

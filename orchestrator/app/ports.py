@@ -213,8 +213,17 @@ class Lease(Protocol):
     def held(self) -> bool:
         """Whether this process believes it holds the lease."""
 
+    @property
+    def epoch(self) -> int | None:
+        """The leader epoch the lease was taken at (each new leader's is higher); None when
+        not held. The daemon's appends are fenced with it."""
+
     def acquire(self) -> bool:
         """Take the lease or confirm it is still held; False when another process has it."""
+
+    def confirm(self) -> None:
+        """Raise ``events.store.LeaseLost`` unless the lease is still held at its epoch: the
+        cheap check before each side effect."""
 
     def release(self) -> None:
         """Give the lease up; no error when it is not held."""

@@ -8,7 +8,11 @@ that moves a virtual clock sees the daemon act at the virtual instant. The event
 durable state. Several daemons may run against one database: a lease makes exactly one the
 leader (PostgreSQL: a session advisory lock on a dedicated connection; SQLite: an exclusive
 ``flock`` on the database file itself, whatever path reaches it); the others keep trying each
-interval. SIGTERM and Ctrl-C finish the current step and exit 0. A ``daemon_heartbeat`` line
+interval. Each new leader advances the leader epoch; its appends are fenced with it, and the
+lease is confirmed before each provider call, delivery and keystore write
+(``orchestrator.app.fencing``): a tick that meets ``LeaseLost`` stops at once, ``lease_lost`` is
+logged at error, the lease is let go and the daemon waits as a standby again (it takes the
+lease again, at a new epoch, once it is free). SIGTERM and Ctrl-C finish the current step and exit 0. A ``daemon_heartbeat`` line
 (role, ticks, the next expiry and the next rotation due) is logged after the first tick and then
 every minute.
 """
@@ -23,6 +27,7 @@ from typing import Any
 
 import structlog
 
+from events.store import LeaseLost
 from orchestrator.app.ports import Lease
 
 __all__ = ["Daemon"]
@@ -71,9 +76,17 @@ class Daemon:
             self._leader = False
             return False
         if not self._leader:
-            log.info("leadership_acquired")
+            log.info("leadership_acquired", epoch=self.lease.epoch)
             self._leader = True
-        self._tick()
+        epoch = self.lease.epoch
+        try:
+            self._tick()
+        except LeaseLost as exc:
+            log.error("lease_lost", epoch=epoch, error=str(exc))
+            self.lease.release()
+            self._leader = False
+            self._waiting_logged = False
+            return False
         self.ticks += 1
         self._note_expiry()
         return True

@@ -13,7 +13,6 @@ import threading
 import time
 import traceback
 from collections import Counter, defaultdict
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -24,7 +23,7 @@ from sqlalchemy.engine import Engine
 from events import catalog as ev
 from events.chain import Verified, verify
 from events.projector import Projector
-from events.sql import SQLEventStore, create_engine, upgrade
+from events.sql import SQLEventStore, create_engine
 from events.state import stream_id
 from events.store import ConcurrencyError, DuplicateClaimError, NewEvent, ReadFilter
 
@@ -143,14 +142,6 @@ class CatchingUp(threading.Thread):
 
 
 # --- the test ----------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    engine = create_engine(db_url)
-    upgrade(engine)
-    yield engine
-    engine.dispose()
 
 
 def _run_writers(url: str) -> list[dict[str, Any]]:

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from events.sql import create_engine
+from events.sql import create_engine, upgrade
 from orchestrator.adapters.lease import DatabaseLease
 from tests.helpers import ORCHESTRATOR, Cli, assert_key_belongs, read_delivered
 
@@ -50,7 +50,7 @@ def _link(paths: dict[str, Path]) -> None:
 
 def test_the_lease_is_one_whatever_the_path(tmp_path: Path) -> None:
     """Leases taken through the real path, a symlink and a hard link: only the first holds it;
-    once released, one through another path can take it."""
+    once released, one through another path can take it, at the next leader epoch."""
     paths = _paths(tmp_path)
     Cli(f"sqlite:///{paths['real']}", tmp_path / "ks", cwd=tmp_path)("init")
     _link(paths)
@@ -61,9 +61,12 @@ def test_the_lease_is_one_whatever_the_path(tmp_path: Path) -> None:
         assert not leases["symlink"].acquire()
         assert not leases["hard link"].acquire()
         assert leases["real"].acquire()  # still held
+        assert leases["real"].epoch == 1
         leases["real"].release()
-        assert leases["hard link"].acquire()
-        assert not leases["symlink"].acquire() and not leases["real"].acquire()
+        # through the symlink: taking the lease writes (the leader epoch), and SQLite cannot
+        # write through a hard link safely (its WAL and shared-memory files follow the name)
+        assert leases["symlink"].acquire() and leases["symlink"].epoch == 2
+        assert not leases["hard link"].acquire() and not leases["real"].acquire()
     finally:
         for lease in leases.values():
             lease.release()
@@ -171,12 +174,15 @@ def test_postgres_leases_are_one_per_schema(pg_url: str) -> None:
     engines = [create_engine(url) for url in
                (pg_url, pg_url, f"{base}?options=-csearch_path%3D{other}")]
     try:
+        for engine in (engines[0], engines[2]):
+            upgrade(engine)  # taking the lease advances the schema's leader epoch
         first, second, elsewhere = (DatabaseLease(engine) for engine in engines)
         assert first.acquire()
         assert not second.acquire()
         assert elsewhere.acquire()
+        assert (first.epoch, elsewhere.epoch) == (1, 1)  # one epoch per schema
         first.release()
-        assert second.acquire()
+        assert second.acquire() and second.epoch == 2
         for lease in (second, elsewhere):
             lease.release()
     finally:

@@ -5,6 +5,8 @@ The named providers come from the ``IdentityProvider`` resources beside the poli
 again when they change (``named``); an application whose provider is not configured is refused
 with one line naming it: the tick starts no rotation of it (``Ticker.start_refused``), and one
 already in flight fails (and is retried) rather than going elsewhere.
+Every call goes through ``named``, which first asks ``guard`` (the daemon's: is the leader lease
+still ours; see ``orchestrator.app.fencing``).
 """
 
 from __future__ import annotations
@@ -23,14 +25,17 @@ __all__ = ["ProviderRouter"]
 class ProviderRouter:
     def __init__(self, state_of: Callable[[str], AppState], local: Provider,
                  named: Callable[[], Mapping[str, Provider]] = dict,
-                 problems: Callable[[], Sequence[str]] = tuple) -> None:
+                 problems: Callable[[], Sequence[str]] = tuple,
+                 guard: Callable[[], None] = lambda: None) -> None:
         self._state_of = state_of
+        self._guard = guard
         self.local = local
         self._named = named
         self._problems = problems  # the policies folder's files that do not load, one line each
 
     def named(self, name: str) -> Provider:
         """The provider configured under ``name`` (``local``: the embedded one)."""
+        self._guard()
         if name == LOCAL_PROVIDER:
             return self.local
         found = self._named().get(name)

@@ -40,6 +40,7 @@ def daemon(ctx: click.Context, policies_dir: Path | None, once: bool, interval: 
     anchoring = _anchoring(ctx, checkpoint_every, checkpoint_key or settings.checkpoint_key,
                            checkpoint_out or settings.checkpoints)
 
+    from events.store import LeaseLost
     from orchestrator.entrypoints.daemon import Daemon
     from orchestrator.entrypoints.logs import configure
 
@@ -63,12 +64,18 @@ def daemon(ctx: click.Context, policies_dir: Path | None, once: bool, interval: 
 
     def tick() -> None:
         projector.catch_up()
+        lost = False
         try:
             system.ticker.tick()
+        except LeaseLost:
+            lost = True  # nothing more from this tick: the daemon is a standby again
+            raise
         finally:  # the rest of the tick's budget (the apps due by time), then the next's
-            if watch is not None:
+            if watch is not None and not lost:
                 try:
                     watch.run()
+                except LeaseLost:
+                    raise
                 except Exception as exc:  # the check never stops the rotations of other apps
                     log.exception("drift_check_failed", error=str(exc))
         if anchors is not None:

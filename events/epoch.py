@@ -6,8 +6,10 @@ appends, so that a deposed leader's write fails in the database itself.
 ``BEGIN IMMEDIATE``), so the new epoch falls strictly between two appends: an append either
 committed before it, or reads it and is refused. ``check`` runs inside the append's
 transaction, under that same lock: a writer whose epoch is not the current one raises
-``LeaseLost`` and the transaction is rolled back. Writers that are not leaders (the command
-line) append unfenced.
+``LeaseLost`` and the transaction is rolled back. On PostgreSQL the append also checks that
+the leader's lock session (its backend pid, the ``holder``) still holds its advisory lock: that
+closes the gap between the lock session's end and the next leader's epoch, in which the epoch
+alone would still match. Writers that are not leaders (the command line) append unfenced.
 """
 
 from __future__ import annotations
@@ -16,9 +18,13 @@ from typing import Any
 
 from events.store import LeaseLost
 
-__all__ = ["CURRENT", "advance", "check", "current"]
+__all__ = ["CURRENT", "HELD", "Fence", "advance", "check", "current"]
 
 CURRENT = "SELECT epoch FROM leader_epoch WHERE id = 1"
+# the leader's lock session (a backend pid, the parameter) still holds an advisory lock
+HELD = ("EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted "
+        "AND pid = %s)")
+Fence = tuple[int, int | None]  # (the writer's epoch, its lock session's backend pid or None)
 
 
 def advance(conn: Any, postgres: bool, append_lock: int) -> int:
@@ -48,8 +54,12 @@ def current(cur: Any) -> int:
     return int(cur.fetchone()[0])
 
 
-def check(mine: int, now: int) -> None:
-    """Refuse a write at epoch ``mine`` when the database is at ``now``."""
+def check(mine: int, now: int, held: bool = True) -> None:
+    """Refuse a write at epoch ``mine`` when the database is at ``now``, or when the writer's
+    lock session holds its lock no more (``held``)."""
+    if not held:
+        raise LeaseLost(f"the lock session of leader epoch {mine} holds the lease no more; "
+                        "nothing written")
     if mine != now:
         raise LeaseLost(f"leader epoch {mine} is over: the database is at epoch {now} (another "
                         "daemon took the lease); nothing written")

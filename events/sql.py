@@ -155,9 +155,9 @@ class SQLEventStore:
     """``append`` and ``read`` over the ``events`` table (see the module docstring)."""
 
     def __init__(self, engine: Engine, clock: Any = None,
-                 fence: Callable[[], int | None] | None = None) -> None:
+                 fence: Callable[[], leader_epoch.Fence | None] | None = None) -> None:
         self.engine = engine
-        self._fence = fence  # the writer's leader epoch (None from it: not the leader)
+        self._fence = fence  # the writer's (epoch, lock session); None from it: not the leader
         self._pg = is_postgres(engine)
         self._pg_head: tuple[int, str] | None = None  # (position, hash) after our last append
         self._fast_records: list[Recorded] = []
@@ -184,8 +184,8 @@ class SQLEventStore:
         finally:
             raw.close()
 
-    def _epoch(self) -> int | None:
-        """The epoch this store's appends are fenced with (None: unfenced)."""
+    def _epoch(self) -> leader_epoch.Fence | None:
+        """The fence this store's appends carry (None: unfenced)."""
         if self._fence is None:
             return None
         mine = self._fence()
@@ -244,14 +244,14 @@ class SQLEventStore:
 
     def _append_sqlite(
         self, conn: Any, stream_id: str, events: Sequence[NewEvent], expected: int,
-        mine: int | None,
+        mine: leader_epoch.Fence | None,
     ) -> list[Recorded]:
         claims = [c for new in events for c in new.claims]
         cur = conn.cursor()
         cur.execute("BEGIN IMMEDIATE")
         try:
             if mine is not None:
-                leader_epoch.check(mine, leader_epoch.current(cur))
+                leader_epoch.check(mine[0], leader_epoch.current(cur))
             head = cur.execute(
                 "SELECT position, hash FROM events ORDER BY position DESC LIMIT 1"
             ).fetchone()
@@ -283,7 +283,7 @@ class SQLEventStore:
 
     def _append_pg(
         self, conn: Any, stream_id: str, events: Sequence[NewEvent], expected: int,
-        mine: int | None,
+        mine: leader_epoch.Fence | None,
     ) -> list[Recorded]:
         """One round trip when the head this store appended last is still the head (the usual
         case: one writer, the leader), else the exact path, which also says precisely what
@@ -296,7 +296,7 @@ class SQLEventStore:
 
     def _append_pg_fast(
         self, conn: Any, stream_id: str, events: Sequence[NewEvent], expected: int,
-        head: tuple[int, str], mine: int | None,
+        head: tuple[int, str], mine: leader_epoch.Fence | None,
     ) -> bool:
         """The whole append in one pipeline: BEGIN, lock, a guard that the head and the stream
         version are as guessed, the inserts, COMMIT. False (nothing written) when a guess or a
@@ -310,13 +310,14 @@ class SQLEventStore:
             with conn.pipeline(), conn.cursor() as cur:
                 cur.execute("BEGIN")
                 cur.execute("SELECT pg_advisory_xact_lock(%s)", (ADVISORY_LOCK_KEY,))
-                fenced = "" if mine is None else f" AND ({leader_epoch.CURRENT}) = %s"
+                fenced = ("" if mine is None else
+                          f" AND ({leader_epoch.CURRENT}) = %s AND {leader_epoch.HELD}")
                 cur.execute(
                     "SELECT events_guard("
                     "(SELECT coalesce(max(position), 0) FROM events) = %s AND "
                     "(SELECT coalesce(max(stream_version), 0) FROM events "
                     f" WHERE stream_id = %s) = %s{fenced})",
-                    (head[0], stream_id, expected, *(() if mine is None else (mine,))),
+                    (head[0], stream_id, expected, *(() if mine is None else mine)),
                 )
                 self._insert(cur, stream_id, records, claims)
                 cur.execute("COMMIT")
@@ -333,7 +334,7 @@ class SQLEventStore:
 
     def _append_pg_exact(
         self, conn: Any, stream_id: str, events: Sequence[NewEvent], expected: int,
-        mine: int | None,
+        mine: leader_epoch.Fence | None,
     ) -> list[Recorded]:
         claims = [c for new in events for c in new.claims]
         try:
@@ -354,9 +355,11 @@ class SQLEventStore:
                         claim_cur.execute(*self._claims_query(claims))
                     epoch_cur = conn.cursor()
                     if mine is not None:
-                        epoch_cur.execute(leader_epoch.CURRENT)
+                        epoch_cur.execute(f"SELECT ({leader_epoch.CURRENT}), {leader_epoch.HELD}",
+                                          (mine[1],))
                 if mine is not None:
-                    leader_epoch.check(mine, int(epoch_cur.fetchone()[0]))
+                    now, held = epoch_cur.fetchone()
+                    leader_epoch.check(mine[0], int(now), bool(held))
                 head = head_cur.fetchone()
                 actual = ver_cur.fetchone()[0]
                 taken = claim_cur.fetchall() if claims else []

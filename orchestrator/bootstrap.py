@@ -170,7 +170,7 @@ class System:
 
         lease = self.lease if self._daemon else None  # the daemon's appends are fenced
         return SQLEventStore(self.engine, clock=self.clock,
-                             fence=None if lease is None else lambda: lease.epoch)
+                             fence=None if lease is None else lambda: lease.fence)
 
     @cached_property
     def store(self) -> EventStore:

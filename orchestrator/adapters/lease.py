@@ -44,6 +44,7 @@ class DatabaseLease:
         self._fd: int | None = None
         self._private = False  # an in-memory database: no other process can reach it
         self._epoch: int | None = None
+        self._holder: int | None = None  # PostgreSQL: the lock session's backend pid
 
     @property
     def held(self) -> bool:
@@ -53,6 +54,12 @@ class DatabaseLease:
     def epoch(self) -> int | None:
         """The leader epoch this lease was taken at; None when not held."""
         return self._epoch if self.held else None
+
+    @property
+    def fence(self) -> tuple[int, int | None] | None:
+        """What the daemon's appends carry (``events.epoch``): the epoch and the lock session."""
+        epoch = self.epoch
+        return None if epoch is None else (epoch, self._holder)
 
     def confirm(self) -> None:
         """Raise ``LeaseLost`` (and let the lease go) unless it is still held at its epoch."""
@@ -108,6 +115,10 @@ class DatabaseLease:
                 conn.close()
                 return False
             try:
+                cur.execute("SELECT pg_backend_pid()")
+                pid: Any = cur.fetchone()
+                self._holder = int(pid[0])
+                conn.commit()
                 self._epoch = leader_epoch.advance(conn, True, ADVISORY_LOCK_KEY)
             except BaseException:
                 conn.close()
@@ -166,4 +177,4 @@ class DatabaseLease:
             os.close(self._fd)
             self._fd = None
         self._private = False
-        self._epoch = None
+        self._epoch = self._holder = None

@@ -216,7 +216,12 @@ class Lease(Protocol):
     @property
     def epoch(self) -> int | None:
         """The leader epoch the lease was taken at (each new leader's is higher); None when
-        not held. The daemon's appends are fenced with it."""
+        not held."""
+
+    @property
+    def fence(self) -> tuple[int, int | None] | None:
+        """What the daemon's appends carry and the database checks (``events.epoch``): the
+        epoch and, on PostgreSQL, the lock session's backend pid; None when not held."""
 
     def acquire(self) -> bool:
         """Take the lease or confirm it is still held; False when another process has it."""

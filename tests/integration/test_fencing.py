@@ -56,17 +56,17 @@ def test_a_deposed_leaders_append_fails_in_the_database(engine: Engine,
     old, new = DatabaseLease(engine), DatabaseLease(engine)
     try:
         assert old.acquire()
-        mine = old.epoch
-        paused = SQLEventStore(engine, fence=lambda: mine)  # it goes on believing it leads
+        mine, fence = old.epoch, old.fence
+        paused = SQLEventStore(engine, fence=lambda: fence)  # it goes on believing it leads
         if appended_before:
             paused.append(stream_id("a"), registered("a"), 0)
         lose(engine, old)
         assert new.acquire() and new.epoch == (mine or 0) + 1
         before = count(engine)
-        with pytest.raises(LeaseLost, match=f"leader epoch {mine} is over"):
+        with pytest.raises(LeaseLost, match=f"leader epoch {mine}"):
             paused.append(stream_id("b"), registered("b"), 0)
         assert count(engine) == before
-        SQLEventStore(engine, fence=lambda: new.epoch).append(stream_id("c"), registered("c"), 0)
+        SQLEventStore(engine, fence=lambda: new.fence).append(stream_id("c"), registered("c"), 0)
         SQLEventStore(engine).append(stream_id("d"), registered("d"), 0)  # the CLI: unfenced
         assert count(engine) == before + 2
     finally:
@@ -78,7 +78,7 @@ def test_a_lease_not_held_writes_nothing(engine: Engine) -> None:
     """The daemon's store refuses before the database when its lease is not held at all."""
     lease = DatabaseLease(engine)
     with pytest.raises(LeaseLost, match="does not hold"):
-        SQLEventStore(engine, fence=lambda: lease.epoch).append(stream_id("a"),
+        SQLEventStore(engine, fence=lambda: lease.fence).append(stream_id("a"),
                                                                 registered("a"), 0)
     assert count(engine) == 0
 
@@ -98,6 +98,32 @@ def test_confirm_notices_a_terminated_lock_session(pg_url: str) -> None:
             lease.confirm()
         assert not lease.held and lease.epoch is None
         assert lease.acquire() and lease.epoch == 2
+    finally:
+        lease.release()
+        engine.dispose()
+
+
+@pytest.mark.postgres
+@pytest.mark.parametrize("appended_before", [True, False], ids=["fast-path", "first-append"])
+def test_an_append_after_the_lock_session_ended_is_refused_before_any_takeover(
+        pg_url: str, appended_before: bool) -> None:
+    """Between the end of the leader's lock session and the next leader's epoch, the epoch
+    alone would still match: the append also checks that the leader's lock session still holds
+    its lock, and is refused."""
+    engine = create_engine(pg_url)
+    upgrade(engine)
+    lease = DatabaseLease(engine)
+    try:
+        assert lease.acquire()
+        fence = lease.fence
+        store = SQLEventStore(engine, fence=lambda: fence)
+        if appended_before:
+            store.append(stream_id("a"), registered("a"), 0)
+        before = count(engine)
+        lose(engine, lease)
+        with pytest.raises(LeaseLost, match="holds the lease no more"):
+            store.append(stream_id("b"), registered("b"), 0)
+        assert count(engine) == before
     finally:
         lease.release()
         engine.dispose()

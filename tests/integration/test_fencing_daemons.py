@@ -1,0 +1,105 @@
+"""A leader that lost its lease makes no further side effect: real daemon processes on PostgreSQL.
+
+Two ``orchestrator daemon`` processes over ten applications with policies of a few seconds
+(the churn of test_daemon_crash); once the leader has completed ten rotation steps, its lease
+is lost in one of three ways:
+
+* ``terminate``: its lock session is ended with ``pg_terminate_backend`` while it works on;
+* ``sigstop``: it is paused with SIGSTOP, its sessions end under it (as a partition or
+  ``idle_session_timeout`` would end them; PostgreSQL keeps a paused client's session, and its
+  lock, otherwise), the standby takes over and acts, then it is resumed with SIGCONT, still
+  believing it leads: the classic fencing case;
+* ``sigkill``: it is killed.
+
+Judged: no rotation step completed by the old leader after the instant of the loss (a step is
+completed only after its provider call or delivery and its append), the old leader logs
+``lease_lost`` or waits as a standby, the standby takes over and acts, and the whole log keeps
+every invariant of ``assert_consistent``. The seconds from the loss to the new leader's first
+completed step are printed (a measurement for bench/README.md, never asserted).
+"""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from tests.integration.test_daemon_crash import (  # noqa: F401  (sites: a fixture)
+    CALM,
+    Site,
+    assert_consistent,
+    sites,
+    start_churn,
+    wait_until,
+)
+
+
+def end_lock_sessions(site: Site) -> list[int]:
+    """End every session holding an advisory lock (the leader's lease, and an append of its
+    in flight); the standby holds none."""
+    with site.engine.connect() as conn:
+        pids = conn.exec_driver_sql(
+            "SELECT DISTINCT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
+            "AND pid <> pg_backend_pid()").scalars().all()
+        for pid in pids:
+            conn.exec_driver_sql("SELECT pg_terminate_backend(%(pid)s)", {"pid": pid})
+        conn.commit()
+    return list(pids)
+
+
+def at(line: dict[str, object]) -> datetime:
+    return datetime.fromisoformat(str(line["timestamp"]).replace("Z", "+00:00"))
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+@pytest.mark.parametrize("how", ["terminate", "sigstop", "sigkill"])
+def test_a_deposed_leader_makes_no_side_effect(how: str, pg_url: str, tmp_path: Path,
+                                               sites: Callable[[Path, str], Site],  # noqa: F811
+                                               ) -> None:
+    site = sites(tmp_path, pg_url)
+    start_churn(site)
+    first, second = site.daemon(name="first"), site.daemon(name="second")
+    both = (first, second)
+    leader = wait_until(lambda: next((d for d in both if d.events("leadership_acquired")), None),
+                        60, "a leader", watch=both)
+    standby = second if leader is first else first
+    standby.wait_log("leadership_waited")
+    wait_until(lambda: len(leader.events("rotation_step_completed")) >= 10, 90,
+               "ten steps by the leader", watch=both)
+
+    lost_at = datetime.now(UTC)
+    if how == "sigkill":
+        leader.kill()
+    else:
+        if how == "sigstop":
+            leader.proc.send_signal(signal.SIGSTOP)
+        assert end_lock_sessions(site), "the leader held no advisory lock"
+    standby.wait_log("leadership_acquired", timeout=60)
+    first_step = standby.wait_log("rotation_step_completed", timeout=60)
+    if how == "sigstop":
+        standby.wait_log("rotation_step_completed", count=3, timeout=60)
+        leader.proc.send_signal(signal.SIGCONT)
+    if how != "sigkill":  # it learns it leads no more, at its next check or append
+        wait_until(lambda: leader.events("lease_lost") or [
+            w for w in leader.events("leadership_waited") if at(w) > lost_at], 60,
+            "the old leader to step down", watch=(leader, standby))
+
+    after = [s for s in leader.events("rotation_step_completed") if at(s) > lost_at]
+    takeover = (at(first_step) - lost_at).total_seconds()
+    print(f"\n{how}: {len(after)} steps by the old leader after the loss; the new leader's "
+          f"first step {takeover:.2f}s after it; old leader logged lease_lost "
+          f"{len(leader.events('lease_lost'))}x")
+    assert after == [], after
+
+    site.write_policies(CALM)
+    wait_until(lambda: site.settled(1), 90, "the rotations in flight to drain", watch=(standby,))
+    for daemon in both:
+        if daemon.alive:
+            status, _ = daemon.stop()
+            assert status == 0, daemon.tail()
+    assert not standby.events("lease_lost")
+    assert_consistent(site)

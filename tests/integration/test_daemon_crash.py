@@ -679,18 +679,24 @@ def test_random_sigkills_postgres(pg_url: str, tmp_path: Path,
 # --- c: two daemons on one PostgreSQL ----------------------------------------------------------
 
 
-@pytest.mark.slow
-@pytest.mark.postgres
-def test_two_daemons_one_leader(pg_url: str, tmp_path: Path,
-                                sites: Callable[[Path, str], Site]) -> None:
-    site = sites(tmp_path, pg_url)
+def leader_and_standby(site: Site) -> tuple[Daemon, Daemon]:
+    """The churn on ``site`` and two daemons on it: (the one that leads, the other)."""
     start_churn(site)
     first, second = site.daemon(name="first"), site.daemon(name="second")
     both = (first, second)
     leader = wait_until(lambda: next((d for d in both if d.events("leadership_acquired")), None),
                         60, "a leader", watch=both)
     assert leader is not None
-    follower = second if leader is first else first
+    return leader, second if leader is first else first
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+def test_two_daemons_one_leader(pg_url: str, tmp_path: Path,
+                                sites: Callable[[Path, str], Site]) -> None:
+    site = sites(tmp_path, pg_url)
+    leader, follower = leader_and_standby(site)
+    both = (leader, follower)
     follower.wait_log("leadership_waited")
     wait_until(lambda: site.completed() >= 15, 90, "15 rotations", watch=both)
     assert not follower.events("leadership_acquired")

@@ -31,8 +31,8 @@ from tests.integration.test_daemon_crash import (  # noqa: F401  (sites: a fixtu
     CALM,
     Site,
     assert_consistent,
+    leader_and_standby,
     sites,
-    start_churn,
     wait_until,
 )
 
@@ -50,6 +50,12 @@ def end_lock_sessions(site: Site) -> list[int]:
     return list(pids)
 
 
+def stopped(pid: int) -> bool:
+    """The process is stopped (state T in /proc/PID/stat)."""
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return stat.rsplit(")", 1)[1].split()[0] == "T"
+
+
 def at(line: dict[str, object]) -> datetime:
     return datetime.fromisoformat(str(line["timestamp"]).replace("Z", "+00:00"))
 
@@ -61,22 +67,19 @@ def test_a_deposed_leader_makes_no_side_effect(how: str, pg_url: str, tmp_path: 
                                                sites: Callable[[Path, str], Site],  # noqa: F811
                                                ) -> None:
     site = sites(tmp_path, pg_url)
-    start_churn(site)
-    first, second = site.daemon(name="first"), site.daemon(name="second")
-    both = (first, second)
-    leader = wait_until(lambda: next((d for d in both if d.events("leadership_acquired")), None),
-                        60, "a leader", watch=both)
-    standby = second if leader is first else first
+    leader, standby = leader_and_standby(site)
+    both = (leader, standby)
     standby.wait_log("leadership_waited")
     wait_until(lambda: len(leader.events("rotation_step_completed")) >= 10, 90,
                "ten steps by the leader", watch=both)
 
+    if how == "sigstop":  # the pause first: the loss is when its sessions end
+        leader.proc.send_signal(signal.SIGSTOP)
+        wait_until(lambda: stopped(leader.proc.pid), 30, "the leader to stop")
     lost_at = datetime.now(UTC)
     if how == "sigkill":
         leader.kill()
     else:
-        if how == "sigstop":
-            leader.proc.send_signal(signal.SIGSTOP)
         assert end_lock_sessions(site), "the leader held no advisory lock"
     standby.wait_log("leadership_acquired", timeout=60)
     first_step = standby.wait_log("rotation_step_completed", timeout=60)

@@ -3,7 +3,11 @@
 Settings come from the command line or the environment:
 
     ORCHESTRATOR_DB          database URL   (default sqlite:///var/orchestrator.db)
-    ORCHESTRATOR_KEYSTORE    keystore dir   (default var/keystore)
+    ORCHESTRATOR_KEYSTORE    keystore dir   (default var/keystore): the file keystore's items,
+                             and the master.key file of either keystore
+    ORCHESTRATOR_KEYSTORE_BACKEND  file or database: where the encrypted items live (default:
+                             database on PostgreSQL, so daemons on several hosts share them;
+                             file on SQLite)
     ORCHESTRATOR_POLICIES    policies dir   (default policies)
     ORCHESTRATOR_DELIVERY    where each app's current private key / secret is delivered
                              (default var/delivery)
@@ -19,7 +23,7 @@ Settings come from the command line or the environment:
 
 Nothing else is read from the environment: a test's virtual clock or fault injection is passed
 in as an argument (``bootstrap(clock=..., wrap_store=...)``, reached from
-``orchestrator.entrypoints.cli.main``) by a launcher that lives under tests/, never by a setting
+``orchestrator.entrypoints.cli.main``; ``wrap_keystore`` likewise) by a launcher that lives under tests/, never by a setting
 an operator could trip.
 """
 
@@ -44,6 +48,7 @@ if TYPE_CHECKING:  # the parts are imported where they are built, so a command l
     from events.sql import SQLEventStore
     from events.state import AppState
     from events.store import EventStore
+    from orchestrator.adapters.db_keystore import DatabaseKeystore
     from orchestrator.adapters.providers.router import ProviderRouter
     from orchestrator.app.anchoring import Anchorer
     from orchestrator.app.fleet import FleetView
@@ -105,6 +110,7 @@ def _path_or_none(value: str | None) -> Path | None:
 class Settings:
     db: str = DEFAULT_DB
     keystore: Path = Path(DEFAULT_KEYSTORE)
+    keystore_backend: str | None = None  # file | database; None: database on PostgreSQL
     policies: Path = Path(DEFAULT_POLICIES)
     delivery: Path = Path(DEFAULT_DELIVERY)
     provider: str = "local"
@@ -118,6 +124,7 @@ class Settings:
         values: dict[str, object] = {
             "db": env.get("ORCHESTRATOR_DB") or DEFAULT_DB,
             "keystore": Path(env.get("ORCHESTRATOR_KEYSTORE") or DEFAULT_KEYSTORE),
+            "keystore_backend": env.get("ORCHESTRATOR_KEYSTORE_BACKEND") or None,
             "policies": Path(env.get("ORCHESTRATOR_POLICIES") or DEFAULT_POLICIES),
             "delivery": Path(env.get("ORCHESTRATOR_DELIVERY") or DEFAULT_DELIVERY),
             "provider": env.get("ORCHESTRATOR_PROVIDER") or "local",
@@ -153,7 +160,8 @@ class System:
                  keystore: Keystore | None = None, daemon: bool = False,
                  should_stop: Callable[[], bool] = lambda: False,
                  before_logging: Callable[[], None] = lambda: None,
-                 wrap_store: Callable[[EventStore], EventStore] | None = None) -> None:
+                 wrap_store: Callable[[EventStore], EventStore] | None = None,
+                 wrap_keystore: Callable[[Keystore], Keystore] | None = None) -> None:
         self.settings = settings
         self._before_logging = before_logging  # the parts below log: set the logs up first
         self.engine = engine
@@ -162,6 +170,7 @@ class System:
         self._daemon = daemon
         self._should_stop = should_stop
         self._wrap_store = wrap_store
+        self._wrap_keystore = wrap_keystore
         self._built: dict[str, tuple[IdentityProvider, Provider]] = {}
 
     @cached_property
@@ -187,8 +196,38 @@ class System:
 
     @cached_property
     def keystore(self) -> Keystore:
+        """The keystore given, else the configured one (``keystore_backend``), decorated by
+        ``wrap_keystore`` (tests inject faults around its steps with it)."""
         if self._keystore is not None:
             return self._keystore
+        if self.keystore_backend == "database":
+            keystore: Keystore = self.database_keystore()
+        else:
+            from orchestrator.adapters.keystore import FileKeystore
+
+            keystore = FileKeystore(self.settings.keystore)
+        wrap = self._wrap_keystore
+        return keystore if wrap is None else wrap(keystore)
+
+    @cached_property
+    def keystore_backend(self) -> str:
+        chosen = self.settings.keystore_backend
+        if chosen is None:
+            return "database" if self.engine.dialect.name == "postgresql" else "file"
+        if chosen not in ("file", "database"):
+            raise InputError(f"ORCHESTRATOR_KEYSTORE_BACKEND={chosen!r}: use file or database")
+        return chosen
+
+    def database_keystore(self, *, guard_files: bool = True) -> DatabaseKeystore:
+        """The keystore in this database; ``guard_files``: refused while it is empty and the
+        file keystore of ``settings.keystore`` holds items (``keystore import-files``)."""
+        from orchestrator.adapters.db_keystore import DatabaseKeystore
+
+        folder = self.settings.keystore
+        return DatabaseKeystore(self.engine, folder, clock=self.clock,
+                                file_items=folder / "items" if guard_files else None)
+
+    def file_keystore(self) -> Keystore:
         from orchestrator.adapters.keystore import FileKeystore
 
         return FileKeystore(self.settings.keystore)
@@ -481,6 +520,7 @@ def bootstrap(
     should_stop: Callable[[], bool] = lambda: False,
     before_logging: Callable[[], None] = lambda: None,
     wrap_store: Callable[[EventStore], EventStore] | None = None,
+    wrap_keystore: Callable[[Keystore], Keystore] | None = None,
 ) -> System:
     """Wire everything on the configured database. ``daemon=True`` keeps the fleet in memory for
     the write path too; ``wrap_store`` decorates the store the write path appends through.
@@ -499,7 +539,8 @@ def bootstrap(
             engine.dispose()
             raise
     return System(settings, engine, clock, keystore=keystore, daemon=daemon,
-                  should_stop=should_stop, before_logging=before_logging, wrap_store=wrap_store)
+                  should_stop=should_stop, before_logging=before_logging, wrap_store=wrap_store,
+                  wrap_keystore=wrap_keystore)
 
 
 def create_checkpoint_key(path: Path) -> tuple[str, Path]:

@@ -291,8 +291,11 @@ class Cli:
         self.cwd = cwd
         self.clock = clock  # when given, every command runs through LAUNCHER at its instant
         env = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRATOR_")}
+        # the file keystore on both databases, as these tests were written for (the database
+        # keystore, PostgreSQL's default, has its own: test_db_keystore, test_master_key_rotation)
         env.update(ORCHESTRATOR_DB=db_url, ORCHESTRATOR_KEYSTORE=str(keystore),
-                   ORCHESTRATOR_ACTOR=actor, **(clock.env if clock else {}))
+                   ORCHESTRATOR_KEYSTORE_BACKEND="file", ORCHESTRATOR_ACTOR=actor,
+                   **(clock.env if clock else {}))
         self.env = env
         self.history: list[Result] = []
         if init:

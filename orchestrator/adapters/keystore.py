@@ -44,7 +44,10 @@ __all__ = [
     "NONCE_BYTES",
     "FileKeystore",
     "MemoryKeystore",
+    "decode_master_key",
     "key_check_value",
+    "read_master_key_file",
+    "read_new_key",
 ]
 
 ENV_MASTER_KEY = "ORCHESTRATOR_MASTER_KEY"
@@ -109,7 +112,7 @@ class FileKeystore:
                 )
             self._given = bytes(master_key), "given"
         elif ENV_MASTER_KEY in env:
-            self._given = _decode_env_key(env[ENV_MASTER_KEY]), f"in {ENV_MASTER_KEY}"
+            self._given = decode_master_key(env[ENV_MASTER_KEY]), f"in {ENV_MASTER_KEY}"
 
     def put(self, item_id: str, data: bytes) -> None:
         """Encrypt and store ``data`` under ``item_id`` (atomic replace)."""
@@ -232,15 +235,7 @@ class FileKeystore:
             with self._writing(f"create {MASTER_KEY_FILE}", self.directory):
                 _make_dir(self.directory)
                 create_once(path, secrets.token_bytes(KEY_BYTES))
-        try:
-            key = path.read_bytes()
-        except OSError as error:
-            raise KeystoreError(f"keystore {path}: cannot read ({error.strerror})") from None
-        if len(key) != KEY_BYTES:
-            raise KeystoreError(
-                f"keystore {path}: must hold exactly {KEY_BYTES} bytes; restore it from backup"
-            )
-        return key, f"in {path}"
+        return read_master_key_file(path), f"in {path}"
 
     def _check(self, key: bytes, source: str, create: bool) -> None:
         """Refuse a key that is not this keystore's; record the check value on first write."""
@@ -302,7 +297,8 @@ def key_check_value(key: bytes) -> str:
     return "hmac-sha256:" + base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
 
 
-def _decode_env_key(value: str) -> bytes:
+def decode_master_key(value: str, where: str = ENV_MASTER_KEY) -> bytes:
+    """A master key written as base64url of 32 bytes (the environment variable's form)."""
     try:
         key = base64.b64decode(
             value.strip() + "=" * (-len(value.strip()) % 4), altchars=b"-_", validate=True
@@ -310,8 +306,37 @@ def _decode_env_key(value: str) -> bytes:
     except (binascii.Error, ValueError):
         key = b""
     if len(key) != KEY_BYTES:
-        raise KeystoreError(f"{ENV_MASTER_KEY} is not base64url of {KEY_BYTES} bytes; {_GENERATE_HINT}")
+        raise KeystoreError(f"{where} is not base64url of {KEY_BYTES} bytes; {_GENERATE_HINT}")
     return key
+
+
+def read_master_key_file(path: Path) -> bytes:
+    """The 32 bytes of a ``master.key`` file."""
+    try:
+        key = path.read_bytes()
+    except OSError as error:
+        raise KeystoreError(f"keystore {path}: cannot read ({error.strerror})") from None
+    if len(key) != KEY_BYTES:
+        raise KeystoreError(
+            f"keystore {path}: must hold exactly {KEY_BYTES} bytes; restore it from backup"
+        )
+    return key
+
+
+def read_new_key(path: Path) -> bytes:
+    """A new master key from a file: its 32 raw bytes (a ``master.key``) or base64url text of
+    them (the environment variable's form)."""
+    try:
+        raw = path.read_bytes()
+    except OSError as error:
+        raise KeystoreError(f"new master key {path}: cannot read ({error.strerror})") from None
+    if len(raw) == KEY_BYTES:
+        return raw
+    try:
+        text = raw.decode("ascii")
+    except UnicodeDecodeError:
+        text = ""
+    return decode_master_key(text, where=f"new master key {path}")
 
 
 def _unb64(text: str) -> bytes:

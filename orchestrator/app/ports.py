@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Mapping
 from datetime import datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -47,10 +48,12 @@ __all__ = [
     "Inventory",
     "Keystore",
     "Lease",
+    "MasterKeyRotation",
     "OwnClient",
     "Provider",
     "Providers",
     "RemoteEdits",
+    "RotationStart",
 ]
 
 
@@ -195,6 +198,34 @@ class Keystore(Protocol):
 
     def ids(self) -> list[str]:
         """Every stored item id, sorted."""
+
+
+class RotationStart(StrEnum):
+    """What ``MasterKeyRotation.begin_rotation`` found."""
+
+    STARTED = "started"
+    RESUMED = "resumed"
+    FINISHED = "finished"  # the new key is current already: only installing it may be left
+
+
+@runtime_checkable
+class MasterKeyRotation(Protocol):
+    """A keystore whose items can move to a new master key, one at a time, resumably."""
+
+    def begin_rotation(self, new_key: bytes) -> RotationStart:
+        """Record ``new_key`` as the next key, or find it recorded (a resumed rotation)."""
+
+    def pending(self, limit: int) -> list[str]:
+        """Up to ``limit`` item ids still under the old key."""
+
+    def reencrypt(self, item_id: str) -> bool:
+        """Move one item to the new key atomically; False when it had moved already."""
+
+    def finish(self) -> bool:
+        """Retire the old key and make the new one current; False while items are left."""
+
+    def install(self, new_key: bytes) -> str:
+        """Put the new key where the old one was configured, or say what to change."""
 
 
 @runtime_checkable

@@ -249,7 +249,8 @@ class Site:
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRATOR_")}
         self.env.update(ORCHESTRATOR_DB=db, ORCHESTRATOR_KEYSTORE=str(self.keystore),
                         ORCHESTRATOR_DELIVERY=str(self.delivery),
-                        ORCHESTRATOR_POLICIES=str(self.policies), ORCHESTRATOR_ACTOR="cli:test")
+                        ORCHESTRATOR_POLICIES=str(self.policies), ORCHESTRATOR_ACTOR="cli:test",
+                        ORCHESTRATOR_KEYSTORE_BACKEND="file")  # read below as files
         self.daemons: list[Daemon] = []
         self._engine: Engine | None = None
 

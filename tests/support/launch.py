@@ -16,6 +16,9 @@ wrap_store=...)``; the product reads neither variable below, and has no other wa
                              (or right after) the n-th append of a rotation step's events, or of
                              any events with ``any``. ``before`` falls after the step's outside
                              work (keystore, provider, delivery files) and before its record.
+``ORCHESTRATOR_TEST_KEYSTORE_CRASH``  ``<before|after>:<method>:<n>``: SIGKILL this process right
+                             before (or after) the n-th call of a keystore method, e.g.
+                             ``after:reencrypt:3`` (a master-key rotation's third item moved).
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from typing import Any
 
 CLOCK_ENV = "ORCHESTRATOR_TEST_CLOCK"
 CRASH_ENV = "ORCHESTRATOR_TEST_CRASH"
+KEYSTORE_CRASH_ENV = "ORCHESTRATOR_TEST_KEYSTORE_CRASH"
 
 # what a rotation step appends -> the step (rotation.step_recorded's ``step`` is past tense)
 RECORDED_STEP = {"generated": "generate", "registered": "register", "tested": "test",
@@ -98,6 +102,33 @@ class CrashingStore:
         return getattr(self.inner, name)
 
 
+class CrashingKeystore:
+    """Decorates the keystore: SIGKILL before or after the n-th call of one of its methods."""
+
+    def __init__(self, inner: Any, spec: str) -> None:
+        self.inner = inner
+        self.when, self.method, count = spec.split(":")
+        assert self.when in ("before", "after"), spec
+        self.count = int(count)
+        self.seen = 0
+
+    def __getattr__(self, name: str) -> Any:
+        target = getattr(self.inner, name)
+        if name != self.method:
+            return target
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.seen += 1
+            if self.seen == self.count and self.when == "before":
+                os.kill(os.getpid(), signal.SIGKILL)
+            result = target(*args, **kwargs)
+            if self.seen == self.count and self.when == "after":
+                os.kill(os.getpid(), signal.SIGKILL)
+            return result
+
+        return counted
+
+
 def main() -> None:
     from orchestrator.entrypoints.cli import main as orchestrator
 
@@ -105,8 +136,12 @@ def main() -> None:
     crash = os.environ.get(CRASH_ENV)
     wrap: Callable[[Any], Any] | None = (
         (lambda store: CrashingStore(store, crash)) if crash else None)
+    keystore_crash = os.environ.get(KEYSTORE_CRASH_ENV)
+    wrap_keystore: Callable[[Any], Any] | None = (
+        (lambda keystore: CrashingKeystore(keystore, keystore_crash)) if keystore_crash else None)
     orchestrator(sys.argv[1:], clock=FileClock(clock_file) if clock_file else None,
-                 wrap_store=wrap, daemon_poll=POLL if clock_file else None)
+                 wrap_store=wrap, wrap_keystore=wrap_keystore,
+                 daemon_poll=POLL if clock_file else None)
 
 
 if __name__ == "__main__":

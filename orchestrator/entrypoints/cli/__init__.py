@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from datetime import datetime, timedelta
 
     from events.store import EventStore
+    from orchestrator.app.ports import Keystore
 
 __all__ = ["COMMANDS", "LazyGroup", "cli", "main"]
 
@@ -37,6 +38,7 @@ COMMANDS = {  # command name -> "module:attribute", imported on first use
     "expire": "maintenance:expire",
     "import": "importing:import_clients",
     "init": "maintenance:init",
+    "keystore": "keystore:keystore",
     "plan": "plan:plan",
     "policy": "policy:policy",
     "projections": "maintenance:projections",
@@ -79,7 +81,7 @@ def cli(ctx: click.Context, db: str | None, keystore: Path | None) -> None:
 
     given = ctx.obj or {}
     ctx.obj = {"settings": Settings.from_env(db=db, keystore=keystore), "system": None,
-               "overrides": given.get("overrides", {}),  # main()'s clock= and wrap_store=
+               "overrides": given.get("overrides", {}),  # main()'s clock=, wrap_store=, ...
                "daemon_poll": given.get("daemon_poll")}
 
 
@@ -104,14 +106,16 @@ def main(
     *,
     clock: Callable[[], datetime] | None = None,
     wrap_store: Callable[[EventStore], EventStore] | None = None,
+    wrap_keystore: Callable[[Keystore], Keystore] | None = None,
     daemon_poll: timedelta | None = None,
 ) -> None:
-    """The console script. ``clock`` and ``wrap_store`` go to ``bootstrap`` for every command,
+    """The console script. ``clock``, ``wrap_store`` and ``wrap_keystore`` go to ``bootstrap`` for every command,
     ``daemon_poll`` to the daemon (how often, in real time, it looks at ``clock`` while it
     waits: a virtual clock moves in jumps, and a shorter look notices one sooner): only a caller
     in Python can pass them (the test launcher under tests/), no option or environment variable
     reaches them."""
-    overrides = {k: v for k, v in (("clock", clock), ("wrap_store", wrap_store)) if v is not None}
+    overrides = {k: v for k, v in (("clock", clock), ("wrap_store", wrap_store),
+                                   ("wrap_keystore", wrap_keystore)) if v is not None}
     try:
         code = cli.main(args=argv, prog_name="orchestrator", standalone_mode=False,
                         obj={"overrides": overrides, "daemon_poll": daemon_poll})

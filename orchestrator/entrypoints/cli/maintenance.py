@@ -57,6 +57,19 @@ def verify(ctx: click.Context, checkpoints: tuple[Path, ...], public_key: Path |
     if isinstance(result, Break):
         raise EvidenceError(result.message())
     _say_intact(result)
+    _verify_read_models(ctx)
+
+
+def _verify_read_models(ctx: click.Context) -> None:
+    """The read-model tables against the log: every difference on stdout, exit 1 if any."""
+    position, problems = system_of(ctx).projector.verify()
+    for line in problems:
+        click.echo(line)
+    if problems:
+        more = f" (and {len(problems) - 1} more, listed on stdout)" if len(problems) > 1 else ""
+        raise EvidenceError(f"read models disagree with the log: {problems[0]}{more}; "
+                            "orchestrator projections rebuild rewrites them from the log")
+    click.echo(f"ok: read models agree with the log up to position {position}")
 
 
 def _say_intact(result: Verified) -> None:
@@ -102,6 +115,13 @@ def projections_status(ctx: click.Context) -> None:
     """Checkpoint, log head and lag."""
     status = system_of(ctx).projector.status()
     click.echo(f"{status.name}: position {status.position} of {status.head} (lag {status.lag})")
+
+
+@projections.command("verify")
+@click.pass_context
+def projections_verify(ctx: click.Context) -> None:
+    """Rebuild the read model in memory from the log and compare it with the tables."""
+    _verify_read_models(ctx)
 
 
 @projections.command("rebuild")

@@ -88,7 +88,7 @@ DEFAULT_DB = "sqlite:///var/orchestrator.db"
 DEFAULT_KEYSTORE = "var/keystore"
 DEFAULT_POLICIES = "policies"
 DEFAULT_DELIVERY = "var/delivery"
-HEAD_REVISION = "0003"
+HEAD_REVISION = "0004"
 
 
 def utc_now() -> datetime:

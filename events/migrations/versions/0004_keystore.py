@@ -6,15 +6,15 @@ progress) or ``retired``; at most one key is current and one next (a partial uni
 ``keystore_items`` holds one AES-256-GCM ciphertext per item, its nonce and the key id that
 encrypted it. The master key itself is never in the database.
 
-Revision ID: 0003
-Revises: 0002
+Revision ID: 0004
+Revises: 0003
 """
 
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0003"
-down_revision = "0002"
+revision = "0004"
+down_revision = "0003"
 branch_labels = None
 depends_on = None
 

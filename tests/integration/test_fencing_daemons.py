@@ -20,6 +20,7 @@ completed step are printed (a measurement for bench/README.md, never asserted).
 
 from __future__ import annotations
 
+import os
 import signal
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -38,13 +39,35 @@ from tests.integration.test_daemon_crash import (  # noqa: F401  (sites: a fixtu
 )
 
 
-def end_lock_sessions(site: Site) -> list[int]:
-    """End every session holding an advisory lock (the leader's lease, and an append of its
-    in flight); the standby holds none."""
+def local_ports(pid: int) -> set[int]:
+    """The local TCP ports of process ``pid``'s sockets (its database sessions among them): its
+    socket inodes from /proc/PID/fd, matched in /proc/net/tcp and tcp6."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:["):-1])
+    ports = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for row in Path(table).read_text().splitlines()[1:]:
+            fields = row.split()
+            if fields[9] in inodes:
+                ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def end_lock_sessions(site: Site, leader: Daemon) -> list[int]:
+    """End the leader's sessions that hold an advisory lock (its lease, and an append of its in
+    flight), and only its own: other tests' daemons may run on the same server at once."""
+    ports = sorted(local_ports(leader.proc.pid))
     with site.engine.connect() as conn:
         pids = conn.exec_driver_sql(
-            "SELECT DISTINCT pid FROM pg_locks WHERE locktype = 'advisory' AND granted "
-            "AND pid <> pg_backend_pid()").scalars().all()
+            "SELECT DISTINCT l.pid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+            "WHERE l.locktype = 'advisory' AND l.granted AND l.pid <> pg_backend_pid() "
+            "AND a.client_port = ANY(%(ports)s)", {"ports": ports}).scalars().all()
         for pid in pids:
             conn.exec_driver_sql("SELECT pg_terminate_backend(%(pid)s)", {"pid": pid})
         conn.commit()
@@ -98,7 +121,7 @@ def test_a_deposed_leader_makes_no_side_effect(how: str, pg_url: str, tmp_path: 
     if how == "sigkill":
         leader.kill()
     else:
-        assert end_lock_sessions(site), "the leader held no advisory lock"
+        assert end_lock_sessions(site, leader), "the leader held no advisory lock"
     # ``terminate`` leaves the old leader running: it learns of the loss, steps down, and may
     # take the lease again, at a new epoch, before the standby looks. Either is the new leader;
     # what is judged is the old one's steps between the loss and that new epoch.

@@ -65,7 +65,7 @@ class Event(BaseModel):
     """Base of every event: a frozen value whose class names its type and schema version."""
 
     # defer_build: an event type's validator is built when it is first used, not at import (21
-    # types; a command touches a few): the command line starts ~0.15 s sooner
+    # types; a command touches a few)
     model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     type_name: ClassVar[str] = ""

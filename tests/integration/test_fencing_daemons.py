@@ -27,7 +27,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy import Connection
 
+from events.sql import ADVISORY_LOCK_KEY
+from events.store import Recorded
 from tests.integration.test_daemon_crash import (  # noqa: F401  (sites: a fixture)
     CALM,
     Daemon,
@@ -59,19 +62,74 @@ def local_ports(pid: int) -> set[int]:
     return ports
 
 
-def end_lock_sessions(site: Site, leader: Daemon) -> list[int]:
-    """End the leader's sessions that hold an advisory lock (its lease, and an append of its in
-    flight), and only its own: other tests' daemons may run on the same server at once."""
+def leader_sessions(conn: Connection, leader: Daemon) -> list[int]:
+    """The backend pids of the leader's sessions that hold an advisory lock (its lease, and an
+    append of its in flight), and only its own: other tests' daemons may run on the same server
+    at once."""
     ports = sorted(local_ports(leader.proc.pid))
+    return list(conn.exec_driver_sql(
+        "SELECT DISTINCT l.pid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+        "WHERE l.locktype = 'advisory' AND l.granted AND l.pid <> pg_backend_pid() "
+        "AND a.client_port = ANY(%(ports)s)", {"ports": ports}).scalars().all())
+
+
+def terminate(conn: Connection, pids: list[int]) -> None:
+    """End these sessions and wait until each has exited (and so released its locks)."""
+    for pid in pids:
+        assert conn.exec_driver_sql("SELECT pg_terminate_backend(%(pid)s, 30000)",
+                                    {"pid": pid}).scalar(), f"backend {pid} did not exit"
+
+
+def head(conn: Connection) -> int:
+    return int(conn.exec_driver_sql("SELECT coalesce(max(position), 0) FROM events").scalar()
+               or 0)
+
+
+def end_lock_sessions(site: Site, leader: Daemon, *, running: bool) -> int:
+    """End the leader's lock sessions; the log's head at the instant of the loss.
+
+    A ``running`` leader's sessions are ended under the lock every append takes, so nothing is
+    appended between the loss and the head read: an append of the old leader above that head
+    is a side effect after the loss. (It waits for an append in flight to commit: that append
+    passed its fence before the loss.) A stopped leader may be stopped holding that lock mid
+    append: its sessions are ended first, and the head read after; it cannot act before it is
+    resumed, long after."""
     with site.engine.connect() as conn:
-        pids = conn.exec_driver_sql(
-            "SELECT DISTINCT l.pid FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
-            "WHERE l.locktype = 'advisory' AND l.granted AND l.pid <> pg_backend_pid() "
-            "AND a.client_port = ANY(%(ports)s)", {"ports": ports}).scalars().all()
-        for pid in pids:
-            conn.exec_driver_sql("SELECT pg_terminate_backend(%(pid)s)", {"pid": pid})
+        if running:
+            conn.exec_driver_sql("SELECT pg_advisory_xact_lock(%(key)s)",
+                                 {"key": ADVISORY_LOCK_KEY})
+        pids = leader_sessions(conn, leader)
+        assert pids, "the leader held no advisory lock"
+        terminate(conn, pids)
+        at_loss = head(conn)
         conn.commit()
-    return list(pids)
+    return at_loss
+
+
+# what a completed step appends (orchestrator.app.rotator): a step_recorded of this name, or
+# an event of this type about the step's credential
+RECORDED_AS = {"generate": "generated", "register": "registered", "confirm": "registered",
+               "test": "tested", "deliver": "delivered"}
+APPENDS = {"free_slot": "credential.deleted", "activate": "credential.activated",
+           "disable_old": "credential.disabled", "complete": "rotation.completed",
+           "deliver": "secret.rotated"}
+
+
+def recorded_by(records: list[Recorded], line: dict[str, object], head: int) -> bool:
+    """The step of log line ``line`` is in the log at or below position ``head``. A step found
+    recorded is never done again, so the old leader's step is the one found, and above ``head``
+    it was appended after the loss."""
+    step, credential = str(line["step"]), line.get("credential_id")
+    assert step in RECORDED_AS or step in APPENDS, f"a step this test cannot place: {step}"
+    for rec in records:
+        if rec.position > head or rec.correlation_id != line["rotation_id"]:
+            continue
+        if rec.type == "rotation.step_recorded" and rec.payload["step"] == RECORDED_AS.get(step):
+            return True
+        if rec.type == APPENDS.get(step) and credential in (None, rec.payload.get(
+                "credential_id")):
+            return True
+    return False
 
 
 def stopped(pid: int) -> bool:
@@ -120,8 +178,10 @@ def test_a_deposed_leader_makes_no_side_effect(how: str, pg_url: str, tmp_path: 
     lost_at = datetime.now(UTC)
     if how == "sigkill":
         leader.kill()
+        with site.engine.connect() as conn:
+            at_loss = head(conn)
     else:
-        assert end_lock_sessions(site, leader), "the leader held no advisory lock"
+        at_loss = end_lock_sessions(site, leader, running=how == "terminate")
     # ``terminate`` leaves the old leader running: it learns of the loss, steps down, and may
     # take the lease again, at a new epoch, before the standby looks. Either is the new leader;
     # what is judged is the old one's steps between the loss and that new epoch.
@@ -136,8 +196,10 @@ def test_a_deposed_leader_makes_no_side_effect(how: str, pg_url: str, tmp_path: 
             w for w in leader.events("leadership_waited") if at(w) > lost_at], 60,
             "the old leader to step down", watch=(leader, standby))
 
+    records = site.records()
     after = [s for s in leader.events("rotation_step_completed")
-             if at(s) > lost_at and (new_leader is standby or at(s) < retaken)]
+             if at(s) > lost_at and (new_leader is standby or at(s) < retaken)
+             and not recorded_by(records, s, at_loss)]
     takeover = (at(first_step) - lost_at).total_seconds()
     print(f"\n{how}: {len(after)} steps by the old leader after the loss; the new leader's "
           f"first step {takeover:.2f}s after it; old leader logged lease_lost "

@@ -112,3 +112,30 @@ def user_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
                 f"{built.stdout[-4000:]}--- stderr\n{built.stderr[-4000:]}")
             done.touch()
     return python
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under xdist, the tests marked ``slow`` head every worker's share.
+
+    The worksteal scheduler first hands each worker a contiguous slice of the collection, and an
+    idle worker then steals from the end of another's queue. In collection order the long
+    end-to-end and peer tests sat together in one slice, and the run ended with one worker
+    going through them alone while the other idled. Dealt round-robin to the front of each
+    slice, they start at once on every worker and what is left to steal at the end is short.
+    The order is a pure function of the collection, the same on every worker, as xdist
+    requires."""
+    workerinput = getattr(config, "workerinput", None)
+    workers = int(workerinput["workercount"]) if workerinput else 1
+    if workers < 2:
+        return
+    slow = [item for item in items if item.get_closest_marker("slow")]
+    fast = [item for item in items if not item.get_closest_marker("slow")]
+    shares: list[list[pytest.Item]] = [slow[k::workers] for k in range(workers)]
+    total = len(items)
+    for k, share in enumerate(shares):  # each slice as long as the scheduler will cut it
+        size = total // workers + (1 if k >= workers - total % workers else 0)
+        take = max(0, size - len(share))
+        share.extend(fast[:take])
+        del fast[:take]
+    shares[-1].extend(fast)
+    items[:] = [item for share in shares for item in share]

@@ -1,7 +1,11 @@
 """What a rotation delivers, as an application finds it after ``orchestrator rotate``: one version
 of the set behind ``..data``, every folder 0700 and file 0600, the private key the one of the
 delivered certificate and of the registered credential; and a symlink planted in the delivery
-tree is refused with one line, nothing written through it."""
+tree is refused with one line, nothing written through it.
+
+On SQLite only: what is judged here does not depend on the database (both dialects are held to
+the same log by tests/integration/test_store.py and the end-to-end tests about the store).
+"""
 
 from __future__ import annotations
 
@@ -26,8 +30,8 @@ POLICIES = {  # `rotate` takes its settings from the policy that selects the app
 
 
 @pytest.fixture
-def cli(db_url: str, tmp_path: Path) -> Cli:
-    cli = Cli(db_url, tmp_path / "keystore", cwd=tmp_path)
+def cli(sqlite_url: str, tmp_path: Path) -> Cli:
+    cli = Cli(sqlite_url, tmp_path / "keystore", cwd=tmp_path)
     policies = tmp_path / "policies"
     policies.mkdir()
     for name, credential in POLICIES.items():

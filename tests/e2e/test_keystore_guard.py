@@ -1,7 +1,11 @@
 """The keystore knows its key, and a keystore that cannot be written is one line, as a user meets
 them through the installed ``orchestrator``: another master key, a lost ``master.key``, a full
 disk and a read-only one are each refused with one ``error:`` line and nothing written (no event,
-no table row, no keystore file, no new ``master.key``)."""
+no table row, no keystore file, no new ``master.key``).
+
+On SQLite only: what is judged here does not depend on the database (both dialects are held to
+the same log by tests/integration/test_store.py and the end-to-end tests about the store).
+"""
 
 from __future__ import annotations
 
@@ -26,8 +30,8 @@ ADD = ("credential", "add", "svc", "--usage", "jar", "--generate")
 
 
 @pytest.fixture
-def cli(db_url: str, tmp_path: Path) -> Cli:
-    return Cli(db_url, tmp_path / "keystore", cwd=tmp_path)
+def cli(sqlite_url: str, tmp_path: Path) -> Cli:
+    return Cli(sqlite_url, tmp_path / "keystore", cwd=tmp_path)
 
 
 def _files(folder: Path) -> dict[str, bytes]:
@@ -93,12 +97,12 @@ def test_a_lost_master_key_file_is_refused_and_no_new_one_is_created(cli: Cli) -
     (make_read_only, "Read-only file system"),
 ])
 def test_a_keystore_that_cannot_be_written_is_one_line(
-        db_url: str, tmp_path: Path, fault: Callable[[Path], None], strerror: str) -> None:
+        sqlite_url: str, tmp_path: Path, fault: Callable[[Path], None], strerror: str) -> None:
     """The keystore on a real, tiny tmpfs that is then filled up (ENOSPC) or remounted read-only
     (EROFS): adding a generated key is refused with one line (what, where, what to do), no
     traceback, and no event, row or keystore file is left behind."""
     with tiny_filesystem(tmp_path / "mnt") as mount:
-        cli = Cli(db_url, mount / "keystore", cwd=tmp_path)
+        cli = Cli(sqlite_url, mount / "keystore", cwd=tmp_path)
         cli("app", "register", "svc")
         cli("credential", "add", "svc", "--usage", "private_key_jwt", "--generate")
         fault(mount)

@@ -14,6 +14,7 @@ for the whole run (every xdist worker shares it).
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import subprocess
 import sys
@@ -114,28 +115,33 @@ def user_python(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return python
 
 
+DURATIONS = ROOT / "tests" / "durations.json"  # seconds a test took in a whole run (>= 1 s)
+
+
+def _expected_seconds(item: pytest.Item, known: dict[str, float]) -> float:
+    """How long ``item`` is expected to take: as measured, or a guess for a test not measured
+    yet (one that starts processes is long, any other short)."""
+    if item.nodeid in known:
+        return known[item.nodeid]
+    return 20.0 if item.get_closest_marker("slow") or "/e2e/" in item.nodeid else 0.1
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under xdist, the tests marked ``slow`` head every worker's share.
+    """Under xdist, the longest tests first, dealt in turn to every worker's share.
 
     The worksteal scheduler first hands each worker a contiguous slice of the collection, and an
     idle worker then steals from the end of another's queue. In collection order the long
-    end-to-end and peer tests sat together in one slice, and the run ended with one worker
-    going through them alone while the other idled. Dealt round-robin to the front of each
-    slice, they start at once on every worker and what is left to steal at the end is short.
-    The order is a pure function of the collection, the same on every worker, as xdist
-    requires."""
+    end-to-end tests sat together in one slice, and a run ended with one worker going through
+    long tests alone while the other idled. Longest first on every worker (the classic
+    longest-processing-time rule), what is left to steal at the end is short. The expected
+    times are tests/durations.json (regenerate: ``python -m tests.support.durations
+    JUNIT.xml`` after a run with ``--junitxml``); only the order depends on them, never a
+    verdict. The order is a pure function of the collection, the same on every worker, as
+    xdist requires."""
     workerinput = getattr(config, "workerinput", None)
     workers = int(workerinput["workercount"]) if workerinput else 1
     if workers < 2:
         return
-    slow = [item for item in items if item.get_closest_marker("slow")]
-    fast = [item for item in items if not item.get_closest_marker("slow")]
-    shares: list[list[pytest.Item]] = [slow[k::workers] for k in range(workers)]
-    total = len(items)
-    for k, share in enumerate(shares):  # each slice as long as the scheduler will cut it
-        size = total // workers + (1 if k >= workers - total % workers else 0)
-        take = max(0, size - len(share))
-        share.extend(fast[:take])
-        del fast[:take]
-    shares[-1].extend(fast)
-    items[:] = [item for share in shares for item in share]
+    known = json.loads(DURATIONS.read_text()) if DURATIONS.is_file() else {}
+    ranked = sorted(items, key=lambda item: -_expected_seconds(item, known))  # stable
+    items[:] = [item for k in range(workers) for item in ranked[k::workers]]

@@ -100,6 +100,22 @@ def test_a_5xx_fault_answers_before_doing_the_work(emulator, keys):
     assert emulator.counters.snapshot()["faults"] == {"503": 1}
 
 
+def test_a_scripted_429_is_the_empty_bucket_s_answer_before_the_work(clock):
+    with Auth0Emulator({"management_rate": None, "retry_after": True}, clock=clock) as emu, \
+            session(emu) as api:
+        app = emu.seed_client({"name": "a"}).client_id
+        secret = emu.tenant.client(app).client_secret
+        emu.faults.script("429", method="POST", route="/api/v2/clients/{id}/rotate-secret",
+                          seconds=3)
+        limited = api.post(f"/clients/{app}/rotate-secret")
+        assert limited.status_code == 429
+        assert limited.json()["message"] == "Global limit has been reached"
+        assert limited.headers["retry-after"] == "3"
+        assert emu.tenant.client(app).client_secret == secret  # nothing done
+        assert api.post(f"/clients/{app}/rotate-secret").status_code == 200
+    assert emu.counters.snapshot()["rate_limited"] == 1
+
+
 def test_a_lost_answer_does_the_work_but_the_client_sees_a_broken_connection(emulator, keys):
     app = emulator.seed_client({"name": "a"}).client_id
     emulator.faults.script("lost", method="POST", route=CREDENTIALS)

@@ -2,7 +2,9 @@
 answer, a 409 "under load" and a lost answer; scripted faults (``script``) come first and hit
 the next matching requests exactly.
 
-- 5xx and 409 answer BEFORE any work is done (nothing changes at the tenant);
+- 5xx and 409 answer BEFORE any work is done (nothing changes at the tenant), and so does a
+  scripted 429 (an empty bucket's answer, whatever the bucket holds: a rate-limited route
+  without staging a race for its last token);
 - a lost answer does the work, then closes the connection without writing a byte, so the client
   sees a connection error while the state has changed (the case that makes a repeat create a
   duplicate);
@@ -14,6 +16,7 @@ a script entry naming the route.
 
 from __future__ import annotations
 
+import math
 import random
 import threading
 from collections.abc import Callable
@@ -24,14 +27,15 @@ from tests.peers.auth0.config import FaultRates
 
 __all__ = ["FAULT_KINDS", "Fault", "Faults"]
 
-FAULT_KINDS = ("500", "502", "503", "409", "lost", "latency")
+FAULT_KINDS = ("500", "502", "503", "409", "429", "lost", "latency")
 
 
 @dataclass(frozen=True)
 class Fault:
     latency: float = 0.0
-    status: int | None = None  # 5xx or 409, answered before the work
+    status: int | None = None  # 5xx, 409 or 429, answered before the work
     lost: bool = False  # work done, answer never written
+    retry_after: int = 1  # a 429's Retry-After (when the switch adds one), in seconds
 
     @property
     def kinds(self) -> list[str]:
@@ -115,4 +119,6 @@ def _from_script(item: _Scripted) -> Fault:
         return Fault(lost=True)
     if item.fault == "latency":
         return Fault(latency=item.seconds)
+    if item.fault == "429":
+        return Fault(status=429, retry_after=max(1, math.ceil(item.seconds)))
     return Fault(status=int(item.fault))

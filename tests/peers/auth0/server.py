@@ -197,6 +197,11 @@ class Auth0Emulator:
             self.counters.fault(fault_kind)
         if fault.latency:
             self.faults.sleep(fault.latency)
+        if fault.status == 429:
+            self.counters.answered(route, 429)
+            if self.config.retry_after:
+                headers["retry-after"] = str(fault.retry_after)
+            return Response(429, dict(TOO_MANY_REQUESTS), headers)
         if fault.status is not None:
             self.counters.answered(route, fault.status)
             return Response(fault.status, _fault_body(fault.status), headers)

@@ -596,7 +596,7 @@ def build_identity_provider(name: str, resource: IdentityProvider, *,
             state_of=state_of, keystore=keystore,
             rate_limit=(limit.per_second, limit.bucket) if limit is not None else None,
             max_credentials=auth0.max_credentials, mtls_edge=auth0.mtls_edge,
-            wall_clock=wall_clock or time.time)
+            secret_rotation=auth0.secret_rotation, wall_clock=wall_clock or time.time)
     if (oidc := resource.spec.oidc) is not None:
         from orchestrator.adapters.providers.oidc import OidcProvider
 

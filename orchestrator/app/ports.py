@@ -80,9 +80,12 @@ class Provider(Protocol):
         """Delete the credential; absent is fine."""
 
     def set_secret(self, app: str, version: int, secret: str,
-                   previous_valid_until: datetime | None) -> None:
+                   previous_valid_until: datetime | None) -> str | None:
         """Make ``secret`` the app's client secret; where the provider can overlap, the previous
-        one stays valid until then."""
+        one stays valid until then. None: ``secret`` is in force. A text: the provider made a
+        secret of its own instead (Auth0's ``rotate-secret``), which is now the only copy and
+        the app's secret; the caller keeps it at once. A provider that makes its own returns
+        None when it holds ``secret`` already (a repeat after it was kept)."""
 
     def authenticate(self, app: str, proof: Proof, at: datetime) -> str | None:
         """The test: authenticate at the provider's token endpoint with ``proof``. Returns the

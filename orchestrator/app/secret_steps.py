@@ -5,7 +5,9 @@
     register  the identity provider takes it as the current secret; the previous one, which
               the app holds, stays valid without limit until the new one is delivered (a
               failed test or delivery, a parked rotation, a daemon down for days never lock
-              the app out)                                                     "registered"
+              the app out); a provider that makes its own secret instead (Auth0's
+              ``rotate-secret``) answers with it, and it replaces the keystore item at once
+                                                                               "registered"
     test      the provider accepts the new secret, as version N+1                  "tested"
     deliver   the app's files are replaced, then the previous secret's grace is set from now
               (the app has the new one from now), and only then ``secret.rotated`` is
@@ -20,7 +22,10 @@ the retry budget from registration and set from delivery before the files were w
 rotation parked at its delivery lock the app out an overlap later, with nothing left due to
 retry it (tests/explore found it). Every step is idempotent: a repeat finds the keystore item (the
 first process to store it wins, ``put_new``), re-registers the same secret, and records nothing
-twice.
+twice. Where the provider makes the secret, a repeat finds it holds the keystore's (nothing
+sent), or makes another after a lost answer, which replaces the item in turn; one made at
+delivery (the provider's secret changed since its test) fails the step, and its retry delivers
+the new one.
 """
 
 from __future__ import annotations
@@ -80,7 +85,7 @@ class SecretSteps:
                 self._step(app, rotation.id, Recorded.GENERATED, f"client secret v{version}")
             case Step.REGISTER:
                 until = END_OF_TIME if state.secret is not None else None
-                self.provider.set_secret(app, version, self.secret(app, version), until)
+                self._set(app, version, self.secret(app, version), until)
                 self._step(app, rotation.id, Recorded.REGISTERED, _detail(version, until))
             case Step.TEST:
                 accepted = self.provider.authenticate(app, Proof(
@@ -101,6 +106,16 @@ class SecretSteps:
             raise OrchestratorError(f"keystore has no client secret v{version} for {app!r}")
         return stored.decode()
 
+    def _set(self, app: str, version: int, secret: str, until: datetime | None) -> str:
+        """Has the provider take ``secret``; the secret the app has there now. A provider that
+        makes its own (Auth0's ``rotate-secret``) answers with the only copy: it replaces the
+        keystore item at once, before anything else is done."""
+        made = self.provider.set_secret(app, version, secret, until)
+        if made is None or made == secret:
+            return secret
+        self.keystore.put(secret_item_id(app, version), made.encode())
+        return made
+
     def _deliver(self, state: AppState, rotation: Rotation, params: Params, at: datetime,
                  version: int) -> None:
         app = state.app
@@ -115,7 +130,11 @@ class SecretSteps:
                 SECRET_FILE: secret.encode(), VERSION_FILE: str(version).encode(),
                 METADATA_FILE: (json.dumps(metadata, indent=2, sort_keys=True) + "\n").encode()})
         # only now that the app has the new secret does the previous one's grace start
-        self.provider.set_secret(app, version, secret, until)  # idempotent: same secret
+        if self._set(app, version, secret, until) != secret:  # idempotent: the same secret
+            raise OrchestratorError(
+                f"{app}: the provider no longer held client secret v{version} when it was "
+                "delivered (changed there since its test?) and made another, kept instead; "
+                "the next attempt delivers that one")
         fingerprint = self.crypto.secret_fingerprint(secret)
         detail = _detail(version, until)
         self.record(app, rotation.id, lambda s: decide_secret_delivered(

@@ -7,12 +7,14 @@
 * ``Proof``: what the test of a new credential presents at the provider's token endpoint.
 * ``RemoteClient`` / ``RemoteCredential``: a client as the provider reports it, for ``import``
   and ``drift``.
+* ``SecretRotation``: how a new client secret reaches an Auth0 client (``spec.auth0.secretRotation``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 
 from events.kinds import CredentialKind
 from events.state import Credential
@@ -27,6 +29,7 @@ __all__ = [
     "ProviderUnavailable",
     "RemoteClient",
     "RemoteCredential",
+    "SecretRotation",
     "TestSkipped",
 ]
 
@@ -61,6 +64,19 @@ class ClientMissing(ProviderError):
                 "client for it at the provider and register it again under a new name: "
                 f"orchestrator app register NAME --provider {self.provider} --client-id ID "
                 f"(or orchestrator import --provider {self.provider})")
+
+
+class SecretRotation(StrEnum):
+    """How a new client secret reaches an Auth0 client (auth0-credentials.md 4.3).
+
+    ``patch``: the orchestrator makes the secret and stores it, then sets it as Auth0's "custom
+    client secret" (``PATCH /clients/{id}``); a repeat sends the same secret again.
+    ``rotate-secret``: Auth0 makes it (``POST /clients/{id}/rotate-secret``), for tenants whose
+    policy forbids custom secrets; its answer holds the only copy, which the orchestrator stores
+    at once, and a repeat reads the client to tell a lost answer from a success."""
+
+    PATCH = "patch"
+    ROTATE_SECRET = "rotate-secret"
 
 
 class TestSkipped(ProviderError):

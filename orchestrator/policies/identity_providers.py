@@ -18,10 +18,11 @@ The name ``local`` is the embedded provider's and cannot be taken. Secrets are r
 (``orchestrator.policies.secret_refs``), resolved when the provider is built; paths (a secret
 file, ``caFile``) are relative to the resource file's folder.
 
-Both kinds hold one client secret: setting a new one ends the old one at once (Auth0's
-``rotate-secret`` and custom secret; RFC 7592 cannot even rotate it), so a client-secret
-rotation has a gap however short its overlap (``ProviderSpec.secret_overlap``; the loader
-refuses a client_secret policy beside such a provider unless it says ``acceptSecretGap``).
+Both kinds hold one client secret: setting a new one ends the old one at once (Auth0's custom
+secret or ``rotate-secret``, as ``secretRotation`` says; RFC 7592 cannot even rotate it), so a
+client-secret rotation has a gap however short its overlap (``ProviderSpec.secret_overlap``;
+the loader refuses a client_secret policy beside such a provider unless it says
+``acceptSecretGap``).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ from pydantic import (
     model_validator,
 )
 
-from orchestrator.domain.identity_provider import LOCAL_PROVIDER
+from orchestrator.domain.identity_provider import LOCAL_PROVIDER, SecretRotation
 from orchestrator.policies.models import Metadata, refuse
 from orchestrator.policies.secret_refs import SecretRef, relative_to_resource
 
@@ -107,6 +108,8 @@ class Auth0Spec(BaseModel):
     rate_limit: RateLimit | None = Field(None, alias="rateLimit")
     max_credentials: int = Field(DEFAULT_MAX_CREDENTIALS, alias="maxCredentials", le=1000)
     mtls_edge: StrictBool = Field(False, alias="mtlsEdge")
+    # patch (a custom secret the orchestrator made) | rotate-secret (Auth0 makes it)
+    secret_rotation: SecretRotation = Field(SecretRotation.PATCH, alias="secretRotation")
 
     @field_validator("domain")
     @classmethod

@@ -2,7 +2,9 @@
 emulator in this process, reached through an IdentityProvider resource): ``app register
 --provider`` reads each client it binds, so a client id with a typo is refused there rather
 than found at the first rotation; ``secret rotate`` refuses a client that authenticates with
-keys (it takes no client secret). Every refusal is one line, a non-zero exit, nothing written.
+keys (it takes no client secret); with ``secretRotation: rotate-secret`` (which ``policy
+validate`` checks) Auth0 makes the secret ``secret rotate`` shows and delivers. Every refusal
+is one line, a non-zero exit, nothing written.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import pytest
 
 from tests.helpers import assert_refused, dump_tables
 from tests.peers.auth0 import Auth0Emulator
-from tests.support.auth0_tenant import DOMAIN, NAME, Tenant
+from tests.peers.kit import token_request
+from tests.support.auth0_tenant import DOMAIN, NAME, Tenant, resource_yaml
 
 
 @pytest.fixture
@@ -93,3 +96,35 @@ def test_secret_rotate_refuses_a_client_that_authenticates_with_keys(
     assert dump_tables(sqlite_url) == before
     assert not list((tenant.cli.cwd / "keystore").glob("items/*"))
     assert {c: tenant.remote(c)["client_secret"] for c in (ledger, billing)} == secrets
+
+
+def test_secret_rotation_rotate_secret_delivers_the_secret_auth0_made(
+        tenant: Tenant, tmp_path: Path) -> None:
+    resource = tenant.policies / "auth0.yaml"
+    resource.write_text(resource_yaml(tenant.emu.base_url, extra="    secretRotation: rotate\n"))
+    assert_refused(tenant.cli.run("policy", "validate"),
+                   f"{resource}: spec.auth0.secretRotation: 'rotate' is not allowed; use "
+                   "'patch' or 'rotate-secret'")
+    resource.write_text(resource_yaml(tenant.emu.base_url,
+                                      extra="    secretRotation: rotate-secret\n"))
+    assert tenant.cli("policy", "validate").stdout.split()[:3] == ["ok", str(resource), NAME]
+
+    api = "https://api.example.com/"
+    client_id = tenant.emu.seed_client({"name": "billing", "grants": [
+        {"audience": api, "scope": []}]}).client_id
+    before = tenant.remote(client_id)["client_secret"]
+    tenant.cli("app", "register", "billing", "--provider", NAME, "--client-id", client_id)
+    shown = tenant.cli("secret", "rotate", "billing", "--accept-gap").stdout.strip()
+    folder = tmp_path / "delivery" / "billing" / "client_secret"
+    assert shown == (folder / "client_secret").read_text() == tenant.remote(client_id)[
+        "client_secret"]
+    counts = tenant.emu.counters
+    assert (counts.count("POST /api/v2/clients/{id}/rotate-secret", 200),
+            counts.count("PATCH /api/v2/clients/{id}")) == (1, 0)  # Auth0 made it
+
+    def status(secret: str) -> int:
+        return token_request(tenant.emu, {"grant_type": "client_credentials", "audience": api,
+                                          "client_id": client_id, "client_secret": secret}
+                             ).status_code
+
+    assert (status(shown), status(before)) == (200, 401)

@@ -22,10 +22,11 @@ from events import catalog as ev
 from events.state import AppState, Credential
 from orchestrator.adapters.crypto import Cryptography, PrimePairKeys
 from orchestrator.adapters.providers.auth0 import Auth0Provider, RetryPolicy
+from orchestrator.app.ports import Delivery
 from orchestrator.app.service import CredentialSource
 from orchestrator.bootstrap import in_memory
 from orchestrator.domain.errors import ProviderError
-from orchestrator.domain.identity_provider import Proof, ProviderUnavailable
+from orchestrator.domain.identity_provider import Proof, ProviderUnavailable, SecretRotation
 from orchestrator.domain.rotation import Params, Reason, Step
 from tests.conftest import NOW
 from tests.helpers import certificate, rsa_key
@@ -44,15 +45,19 @@ class Site:
     def __init__(self, emu: Auth0Emulator, key_source: PrimePairKeys, *,
                  rate_limit: tuple[float, int] | None = None, mtls_edge: bool = True,
                  seed: int = 7, transport: httpx.BaseTransport | None = None,
-                 secret: str | None = None, attempts: int = 4) -> None:
+                 secret: str | None = None, attempts: int = 4,
+                 secret_rotation: SecretRotation = SecretRotation.PATCH,
+                 delivery: Delivery | None = None) -> None:
         self.emu = emu
         self.slept: list[float] = []
         self.crypto = Cryptography(key_source)
         self._options: dict[str, Any] = {
             "rate_limit": rate_limit, "mtls_edge": mtls_edge, "transport": transport,
-            "secret": secret, "retry": RetryPolicy(attempts=attempts, rng=random.Random(seed))}
+            "secret": secret, "retry": RetryPolicy(attempts=attempts, rng=random.Random(seed)),
+            "secret_rotation": secret_rotation}
         self.core = in_memory(self.now, provider=self._make, crypto=self.crypto,
-                              actor="cli:test", identity_providers=lambda: {NAME: self.provider})
+                              actor="cli:test", identity_providers=lambda: {NAME: self.provider},
+                              delivery=delivery)
         self.service, self.rotator, self.keystore = (self.core.service, self.core.rotator,
                                                      self.core.keystore)
         provider = self.core.provider.local
@@ -124,6 +129,10 @@ class Site:
         """A whole rotation through the real rotator, jumping over each wait; its id."""
         rid = self.rotator.start(app, params.usage, reason)
         assert rid is not None
+        return self.finish(app, rid, params)
+
+    def finish(self, app: str, rid: str, params: Params) -> str:
+        """Rotation ``rid`` driven to its end, jumping over each wait and backoff; its id."""
         for _ in range(8):
             rotation = self.state(app).rotations[rid]
             if rotation.status.value != "running":

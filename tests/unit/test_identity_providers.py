@@ -19,6 +19,7 @@ from events.store import InMemoryEventStore, ReadFilter
 from orchestrator.adapters.keystore import MemoryKeystore
 from orchestrator.bootstrap import BuiltProviders, build_identity_provider
 from orchestrator.domain.errors import InputError, PolicyError
+from orchestrator.domain.identity_provider import SecretRotation
 from orchestrator.policies.files import (
     LoadedIdentityProvider,
     load_policies,
@@ -94,8 +95,8 @@ def test_the_example_resources_validate() -> None:
         "example.eu.auth0.com", "AbC123", "AUTH0_MGMT_SECRET")
     assert auth0.rate_limit is not None
     assert (auth0.rate_limit.per_second, auth0.rate_limit.bucket) == (16, 50)
-    assert (auth0.max_credentials, auth0.mtls_edge, auth0.url) == (
-        4, False, "https://example.eu.auth0.com")
+    assert (auth0.max_credentials, auth0.mtls_edge, auth0.url, auth0.secret_rotation) == (
+        4, False, "https://example.eu.auth0.com", SecretRotation.PATCH)
     oidc = by_name["idp-staging"].spec.oidc
     assert oidc is not None
     assert oidc.discovery_url == "https://idp.example.com/.well-known/openid-configuration"
@@ -105,8 +106,11 @@ def test_the_example_resources_validate() -> None:
 def test_defaults_are_the_documented_ones(tmp_path: Path) -> None:
     auth0 = provider(write(tmp_path, "a.yaml", AUTH0)).spec.auth0
     assert auth0 is not None
-    assert (auth0.base_url, auth0.rate_limit, auth0.max_credentials, auth0.mtls_edge) == (
-        None, None, 4, False)
+    assert (auth0.base_url, auth0.rate_limit, auth0.max_credentials, auth0.mtls_edge,
+            auth0.secret_rotation) == (None, None, 4, False, SecretRotation.PATCH)
+    made = provider(write(tmp_path, "c.yaml", variant(
+        AUTH0, spec__auth0__secretRotation="rotate-secret"))).spec.auth0
+    assert made is not None and made.secret_rotation is SecretRotation.ROTATE_SECRET
     limit = provider(write(tmp_path, "b.yaml", variant(
         AUTH0, spec__auth0__rateLimit={"perSecond": 2.5}))).spec.auth0
     assert limit is not None and limit.rate_limit is not None
@@ -137,7 +141,8 @@ def test_a_local_emulator_may_be_reached_over_plain_http_on_loopback(tmp_path: P
                  "'local' is the embedded provider's name", id="the name local is reserved"),
     pytest.param(variant(AUTH0, spec__auth0__domian="x"), "spec.auth0.domian",
                  "unknown key 'domian' (allowed: domain, baseUrl, clientId, clientSecret, "
-                 "rateLimit, maxCredentials, mtlsEdge)", id="an unknown key names the allowed"),
+                 "rateLimit, maxCredentials, mtlsEdge, secretRotation)",
+                 id="an unknown key names the allowed"),
     pytest.param(variant(AUTH0, spec__auth0__domain="https://example.eu.auth0.com"),
                  "spec.auth0.domain", "write the tenant's domain alone",
                  id="a URL where the domain goes"),
@@ -156,6 +161,9 @@ def test_a_local_emulator_may_be_reached_over_plain_http_on_loopback(tmp_path: P
                  id="a rate of zero"),
     pytest.param(variant(AUTH0, spec__auth0__mtlsEdge="yes"), "spec.auth0.mtlsEdge",
                  "expected true or false", id="a flag that is not a boolean"),
+    pytest.param(variant(AUTH0, spec__auth0__secretRotation="rotate"),
+                 "spec.auth0.secretRotation", "'rotate' is not allowed; use 'patch' or "
+                 "'rotate-secret'", id="a secret rotation Auth0 does not offer"),
     pytest.param(variant(AUTH0, spec__auth0__clientId=""), "spec.auth0.clientId",
                  "is empty; write a value", id="an empty client id"),
     pytest.param(variant(AUTH0, spec__auth0__clientSecret={"env": "A", "file": "/x"}),

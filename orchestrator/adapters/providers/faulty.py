@@ -81,8 +81,9 @@ class FaultyProvider:
         self._call("remove", app, credential_id)
 
     def set_secret(self, app: str, version: int, secret: str,
-                   previous_valid_until: datetime | None) -> None:
-        self._call("set_secret", app, version, secret, previous_valid_until)
+                   previous_valid_until: datetime | None) -> str | None:
+        made: str | None = self._call("set_secret", app, version, secret, previous_valid_until)
+        return made
 
     def authenticate(self, app: str, proof: Proof, at: datetime) -> str | None:
         result: str | None = self._call("authenticate", app, proof, at)

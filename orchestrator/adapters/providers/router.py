@@ -71,8 +71,8 @@ class ProviderRouter:
         self.of(app).remove(app, credential_id)
 
     def set_secret(self, app: str, version: int, secret: str,
-                   previous_valid_until: datetime | None) -> None:
-        self.of(app).set_secret(app, version, secret, previous_valid_until)
+                   previous_valid_until: datetime | None) -> str | None:
+        return self.of(app).set_secret(app, version, secret, previous_valid_until)
 
     def authenticate(self, app: str, proof: Proof, at: datetime) -> str | None:
         return self.of(app).authenticate(app, proof, at)

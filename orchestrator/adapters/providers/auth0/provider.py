@@ -9,7 +9,11 @@ lost answer finds what the first attempt did instead of doing it twice:
 * ``activate`` / ``deactivate`` read the client and PATCH only when the slot must change,
   sending the slot's whole list of ``{id}`` references (at most 2) and every other slot as it is;
 * ``remove`` detaches the credential from any slot still holding it, then DELETEs it (404: done);
-* ``set_secret`` PATCHes ``client_secret`` (the same value again is harmless);
+* ``set_secret`` PATCHes ``client_secret`` (the same value again is harmless), or, with
+  ``secretRotation: rotate-secret``, reads the client and, unless it holds the secret the
+  orchestrator kept already, has Auth0 make one (``POST /clients/{id}/rotate-secret``) and
+  returns it: after a lost answer the client holds a secret nobody has, so the repeat rotates
+  again and returns that one;
 * ``detach_remote`` / ``delete_remote`` / ``set_remote_expiry`` (``RemoteEdits``, for ``drift
   --repair``) work on Auth0's own credential ids, for records the log does not know;
 * ``find_client`` reads one client without its pool (None: there is none of that id);
@@ -24,6 +28,7 @@ Our credential ids become Auth0's through ``Credential.provider_id`` (recorded f
 from __future__ import annotations
 
 import fnmatch
+import hmac
 import re
 import time
 from collections.abc import Callable, Collection, Iterator
@@ -47,6 +52,7 @@ from orchestrator.domain.identity_provider import (
     ClientMissing,
     Proof,
     RemoteClient,
+    SecretRotation,
 )
 from orchestrator.domain.vocabulary import Usage
 
@@ -59,6 +65,7 @@ POOL_FULL = re.compile(r"maximum of (\d+) credentials")
 STILL_ATTACHED = "still associated"
 CLIENT_FIELDS = ("client_id,name,app_type,global,token_endpoint_auth_method,"
                  "client_authentication_methods,signed_request_object")
+SECRET_FIELDS = "client_id,client_secret,token_endpoint_auth_method,client_authentication_methods"
 
 
 class Auth0Provider:
@@ -68,7 +75,8 @@ class Auth0Provider:
                  mtls_edge: bool = False, transport: httpx.BaseTransport | None = None,
                  wall_clock: Callable[[], float] = time.time,
                  sleep: Callable[[float], None] = time.sleep, audience: str | None = None,
-                 retry: RetryPolicy | None = None) -> None:
+                 retry: RetryPolicy | None = None,
+                 secret_rotation: SecretRotation = SecretRotation.PATCH) -> None:
         self.name = name
         self.management_client_id = client_id
         self.domain = domain.strip().removeprefix("https://").rstrip("/")
@@ -76,6 +84,7 @@ class Auth0Provider:
         self.issuer = f"https://{self.domain}/"
         self.max_credentials = max_credentials
         self.mtls_edge = mtls_edge
+        self.secret_rotation = SecretRotation(secret_rotation)
         self._state_of = state_of
         self._sleep = sleep
         self.retry = retry or RetryPolicy()
@@ -189,18 +198,24 @@ class Auth0Provider:
         self._run(attempt, f"remove {credential_id}")
 
     def set_secret(self, app: str, version: int, secret: str,
-                   previous_valid_until: datetime | None) -> None:
-        """A custom client secret (reference 4.3); the previous one stops at once."""
+                   previous_valid_until: datetime | None) -> str | None:
+        """The client's one secret (reference 4.3; the previous one stops at once): ``secret``
+        as a custom client secret (None), or, with ``rotate-secret``, one Auth0 makes, returned
+        for the caller to keep (None when the client holds ``secret`` already)."""
         client_id = self._client_id(app)
+        what = f"client secret v{version} of client {client_id}"
+        if self.secret_rotation is SecretRotation.ROTATE_SECRET:
+            return self._run(lambda: self._rotate_secret(client_id, secret, what),
+                             f"rotate client secret v{version}")
 
         def attempt() -> None:
             reply = self.http.management("PATCH", f"/clients/{_q(client_id)}",
                                          json_body={"client_secret": secret})
             if reply.status != 200:
-                refused = self._refused(reply, f"client secret v{version} of client {client_id}")
-                raise ProviderError(str(refused).replace(secret, "[secret]"))
+                raise ProviderError(str(self._refused(reply, what)).replace(secret, "[secret]"))
 
         self._run(attempt, f"set client secret v{version}")
+        return None
 
     def authenticate(self, app: str, proof: Proof, at: datetime) -> str | None:
         return self._run(lambda: self.tests.test(app, proof, at),
@@ -344,6 +359,37 @@ class Auth0Provider:
 
     def _provider_id(self, client_id: str, credential: Credential) -> str | None:
         return credential.provider_id or self._find(client_id, credential)
+
+    def _rotate_secret(self, client_id: str, kept: str, what: str) -> str | None:
+        """One attempt: None when the client holds ``kept`` (the secret the orchestrator kept
+        for this version: a repeat after success); else Auth0's new secret. A client whose
+        secret cannot be read is refused before anything changes: a lost answer could not be
+        told from a success there, and each repeat would end the secret just made."""
+        path = f"/clients/{_q(client_id)}"
+        client = self._read(path, {"fields": SECRET_FIELDS, "include_fields": "true"},
+                            client_id=client_id)
+        if not _is_client(client):
+            raise Transient(f"GET {path}: malformed client")
+        held = client.get("client_secret")
+        if isinstance(held, str) and hmac.compare_digest(held.encode(), kept.encode()):
+            return None
+        method = mapping.auth_method(client)
+        if method in mapping.AUTH_METHOD_SLOTS:
+            raise ProviderError(f"Auth0 {self.domain}: client {client_id} authenticates with "
+                                f"{method}, which takes no client secret; {what} not rotated")
+        if not isinstance(held, str) or not held:
+            raise ProviderError(
+                f"Auth0 {self.domain}: the secret of client {client_id} cannot be read, so a "
+                "lost answer could not be told from a rotation; grant application "
+                f"{self.management_client_id} the read:client_keys scope (secretRotation: "
+                f"rotate-secret needs it); {what} not rotated")
+        reply = self.http.management("POST", f"{path}/rotate-secret")
+        if reply.status != 200:
+            raise self._refused(reply, f"rotation of the {what}")
+        made = reply.body.get("client_secret") if isinstance(reply.body, dict) else None
+        if not isinstance(made, str) or not made:  # it may have rotated: the repeat reads
+            raise Transient(f"POST {path}/rotate-secret: 200 without the new secret")
+        return made
 
     def _delete(self, client_id: str, provider_id: str, shown: str) -> None:
         """Take ``provider_id`` out of every slot holding it, then DELETE it (404: done)."""

@@ -11,8 +11,9 @@ lose a committed event on power loss (``?synchronous=normal`` in the URL trades 
 faster single-event appends). PostgreSQL uses the server's settings (``synchronous_commit=on``).
 
 The hot paths (append, read) use the driver's cursor directly through SQLAlchemy's pooled
-connection; the schema lives in Alembic migrations (``events/migrations``); everything else uses
-SQLAlchemy Core.
+connection (``events.connections.borrowed``: one a restarted server dropped is thrown away, not
+rolled back); the schema lives in Alembic migrations (``events/migrations``); everything else
+uses SQLAlchemy Core.
 
 Fencing: a store built with ``fence`` (the daemon's: the leader epoch its lease was taken at)
 checks that epoch against ``leader_epoch`` inside every append's transaction, under the append
@@ -32,6 +33,7 @@ from sqlalchemy.engine import Engine, make_url
 
 from events import epoch as leader_epoch
 from events.chain import GENESIS
+from events.connections import borrowed, watch
 from events.store import (
     ConcurrencyError,
     DuplicateClaimError,
@@ -76,8 +78,11 @@ def create_engine(url: str, **kwargs: Any) -> Engine:
     if parsed.get_backend_name() == "postgresql":
         if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
-        # no pre-ping: it would cost every append a round trip; recycle idle connections instead
-        return sa.create_engine(parsed, pool_recycle=1800, **kwargs)
+        # no pre-ping: it would cost every append a round trip; recycle idle connections instead,
+        # and throw them all away when one meets a restarted server
+        engine = sa.create_engine(parsed, pool_recycle=1800, **kwargs)
+        watch(engine)
+        return engine
     if parsed.get_backend_name() != "sqlite":
         raise ValueError(f"unsupported database {parsed.get_backend_name()!r}: use sqlite or postgresql")
     synchronous = parsed.query.get("synchronous", "full")
@@ -174,15 +179,10 @@ class SQLEventStore:
         if not events:
             return []
         mine = self._epoch()
-        raw = self.engine.raw_connection()
-        try:
+        with borrowed(self.engine) as conn:
             if self._pg:
-                return self._append_pg(raw.driver_connection, stream_id, events, expected_version,
-                                       mine)
-            return self._append_sqlite(raw.driver_connection, stream_id, events, expected_version,
-                                       mine)
-        finally:
-            raw.close()
+                return self._append_pg(conn, stream_id, events, expected_version, mine)
+            return self._append_sqlite(conn, stream_id, events, expected_version, mine)
 
     def _epoch(self) -> leader_epoch.Fence | None:
         """The fence this store's appends carry (None: unfenced)."""
@@ -386,9 +386,7 @@ class SQLEventStore:
                         "AND position < ? ORDER BY position DESC LIMIT ?")
         newest: list[Recorded] = []
         before: int | None = None
-        raw = self.engine.raw_connection()
-        try:
-            conn: Any = raw.driver_connection
+        with borrowed(self.engine) as conn:
             while len(newest) < last:
                 page = min(READ_PAGE, last - len(newest))
                 cur = conn.cursor()
@@ -403,8 +401,6 @@ class SQLEventStore:
                 if len(rows) < page:
                     break
                 before = rows[-1][0]
-        finally:
-            raw.close()
         newest.reverse()
         return newest
 
@@ -445,9 +441,7 @@ class SQLEventStore:
         sql = self._sql(
             f"SELECT {_COLUMNS} FROM events WHERE {' AND '.join(conds)} ORDER BY position LIMIT ?"
         )
-        raw = self.engine.raw_connection()
-        try:
-            conn: Any = raw.driver_connection
+        with borrowed(self.engine) as conn:
             while remaining is None or remaining > 0:
                 page = READ_PAGE if remaining is None else min(READ_PAGE, remaining)
                 cur = conn.cursor()
@@ -467,6 +461,4 @@ class SQLEventStore:
                 params[0] = rows[-1][0]
                 if remaining is not None:
                     remaining -= len(rows)
-        finally:
-            raw.close()
 

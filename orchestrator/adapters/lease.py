@@ -15,6 +15,10 @@ daemon's appends carry it, so a deposed leader's append fails in the database. `
 the cheap check before each side effect (a provider call, a delivery): on PostgreSQL one round
 trip on the lock's own session (alive, still holding the advisory lock, the epoch still ours);
 on SQLite the epoch (the ``flock`` is held as long as the file descriptor is open).
+
+The lock session's connection is the lease's alone (taken out of the pool): it is closed, never
+rolled back, so a session the server ended (a restart) is let go without an error, and a lease
+lost that way says the driver's reason.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from typing import Any
 
 from sqlalchemy.engine import Engine, make_url
 
+from events import connections
 from events import epoch as leader_epoch
 from events.sql import ADVISORY_LOCK_KEY, is_postgres
 from events.store import LeaseLost
@@ -75,8 +80,8 @@ class DatabaseLease:
             raise
         except Exception as exc:  # the session is gone, and the lock with it
             self.release()
-            raise LeaseLost(f"the leader lease's database session is lost ({type(exc).__name__})"
-                            ) from None
+            why = connections.fault(self.engine, exc) or type(exc).__name__
+            raise LeaseLost(f"the leader lease's database session is lost: {why}") from None
         if now != mine:
             self.release()
             leader_epoch.check(mine, now)
@@ -101,28 +106,28 @@ class DatabaseLease:
         if self.held:
             return self._still_held()
         if is_postgres(self.engine):
-            conn = self.engine.raw_connection()
-            conn.detach()  # the lock is the session's: closing it must end the session, not
-            cur = conn.cursor()  # hand it (and the lock) back to the pool
-            # one lease per schema the log lives in (the first of the search path): two
-            # deployments in two schemas of one database are two leaders, one schema one
-            cur.execute("SELECT pg_try_advisory_lock(hashtextextended(current_schema(), %s))",
-                        (LEASE_KEY,))
-            row = cur.fetchone()
-            got = bool(row and row[0])
-            conn.commit()
+            pooled = self.engine.raw_connection()
+            conn: Any = pooled.driver_connection
+            pooled.detach()  # the lock is the session's: closing it must end the session, not
+            try:  # hand it (and the lock) back to the pool; ours alone, it is closed by us,
+                # never rolled back on a session the server ended
+                cur = conn.cursor()
+                # one lease per schema the log lives in (the first of the search path): two
+                # deployments in two schemas of one database are two leaders, one schema one
+                cur.execute("SELECT pg_try_advisory_lock(hashtextextended(current_schema(), %s)),"
+                            " pg_backend_pid()", (LEASE_KEY,))
+                got, pid = cur.fetchone()
+                conn.commit()
+                if got:
+                    self._holder = int(pid)
+                    self._epoch = leader_epoch.advance(conn, True, ADVISORY_LOCK_KEY)
+            except BaseException:
+                self._holder = None
+                conn.close()
+                raise
             if not got:
                 conn.close()
                 return False
-            try:
-                cur.execute("SELECT pg_backend_pid()")
-                pid: Any = cur.fetchone()
-                self._holder = int(pid[0])
-                conn.commit()
-                self._epoch = leader_epoch.advance(conn, True, ADVISORY_LOCK_KEY)
-            except BaseException:
-                conn.close()
-                raise
             self._conn = conn
             return True
         if not self._lock_file():

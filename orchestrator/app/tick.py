@@ -100,7 +100,8 @@ class Ticker:
 
     After planning an application it notes when it is next due by time alone
     (``planner.next_due``, or a deferred start's not-before); a heap hands it back then. Any
-    change to an application (its stream moved) or to the policies plans it again at once.
+    change to an application (its stream moved) or to the policies plans it again at once. A
+    tick that fails part way (it raises) leaves every application it took due at the next.
     """
 
     def __init__(
@@ -169,6 +170,19 @@ class Ticker:
         now = self.clock()
         policies = self.policies()
         apps = self._candidates(policies, now)
+        try:
+            return self._carry(policies, apps, now)
+        except BaseException:
+            # taken off the heap and the changed set: due again at the next tick, or a tick that
+            # fails (the database away, a lost lease) would forget them until their log moves
+            for app in apps:
+                self._due[app] = now
+                heapq.heappush(self._heap, (now, app))
+            raise
+
+    def _carry(self, policies: Sequence[PlanPolicy], apps: set[str], now: datetime
+               ) -> TickReport:
+        """Plan ``apps`` and carry the plan out."""
         the_plan = plan(policies, self.fleet.states(apps), now)
         report = TickReport(now, len(the_plan.actions), len(the_plan.deferred),
                             problems=the_plan.problems, planned_apps=len(apps))

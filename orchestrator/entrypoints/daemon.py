@@ -12,9 +12,19 @@ interval. Each new leader advances the leader epoch; its appends are fenced with
 lease is confirmed before each provider call, delivery and keystore write
 (``orchestrator.app.fencing``): a tick that meets ``LeaseLost`` stops at once, ``lease_lost`` is
 logged at error, the lease is let go and the daemon waits as a standby again (it takes the
-lease again, at a new epoch, once it is free). SIGTERM and Ctrl-C finish the current step and exit 0. A ``daemon_heartbeat`` line
-(role, ticks, the next expiry and the next rotation due) is logged after the first tick and then
-every minute.
+lease again, at a new epoch, once it is free). A leader also confirms the lease before each tick:
+a lease whose database session ended between ticks (the server restarted) is reported the same
+way and taken again at once when it is free.
+
+The database away (restarting, down, refusing connections: what ``fault`` recognises) never
+stops the daemon: the first tick that meets it logs ``database_unavailable`` at error level,
+once, naming the database, the driver's reason and what happens next; each later tick tries
+again, quietly; the first tick that completes after it (or a standby's look at the lease) logs
+``database_recovered`` with the seconds it was away. Nothing is lost meanwhile: the log is the
+only state, and what was in flight resumes from it. Any other failure of a tick is logged with
+its traceback (``tick_failed``) and the next tick runs as usual. SIGTERM and Ctrl-C finish the
+current step and exit 0. A ``daemon_heartbeat`` line (role, ticks, the next expiry and the next
+rotation due) is logged after the first tick and then every minute.
 """
 
 from __future__ import annotations
@@ -48,6 +58,8 @@ class Daemon:
         poll: timedelta = POLL,
         describe: Callable[[datetime], dict[str, Any]] = lambda _now: {},
         heartbeat: timedelta = HEARTBEAT,
+        fault: Callable[[BaseException], str | None] = lambda _exc: None,
+        database: str = "",
     ) -> None:
         self._tick = tick
         self._next_expiry = next_expiry
@@ -61,7 +73,11 @@ class Daemon:
         self.stopping = threading.Event()
         self.expiry_at: datetime | None = None  # the next expiry instant within an interval
         self._leader = False
+        self._epoch: int | None = None  # the epoch it leads at
         self._waiting_logged = False
+        self._fault = fault  # why an error means the database cannot be used now (None: not)
+        self.database = database  # how the log lines name it (no password)
+        self.unavailable_since: datetime | None = None  # the outage under way, if any
 
     @property
     def leader(self) -> bool:
@@ -69,33 +85,61 @@ class Daemon:
 
     def run_once(self) -> bool:
         """One tick if this process is (or becomes) the leader; False when another leads."""
-        if not self.lease.acquire():
-            if self._leader or not self._waiting_logged:
-                log.info("leadership_waited", reason="another daemon holds the lease")
-                self._waiting_logged = True
-            self._leader = False
-            return False
+        if self._leader:  # its session may have ended since the last tick (a restarted server)
+            try:
+                self.lease.confirm()
+            except LeaseLost as exc:
+                self._step_down(exc)
         if not self._leader:
-            log.info("leadership_acquired", epoch=self.lease.epoch)
+            if not self.lease.acquire():
+                if not self._waiting_logged:
+                    log.info("leadership_waited", reason="another daemon holds the lease")
+                    self._waiting_logged = True
+                self._recovered()  # the database answered
+                return False
+            self._epoch = self.lease.epoch
+            log.info("leadership_acquired", epoch=self._epoch)
             self._leader = True
-        epoch = self.lease.epoch
         try:
             self._tick()
         except LeaseLost as exc:
-            log.error("lease_lost", epoch=epoch, error=str(exc))
-            self.lease.release()
-            self._leader = False
-            self._waiting_logged = False
+            self._step_down(exc)
             return False
         self.ticks += 1
+        self._recovered()
         self._note_expiry()
         return True
+
+    def _step_down(self, exc: LeaseLost) -> None:
+        log.error("lease_lost", epoch=self._epoch, error=str(exc), database=self.database,
+                  next="stopped acting; takes the lease again, at a new epoch, once it is free")
+        self.lease.release()
+        self._leader = False
+        self._waiting_logged = False
 
     def _job(self) -> None:
         try:
             self.run_once()
         except Exception as exc:  # a tick never kills the daemon
-            log.exception("tick_failed", error=str(exc))
+            self._failed("tick_failed", exc)
+
+    def _failed(self, event: str, exc: Exception) -> None:
+        """A database fault: one line per outage; anything else: the line with its traceback."""
+        why = self._fault(exc)
+        if why is None:
+            log.exception(event, error=str(exc))
+        elif self.unavailable_since is None:
+            self.unavailable_since = self.clock()
+            log.error("database_unavailable", database=self.database, error=why,
+                      next=f"tries again every {self.interval.total_seconds():g}s; the "
+                           "rotations in flight resume from the log once it answers")
+
+    def _recovered(self) -> None:
+        if self.unavailable_since is not None:
+            away = (self.clock() - self.unavailable_since).total_seconds()
+            self.unavailable_since = None
+            log.warning("database_recovered", database=self.database,
+                        unavailable_seconds=round(away, 1))
 
     def _note_expiry(self) -> None:
         now = self.clock()
@@ -110,8 +154,13 @@ class Daemon:
         return next_tick if self.expiry_at is None else min(next_tick, self.expiry_at)
 
     def _beat(self, now: datetime) -> None:
+        try:
+            described = self._describe(now)  # reads the database, which may be away
+        except Exception as exc:
+            self._failed("heartbeat_failed", exc)
+            described = {"database_unavailable_since": self.unavailable_since}
         fields = {k: v.isoformat() if isinstance(v, datetime) else v
-                  for k, v in self._describe(now).items()}
+                  for k, v in described.items()}
         log.info("daemon_heartbeat", role="leader" if self._leader else "standby",
                  ticks=self.ticks, **fields)
 

@@ -40,6 +40,7 @@ def daemon(ctx: click.Context, policies_dir: Path | None, once: bool, interval: 
     anchoring = _anchoring(ctx, checkpoint_every, checkpoint_key or settings.checkpoint_key,
                            checkpoint_out or settings.checkpoints)
 
+    from events import connections
     from events.store import LeaseLost
     from orchestrator.entrypoints.daemon import Daemon
     from orchestrator.entrypoints.logs import configure
@@ -62,22 +63,33 @@ def daemon(ctx: click.Context, policies_dir: Path | None, once: bool, interval: 
     if watch is not None:  # asked before every action at a provider: compared, and agreeing
         system.ticker.gate_with(watch.gate)
 
+    def fault(exc: BaseException) -> str | None:
+        return connections.fault(system.engine, exc)
+
+    def check_drift() -> None:
+        """The rest of the tick's budget (the apps due by time), then the next's."""
+        if watch is None:
+            return
+        try:
+            watch.run()
+        except LeaseLost:
+            raise
+        except Exception as exc:  # the check never stops the rotations of other apps
+            if fault(exc) is not None:
+                raise  # the database is away: the daemon says so, once
+            log.exception("drift_check_failed", error=str(exc))
+
     def tick() -> None:
         projector.catch_up()
-        lost = False
         try:
             system.ticker.tick()
-        except LeaseLost:
-            lost = True  # nothing more from this tick: the daemon is a standby again
+        except Exception as exc:
+            # nothing more from this tick when the daemon is a standby again or the database
+            # is away; after any other failure the drift check still has its turn
+            if not isinstance(exc, LeaseLost) and fault(exc) is None:
+                check_drift()
             raise
-        finally:  # the rest of the tick's budget (the apps due by time), then the next's
-            if watch is not None and not lost:
-                try:
-                    watch.run()
-                except LeaseLost:
-                    raise
-                except Exception as exc:  # the check never stops the rotations of other apps
-                    log.exception("drift_check_failed", error=str(exc))
+        check_drift()
         if anchors is not None:
             anchors.run()  # after the tick: its checkpoint covers what the tick recorded
 
@@ -87,7 +99,8 @@ def daemon(ctx: click.Context, policies_dir: Path | None, once: bool, interval: 
 
     poll = ctx.find_root().obj.get("daemon_poll")  # main()'s daemon_poll=, for a virtual clock
     runner = Daemon(tick, projector.next_expiry, lease, system.clock,
-                    interval=timedelta(seconds=interval), describe=describe,
+                    interval=timedelta(seconds=interval), describe=describe, fault=fault,
+                    database=connections.named(system.engine),
                     **({"poll": poll} if poll is not None else {}))
     stop_flag["daemon"] = runner
     if once:

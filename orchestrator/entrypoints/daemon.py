@@ -158,7 +158,8 @@ class Daemon:
             described = self._describe(now)  # reads the database, which may be away
         except Exception as exc:
             self._failed("heartbeat_failed", exc)
-            described = {"database_unavailable_since": self.unavailable_since}
+            since = self.unavailable_since
+            described = {} if since is None else {"database_unavailable_since": since}
         fields = {k: v.isoformat() if isinstance(v, datetime) else v
                   for k, v in described.items()}
         log.info("daemon_heartbeat", role="leader" if self._leader else "standby",

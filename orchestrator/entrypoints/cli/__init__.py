@@ -89,9 +89,12 @@ def cli(ctx: click.Context, db: str | None, keystore: Path | None) -> None:
 
 
 def _is_database_error(exc: BaseException) -> bool:
-    """A SQLAlchemy error, without importing SQLAlchemy when the command never did."""
-    errors = sys.modules.get("sqlalchemy.exc")
-    return errors is not None and isinstance(exc, errors.SQLAlchemyError)
+    """A SQLAlchemy error, or the driver's own (the store's hot paths use the driver's cursor:
+    SQLite's "database or disk is full" comes as ``sqlite3.OperationalError``), without
+    importing a module the command never did."""
+    kinds = [getattr(sys.modules.get(module), name, None) for module, name in (
+        ("sqlalchemy.exc", "SQLAlchemyError"), ("sqlite3", "Error"), ("psycopg", "Error"))]
+    return any(isinstance(kind, type) and isinstance(exc, kind) for kind in kinds)
 
 
 def _fail(message: str, code: int) -> NoReturn:

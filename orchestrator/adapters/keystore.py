@@ -12,6 +12,14 @@ and so is a missing ``master.key`` once the keystore holds anything: minting a n
 leave items under two keys. A keystore made before check values gets one on its next write,
 once the key has decrypted one of its items.
 
+Once open, a keystore is checked again before every use: its check value must still be in its
+folder, and a key read from ``master.key`` must still be there, unchanged. A keystore folder
+moved away, replaced or unmounted under a running daemon, or its ``master.key`` removed or
+replaced, is refused rather than written beside (a fresh folder made at the old path would
+hold the new private keys where no restore looks for them) or read around: the process would
+otherwise go on with the key it holds in memory, under which nothing could be opened after its
+restart.
+
 Every failure to read or write (ENOSPC, EACCES, EROFS...) is a ``KeystoreError`` of one line:
 what, where, what to do.
 """
@@ -102,6 +110,7 @@ class FileKeystore:
         self.directory = Path(directory)
         self.items_dir = self.directory / "items"
         self._key: bytes | None = None  # checked against the keystore's check value
+        self._kcv: str | None = None  # that check value, once read or written
         self._given: tuple[bytes, str] | None = None  # (key, where it came from)
         env = os.environ if environ is None else environ
         if master_key is not None:
@@ -147,6 +156,8 @@ class FileKeystore:
         or (even for an absent item) when the keystore holds items but its key is not the one
         given or is lost: a caller learns that before it acts, not after."""
         path = self._path(item_id)
+        if self._key is not None:
+            self._still_there()
         try:
             blob = path.read_bytes()
         except FileNotFoundError:
@@ -172,6 +183,8 @@ class FileKeystore:
 
     def delete(self, item_id: str) -> None:
         """Remove the item's file; no error when it is absent."""
+        if self._key is not None:
+            self._still_there()
         with self._writing(f"remove item {item_id}", self.items_dir), \
                 contextlib.suppress(FileNotFoundError):
             self._path(item_id).unlink()
@@ -213,7 +226,43 @@ class FileKeystore:
             key, source = self._given or self._load_key_file(create)
             self._check(key, source, create)
             self._key = key
+        else:
+            self._still_there()
         return self._key
+
+    def _still_there(self) -> None:
+        """Refuse to go on with the key in memory when the keystore it opened is no longer at
+        its path: its check value gone or changed, or the ``master.key`` it was read from."""
+        assert self._key is not None
+        gone = ("restore it (the keystore folder moved, replaced or unmounted?); nothing is "
+                "read or written in the keystore until then")
+        if self._given is None:
+            path = self.directory / MASTER_KEY_FILE
+            try:
+                on_disk = path.read_bytes()
+            except FileNotFoundError:
+                raise KeystoreError(f"keystore {self.directory}: {path} is gone since this "
+                                    f"process opened the keystore; {gone}") from None
+            except OSError as error:
+                raise KeystoreError(f"keystore {self.directory}: cannot read {path} "
+                                    f"({error.strerror}); {gone}") from None
+            if not hmac.compare_digest(on_disk, self._key):
+                raise KeystoreError(
+                    f"keystore {self.directory}: {path} no longer holds the key this process "
+                    f"opened the keystore with (replaced since); restore it from backup; "
+                    "nothing is read or written in the keystore until then")
+        if self._kcv is None:
+            return  # a keystore made before check values, opened without writing one
+        path = self.directory / KEY_CHECK_FILE
+        try:
+            stored = path.read_text(encoding="ascii").strip()
+        except (OSError, UnicodeDecodeError) as error:
+            why = getattr(error, "strerror", None) or type(error).__name__
+            raise KeystoreError(f"keystore {self.directory}: cannot read {path} ({why}); "
+                                f"{gone}") from None
+        if not hmac.compare_digest(stored, self._kcv):
+            raise KeystoreError(f"keystore {self.directory}: {path} is another keystore's "
+                                f"since this process opened it; {gone}")
 
     def _holds_items(self) -> bool:
         return bool(self.ids()) or (self.directory / KEY_CHECK_FILE).exists()
@@ -265,6 +314,7 @@ class FileKeystore:
                 f"({ENV_MASTER_KEY} or {self.directory / MASTER_KEY_FILE}), or another keystore "
                 "directory"
             )
+        self._kcv = stored
 
     def _opens_an_item(self, key: bytes) -> bool:
         """A keystore made before check values: the key must decrypt one of its items."""

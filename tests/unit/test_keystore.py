@@ -294,3 +294,87 @@ def test_an_empty_keystore_folder_reads_as_empty_and_a_foreign_key_is_refused_at
     assert FileKeystore(directory, master_key=KEY_A).get("absent") is None
     with pytest.raises(KeystoreError, match="not the key this keystore was created with"):
         FileKeystore(directory, master_key=KEY_B).get("absent")
+
+
+def _moved_away(directory: Path, tmp_path: Path) -> Path:
+    return directory.rename(tmp_path / "elsewhere")
+
+
+def _replaced_by_a_file(directory: Path, tmp_path: Path) -> Path:
+    saved = directory.rename(tmp_path / "elsewhere")
+    directory.write_text("not a keystore")
+    return saved
+
+
+def _master_key_removed(directory: Path, tmp_path: Path) -> Path:
+    (directory / "master.key").rename(tmp_path / "master.key")
+    return directory
+
+
+def _master_key_garbage(directory: Path, tmp_path: Path) -> Path:
+    (directory / "master.key").rename(tmp_path / "master.key")
+    (directory / "master.key").write_bytes(b"garbage\n")
+    return directory
+
+
+def _master_key_another(directory: Path, tmp_path: Path) -> Path:
+    (directory / "master.key").rename(tmp_path / "master.key")
+    (directory / "master.key").write_bytes(KEY_B)
+    return directory
+
+
+def _restore(directory: Path, tmp_path: Path, saved: Path) -> None:
+    if saved != directory:
+        if directory.is_file():
+            directory.unlink()
+        saved.rename(directory)
+    else:
+        (tmp_path / "master.key").replace(directory / "master.key")
+
+
+@pytest.mark.parametrize(("fault", "says"), [
+    (_moved_away, r"master\.key is gone since this process opened the keystore"),
+    (_replaced_by_a_file, r"cannot read .*master\.key \(Not a directory\)"),
+    (_master_key_removed, r"master\.key is gone since this process opened the keystore"),
+    (_master_key_garbage, r"master\.key no longer holds the key this process opened"),
+    (_master_key_another, r"master\.key no longer holds the key this process opened"),
+])
+def test_an_open_keystore_whose_folder_or_master_key_goes_is_refused_until_restored(
+        tmp_path, fault, says):
+    """A keystore a process (the daemon) opened, then moved away, replaced by a file, or its
+    master.key removed or replaced: every use is refused with one line naming the path, and
+    nothing is written (no fresh folder at the old path, no item beside it); once restored,
+    the same process goes on, and what it held is all there. Before, it went on with the key it
+    held in memory: into a new, empty folder it made at the old path (the new private keys
+    where no restore looks), or under a master.key no restart could open."""
+    directory = tmp_path / "ks"
+    ks = FileKeystore(directory, environ={})
+    ks.put("a", SECRET)
+    saved = fault(directory, tmp_path)
+    before = sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*"))
+    for use in (lambda: ks.put("b", SECRET), lambda: ks.put_new("b", SECRET),
+                lambda: ks.get("a"), lambda: ks.get("b"), lambda: ks.delete("a")):
+        with pytest.raises(KeystoreError, match=says) as info:
+            use()
+        assert str(directory) in str(info.value) and "\n" not in str(info.value)
+        assert "restore" in str(info.value)
+    assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == before
+    _restore(directory, tmp_path, saved)
+    assert ks.get("a") == SECRET
+    ks.put("b", SECRET)
+    assert FileKeystore(directory, environ={}).ids() == ["a", "b"]
+
+
+def test_a_keystore_opened_with_an_environment_key_is_refused_once_its_folder_goes(tmp_path):
+    """With the key from ORCHESTRATOR_MASTER_KEY there is no master.key to miss: the keystore's
+    check value is what must still be there."""
+    directory = tmp_path / "ks"
+    ks = FileKeystore(directory, environ={ENV_MASTER_KEY: _b64url(KEY_A)})
+    ks.put("a", SECRET)
+    directory.rename(tmp_path / "elsewhere")
+    with pytest.raises(KeystoreError, match=r"cannot read .*key-check \(No such file"):
+        ks.put("b", SECRET)
+    assert not directory.exists()
+    (tmp_path / "elsewhere").rename(directory)
+    ks.put("b", SECRET)
+    assert ks.ids() == ["a", "b"]

@@ -414,8 +414,9 @@ def tiny_filesystem(path: Path, size: str = "64k") -> Iterator[Path]:
 
 
 def fill_filesystem(path: Path) -> None:
-    """Write a filler file into ``path`` until its file system says ENOSPC."""
-    fd = os.open(path / ".filler", os.O_WRONLY | os.O_CREAT, 0o600)
+    """Write a filler file into ``path`` until its file system says ENOSPC (again: tops it up,
+    once something freed a little)."""
+    fd = os.open(path / ".filler", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
         while True:
             os.write(fd, b"\0" * 4096)

@@ -4,11 +4,12 @@ Nothing of the product is imported: the rows are read with SQL (``sqlite3`` for 
 SQLAlchemy's bare ``text`` for any URL), the payloads with ``json``, the
 times with ``datetime``, and credentials are followed through their life by this module's own
 small fold, so a defect in the product's fold (``events.state.evolve``) cannot hide one in the
-rotation. Delivered files are judged with ``cryptography`` alone.
+rotation. Delivered files and the file keystore's items are judged with ``cryptography`` alone.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import sqlite3
 from collections import defaultdict
@@ -20,8 +21,10 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-__all__ = ["Cred", "Log", "gaps", "key_belongs_to_certificate", "read_log"]
+__all__ = ["Cred", "Log", "file_keystore_item", "gaps", "key_belongs_to_certificate",
+           "key_belongs_to_public_key", "read_log"]
 
 
 def _time(text: str | None) -> datetime | None:
@@ -152,3 +155,28 @@ def key_belongs_to_certificate(private_key_pem: bytes, certificate_pem: bytes) -
     except Exception:
         return False
     return True
+
+
+def key_belongs_to_public_key(private_key: bytes, public_pem: str) -> bool:
+    """The private key (PEM or DER) is the other half of the public key (PEM): the same public
+    numbers."""
+    load = (serialization.load_pem_private_key if private_key.startswith(b"-----")
+            else serialization.load_der_private_key)
+    key = load(private_key, password=None)
+    public = serialization.load_pem_public_key(public_pem.encode())
+    assert isinstance(key, rsa.RSAPrivateKey) and isinstance(public, rsa.RSAPublicKey)
+    return key.public_key().public_numbers() == public.public_numbers()
+
+
+def file_keystore_item(directory: Path, item_id: str) -> bytes | None:
+    """An item of a file keystore opened with AES-256-GCM alone (None: no such file): the file
+    ``items/<base64url of the id>.bin`` holds ``OKS1``, a 12-byte nonce and the ciphertext,
+    sealed under the 32 bytes of ``master.key`` with the item id as associated data."""
+    name = base64.urlsafe_b64encode(item_id.encode()).rstrip(b"=").decode()
+    path = directory / "items" / f"{name}.bin"
+    if not path.exists():
+        return None
+    blob = path.read_bytes()
+    assert blob[:4] == b"OKS1", path
+    key = (directory / "master.key").read_bytes()
+    return AESGCM(key).decrypt(blob[4:16], blob[16:], item_id.encode())

@@ -175,10 +175,11 @@ class Rotator:
             app, lambda s: (decide_failure(s, rid, step, error, params, now, detached), now),
             correlation_id=rid, actor=self.actor)
         parked = any(r.type == ev.RotationParked.type_name for r in records)
+        failed = records[0].payload if records else {}
         bound = log.bind(app=app, rotation_id=rid, step=step.value)
         (bound.error if parked else bound.warning)(
             "rotation_parked" if parked else "rotation_step_failed", error=error,
-            attempt=records[0].payload.get("attempt") if records else None,
+            attempt=failed.get("attempt"), retry_at=failed.get("next_attempt_at"),
             new_credential_disabled=parked and untested is not None)
         return parked
 

@@ -20,6 +20,14 @@ one step acts on, in the state where that step is the one whose work can be ahea
 
 A register whose answer was lost needs no rule: ``compare`` matches the upload to the new
 credential by key id, thumbprint, fingerprint or subject DN, so it is no difference at all.
+
+A *parked* rotation explains one thing: its new credential not uploaded yet (``removed``,
+``registered`` not recorded). Its register step failed until the budget ran out (the provider
+down for hours, say), and the retry that resumes it (the daemon's, or ``rotations retry``)
+uploads it. Holding the application for it would keep that retry from ever running: an app
+whose old credential expired meanwhile would stay without one. Nothing else is a parked
+rotation's own: parking withdrew its untested credential at the provider before it was
+recorded, so that credential attached there contradicts the log.
 Anything else holds the application: the old credential removed, re-dated or detached before
 its successor was tested and delivered, the new one removed after its upload, a credential the
 log does not know (``added``), another id (``reregistered``), another auth method.
@@ -35,7 +43,7 @@ from orchestrator.domain.drift import Difference, DriftKind
 from orchestrator.domain.rotation import Recorded, slot_to_free
 from orchestrator.domain.vocabulary import SECRET_USAGE
 
-__all__ = ["RULES", "explanation", "unexplained"]
+__all__ = ["PARKED_RULES", "RULES", "explanation", "unexplained"]
 
 Rule = Callable[[AppState, Rotation, Difference, datetime], bool]
 
@@ -90,12 +98,23 @@ RULES: tuple[tuple[str, Rule], ...] = (
 )
 
 
+PARKED_RULES: tuple[tuple[str, Rule], ...] = (
+    ("the new credential is not uploaded yet (the rotation is parked; its retry uploads it)",
+     _new_not_uploaded),
+)
+
+
 def explanation(state: AppState, diff: Difference, at: datetime) -> str | None:
-    """Why a rotation running on ``state`` explains ``diff`` at ``at`` (None: nothing does)."""
+    """Why a rotation in flight on ``state`` explains ``diff`` at ``at`` (None: nothing does):
+    a running one by ``RULES``, a parked one by ``PARKED_RULES``."""
     for rotation in state.rotations.values():
-        if rotation.status is not RotationStatus.RUNNING:
+        if rotation.status is RotationStatus.RUNNING:
+            rules = RULES
+        elif rotation.status is RotationStatus.PARKED:
+            rules = PARKED_RULES
+        else:
             continue
-        for why, rule in RULES:
+        for why, rule in rules:
             if rule(state, rotation, diff, at):
                 return f"rotation {rotation.id}: {why}"
     return None

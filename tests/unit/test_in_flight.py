@@ -60,6 +60,15 @@ class Rotating(Given):
             (ev.RotationRetried(rotation_id=ROT), self.at(5))]
         return self
 
+    def parked(self, step: str, untested: str | None = None) -> Rotating:
+        """Parked after its budget at ``step``; ``untested``: its new key, disabled by the
+        parking."""
+        self.facts.append((ev.RotationParked(rotation_id=ROT, step=step, error="unreachable",
+                                             attempts=5), self.at(4)))
+        if untested is not None:
+            self.facts.append((ev.CredentialDisabled(credential_id=untested), self.at(4)))
+        return self
+
     def completed(self) -> Rotating:
         self.facts.append((ev.RotationCompleted(rotation_id=ROT, new_credential_id="n",
                                                 old_credential_id="o"), self.at(6)))
@@ -112,7 +121,21 @@ CASES = [
         with_old().key("v").started(), client(OLD, remote("v")),
         [], ["to free a slot"],
         id="detaching the key that frees a slot is the rotation's own"),
+    pytest.param(
+        with_old().started().generated().parked("register"), client(OLD),
+        [], ["not uploaded yet (the rotation is parked"],
+        id="a parked rotation's new key, never uploaded (the provider was down), is its own"),
     # --- anything else holds the app ------------------------------------------------------------
+    pytest.param(
+        with_old().started().generated().parked("register"), client(),
+        ["removed o / cred_o private_key_jwt: log=active provider=absent"],
+        ["not uploaded yet (the rotation is parked"],
+        id="a parked rotation explains its never-uploaded key, not the old key removed"),
+    pytest.param(
+        with_old().started().generated().registered().activated().parked("test", "n"),
+        client(OLD, NEW),
+        ["attached n / cred_n private_key_jwt: log=disabled provider=attached"], [],
+        id="a parked rotation's untested key still attached at the provider holds the app"),
     pytest.param(
         with_old().started().generated(), client(),
         ["removed o / cred_o private_key_jwt: log=active provider=absent"],

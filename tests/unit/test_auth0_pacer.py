@@ -1,17 +1,21 @@
 """The Auth0 tenant's pacer and the retry policy, on a virtual clock: a token bucket that
 callers reserve from (no race, no spin), learns the tenant's budget from its x-ratelimit-*
 headers when none is configured, holds everyone after a 429, and is one per tenant and
-process; retries back off with jitter from a seeded source and give up in bounded time."""
+process; retries back off with jitter from a seeded source and give up in bounded time, and
+after a call that failed every attempt the next calls make one attempt each until one
+succeeds."""
 
 from __future__ import annotations
 
 import random
+import re
 import threading
 
 import pytest
 
 from orchestrator.adapters.providers.auth0.pacer import Pacer, RateLimit, tenant_pacer
 from orchestrator.adapters.providers.auth0.retries import RetryPolicy, Transient
+from orchestrator.domain.errors import ProviderError
 from orchestrator.domain.identity_provider import ProviderUnavailable
 
 
@@ -135,3 +139,56 @@ def test_a_429_asking_for_longer_than_the_call_may_wait_ends_the_call_at_once() 
     with pytest.raises(ProviderUnavailable, match="gave up after 1 attempt;"):
         RetryPolicy(max_wait=30).run(limited, "read", t.sleep)
     assert t.waits == []
+
+
+def test_a_tenant_that_failed_every_attempt_gets_one_attempt_a_call_until_one_succeeds() -> None:
+    """The tenant down for hours: a call after one that failed every attempt makes a single
+    attempt and waits for nothing, so a tick's steps fail at once instead of each waiting out
+    its backoffs; the first call that gets through brings the attempts back."""
+    t = Time()
+    policy = RetryPolicy(attempts=4, rng=random.Random(1))
+    outcomes: list[Transient | None] = []
+    calls = []
+
+    def call() -> str:
+        calls.append(t.now)
+        failure = outcomes.pop(0)
+        if failure is not None:
+            raise failure
+        return "ok"
+
+    outcomes += [Transient("cannot connect")] * 4
+    with pytest.raises(ProviderUnavailable, match="gave up after 4 attempts;"):
+        policy.run(call, "read", t.sleep)
+    assert (len(calls), len(t.waits)) == (4, 3)
+    outcomes += [Transient("cannot connect")] * 2
+    for _ in range(2):  # the outage goes on: one attempt each, no wait
+        with pytest.raises(ProviderUnavailable, match=re.escape(
+                "cannot connect (gave up after 1 attempt: the call before failed every "
+                "attempt; the rotation retries later)")):
+            policy.run(call, "read", t.sleep)
+    assert (len(calls), len(t.waits)) == (6, 3)
+    outcomes += [None, Transient("503"), None]  # back: a success, then a blip is ridden out
+    assert policy.run(call, "read", t.sleep) == "ok"
+    assert policy.run(call, "read", t.sleep) == "ok"
+    assert (len(calls), len(t.waits)) == (9, 4)
+
+
+def test_a_429_or_a_refusal_is_an_answer_and_keeps_the_attempts() -> None:
+    t = Time()
+    policy = RetryPolicy(attempts=4, max_wait=30, rng=random.Random(1))
+
+    def limited() -> None:
+        raise Transient("429 rate limited", wait=60.0)
+
+    with pytest.raises(ProviderUnavailable, match="gave up after 1 attempt;"):
+        policy.run(limited, "read", t.sleep)
+    assert not policy.failing
+    policy.failing = True  # an outage ...
+
+    def refused() -> None:
+        raise ProviderError("400 bad request")
+
+    with pytest.raises(ProviderError, match="400"):
+        policy.run(refused, "write", t.sleep)
+    assert not policy.failing  # ... ended: the tenant answers

@@ -176,7 +176,8 @@ class Rotator:
             correlation_id=rid, actor=self.actor)
         parked = any(r.type == ev.RotationParked.type_name for r in records)
         failed = records[0].payload if records else {}
-        bound = log.bind(app=app, rotation_id=rid, step=step.value)
+        bound = log.bind(app=app, provider=state.provider or LOCAL_PROVIDER, rotation_id=rid,
+                         step=step.value)
         (bound.error if parked else bound.warning)(
             "rotation_parked" if parked else "rotation_step_failed", error=error,
             attempt=failed.get("attempt"), retry_at=failed.get("next_attempt_at"),

@@ -539,3 +539,20 @@ def test_client_grants_can_be_listed_and_created(api, app):
 
 def test_clock_is_frozen_for_these_tests(clock):
     assert isinstance(clock, Clock) and clock.frozen
+
+
+# --- the tenant down -------------------------------------------------------------------------
+
+
+def test_a_halted_tenant_refuses_connections_and_comes_back_as_it_was(emulator, api, app):
+    """``halt``: nothing listens on the port and a kept-alive connection is cut; ``resume``:
+    the same address answers again, with the same clients."""
+    assert api.get(f"/clients/{app}").status_code == 200  # a connection kept alive
+    emulator.halt()
+    for _ in range(2):  # the kept one is cut, a new one is refused
+        with pytest.raises(httpx.TransportError):
+            api.get(f"/clients/{app}")
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"{emulator.base_url}/__emulator/health")
+    emulator.resume()
+    assert api.get(f"/clients/{app}").json()["name"] == "payments-api"

@@ -10,6 +10,8 @@ the work; a lost answer closes the connection unwritten. Every answer is counted
 
 from __future__ import annotations
 
+import contextlib
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -51,33 +53,76 @@ class Auth0Emulator:
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._buckets: dict[str, TokenBucket | None] = {}
+        self._connections: set[socket.socket] = set()  # open client connections (``halt``)
+        self._connections_lock = threading.Lock()
+        self._placeholder: socket.socket | None = None  # holds the port while halted
         self.tenant: Tenant
         self.issuer: TokenIssuer
 
     # --- life cycle --------------------------------------------------------------------------
 
     def start(self) -> Auth0Emulator:
-        server = ThreadingHTTPServer((self._host, self._port), _Handler)
-        server.daemon_threads = True
-        server.emulator = self  # type: ignore[attr-defined]
-        self._server = server
-        host, port = str(server.server_address[0]), int(server.server_address[1])
+        self._listen(self._port)
+        assert self._server is not None
+        host, port = str(self._server.server_address[0]), int(self._server.server_address[1])
+        self._port = port
         self.base_url = f"http://{host}:{port}"
         self.domain = self.config.domain or f"{host}:{port}"
         self.issuer = TokenIssuer(self.domain, self.clock)
         self.tenant = Tenant(self.config, self.clock, self.domain)
         self._reset_buckets()
         self._seed()
+        return self
+
+    def _listen(self, port: int) -> None:
+        server = ThreadingHTTPServer((self._host, port), _Handler)
+        server.daemon_threads = True
+        server.emulator = self  # type: ignore[attr-defined]
+        self._server = server
         self._thread = threading.Thread(target=server.serve_forever, name="auth0-emulator",
                                         kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
-        return self
 
     def stop(self) -> None:
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+        if self._placeholder is not None:
+            self._placeholder.close()
+            self._placeholder = None
+
+    def halt(self) -> None:
+        """The tenant down: nothing listens on its port (a connection is refused) and every
+        open connection is cut. The port stays bound (not listening), so no other process takes
+        it, and the tenant's state is kept for ``resume``."""
+        assert self._server is not None, "not running"
+        self._server.shutdown()
+        self._server.server_close()
+        self._server = None
+        placeholder = socket.socket()
+        placeholder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        placeholder.bind((self._host, self._port))
+        self._placeholder = placeholder
+        with self._connections_lock:
+            for connection in self._connections:
+                with contextlib.suppress(OSError):  # closed meanwhile
+                    connection.shutdown(socket.SHUT_RDWR)
+
+    def resume(self) -> None:
+        """Back up after ``halt``: listening on the same port, with the state it had."""
+        assert self._placeholder is not None, "not halted"
+        self._placeholder.close()
+        self._placeholder = None
+        self._listen(self._port)
+
+    def _opened(self, connection: socket.socket) -> None:
+        with self._connections_lock:
+            self._connections.add(connection)
+
+    def _closed(self, connection: socket.socket) -> None:
+        with self._connections_lock:
+            self._connections.discard(connection)
 
     def __enter__(self) -> Auth0Emulator:
         return self.start()
@@ -246,6 +291,15 @@ class _Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.emulator._opened(self.connection)  # type: ignore[attr-defined]
+
+    def finish(self) -> None:
+        self.server.emulator._closed(self.connection)  # type: ignore[attr-defined]
+        with contextlib.suppress(OSError):  # the connection was cut (``halt``)
+            super().finish()
 
     def _serve(self) -> None:
         emulator: Auth0Emulator = self.server.emulator  # type: ignore[attr-defined]

@@ -39,7 +39,10 @@ def lose(engine: Engine, lease: DatabaseLease) -> None:
             "AND pid <> pg_backend_pid() AND objid = (hashtextextended(current_schema(), "
             "%(key)s) & 4294967295)::oid", {"key": 0x6F72636C65616465}).scalars().all()
         assert len(pids) == 1, pids
-        conn.exec_driver_sql("SELECT pg_terminate_backend(%(pid)s)", {"pid": pids[0]})
+        # with a timeout it waits until the backend has exited, and so let go of the lock;
+        # without, the next statement could still find the lock held (on a loaded machine)
+        assert conn.exec_driver_sql("SELECT pg_terminate_backend(%(pid)s, 30000)",
+                                    {"pid": pids[0]}).scalar(), f"backend {pids[0]} lives on"
         conn.commit()
 
 

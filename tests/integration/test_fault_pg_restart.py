@@ -52,6 +52,7 @@ from tests.integration.test_daemon_crash import (  # noqa: F401  (sites: a fixtu
     Daemon,
     Site,
     assert_consistent,
+    calm_down,
     churn_policies,
     sites,
     wait_until,
@@ -177,15 +178,6 @@ def assert_every_app_holds_usable_credentials(site: Site, apps: list[str]) -> No
                     if r["app"] == app and r["type"] == "secret.rotated"]
         assert int((site.delivery / app / "client_secret" / "version").read_text()) == max(
             versions), app
-
-
-def calm_down(site: Site, *daemons: Daemon) -> None:
-    """Write the calm policies and wait until the leader plans with them: a tick that read the
-    busy ones may still start a rotation, and ``settled`` must not be judged before it did."""
-    before = len(site.records("policy.applied"))
-    site.write_policies(CALM)
-    wait_until(lambda: len(site.records("policy.applied")) >= before + len(CALM), 60,
-               "the calm policies applied", watch=daemons)
 
 
 def completed_after(site: Site, position: int) -> set[str]:

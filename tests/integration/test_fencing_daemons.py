@@ -34,10 +34,10 @@ from sqlalchemy import Connection
 from events.sql import ADVISORY_LOCK_KEY
 from events.store import Recorded
 from tests.integration.test_daemon_crash import (  # noqa: F401  (sites: a fixture)
-    CALM,
     Daemon,
     Site,
     assert_consistent,
+    calm_down,
     leader_and_standby,
     sites,
     wait_until,
@@ -224,7 +224,7 @@ def test_a_deposed_leader_makes_no_side_effect(how: str, pg_url: str, tmp_path: 
     if new_leader is leader:
         assert leader.events("lease_lost"), "the old leader took the lease again unwarned"
 
-    site.write_policies(CALM)
+    calm_down(site, *(daemon for daemon in both if daemon.alive))
     wait_until(lambda: site.settled(1), 90, "the rotations in flight to drain", watch=(standby,))
     for daemon in both:
         if daemon.alive:

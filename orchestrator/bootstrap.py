@@ -33,7 +33,7 @@ import getpass
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -161,8 +161,10 @@ class System:
                  should_stop: Callable[[], bool] = lambda: False,
                  before_logging: Callable[[], None] = lambda: None,
                  wrap_store: Callable[[EventStore], EventStore] | None = None,
-                 wrap_keystore: Callable[[Keystore], Keystore] | None = None) -> None:
+                 wrap_keystore: Callable[[Keystore], Keystore] | None = None,
+                 lease_timeout: timedelta | None = None) -> None:
         self.settings = settings
+        self._lease_timeout = lease_timeout
         self._before_logging = before_logging  # the parts below log: set the logs up first
         self.engine = engine
         self.clock = clock
@@ -241,9 +243,11 @@ class System:
 
     @cached_property
     def lease(self) -> Lease:
-        from orchestrator.adapters.lease import DatabaseLease
+        from orchestrator.adapters.lease import DatabaseLease, limit_sessions
 
-        return DatabaseLease(self.engine)
+        if self._daemon:  # a stopped daemon's transactions end too (PostgreSQL)
+            limit_sessions(self.engine, self._lease_timeout)
+        return DatabaseLease(self.engine, self._lease_timeout)
 
     @cached_property
     def core(self) -> Core:
@@ -521,6 +525,7 @@ def bootstrap(
     before_logging: Callable[[], None] = lambda: None,
     wrap_store: Callable[[EventStore], EventStore] | None = None,
     wrap_keystore: Callable[[Keystore], Keystore] | None = None,
+    lease_timeout: timedelta | None = None,
 ) -> System:
     """Wire everything on the configured database. ``daemon=True`` keeps the fleet in memory for
     the write path too; ``wrap_store`` decorates the store the write path appends through.
@@ -540,7 +545,7 @@ def bootstrap(
             raise
     return System(settings, engine, clock, keystore=keystore, daemon=daemon,
                   should_stop=should_stop, before_logging=before_logging, wrap_store=wrap_store,
-                  wrap_keystore=wrap_keystore)
+                  wrap_keystore=wrap_keystore, lease_timeout=lease_timeout)
 
 
 def create_checkpoint_key(path: Path) -> tuple[str, Path]:

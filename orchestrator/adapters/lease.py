@@ -19,14 +19,28 @@ on SQLite the epoch (the ``flock`` is held as long as the file descriptor is ope
 The lock session's connection is the lease's alone (taken out of the pool): it is closed, never
 rolled back, so a session the server ended (a restart) is let go without an error, and a lease
 lost that way says the driver's reason.
+
+A time limit (PostgreSQL, ``timeout``; the daemon's ``--lease-timeout``): PostgreSQL keeps a
+paused or partitioned client's session, and its lock, for as long as the TCP connection looks
+open, so a leader stopped with SIGSTOP (a frozen VM, a debugger, a stalled host) would hold the
+lease forever. The lock session is given ``idle_session_timeout`` = ``timeout`` and a keeper
+thread touches it every quarter of that while the process runs; a process that stops running
+loses its session, and the lock, ``timeout`` later, and another daemon takes over. The daemon's
+other sessions get ``idle_in_transaction_session_timeout`` = ``timeout`` (``limit_sessions``),
+so a transaction it was stopped in (the append lock held) ends too. When it runs again, its
+next check or append meets the loss (a new epoch) and it stands down. SQLite needs none: the
+``flock`` is one host's, and a stopped leader there is the host's to resume or kill.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import threading
+from datetime import timedelta
 from typing import Any
 
+from sqlalchemy import event
 from sqlalchemy.engine import Engine, make_url
 
 from events import connections
@@ -35,16 +49,46 @@ from events.sql import ADVISORY_LOCK_KEY, is_postgres
 from events.store import LeaseLost
 from orchestrator.domain.errors import OrchestratorError
 
-__all__ = ["DatabaseLease"]
+__all__ = ["LEASE_TIMEOUT", "DatabaseLease", "limit_sessions"]
 
 LEASE_KEY = 0x6F72636C65616465  # "orcleade"
+LEASE_TIMEOUT = timedelta(seconds=30)
+_LIMITED = "orchestrator_idle_limit"  # the pooled connection's mark: its limit is set
+
+
+def _milliseconds(timeout: timedelta) -> int:
+    return max(1, round(timeout.total_seconds() * 1000))
+
+
+def limit_sessions(engine: Engine, timeout: timedelta | None) -> None:
+    """PostgreSQL: every session ``engine`` hands out ends a transaction left idle for longer
+    than ``timeout`` (``idle_in_transaction_session_timeout``); nothing on SQLite or for None."""
+    if timeout is None or not is_postgres(engine):
+        return
+    statement = f"SET idle_in_transaction_session_timeout = {_milliseconds(timeout)}"
+
+    @event.listens_for(engine, "checkout")
+    def _limit(dbapi_conn: Any, record: Any, _proxy: Any) -> None:
+        if record.info.get(_LIMITED):
+            return
+        cur = dbapi_conn.cursor()
+        try:
+            cur.execute(statement)
+        finally:
+            cur.close()
+        dbapi_conn.commit()
+        record.info[_LIMITED] = True
 
 
 class DatabaseLease:
     """Exactly one leader per database."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, timeout: timedelta | None = None) -> None:
         self.engine = engine
+        self.timeout = timeout  # PostgreSQL: the lease ends this long after the process stops
+        self._lock = threading.Lock()  # the lock session is used by the keeper thread too
+        self._keeper: threading.Thread | None = None
+        self._stop_keeper = threading.Event()
         self._conn: Any = None
         self._fd: int | None = None
         self._private = False  # an in-memory database: no other process can reach it
@@ -90,14 +134,15 @@ class DatabaseLease:
         if self._conn is None:
             with self.engine.connect() as conn:
                 return int(conn.exec_driver_sql(leader_epoch.CURRENT).scalar_one())
-        cur = self._conn.cursor()
-        try:
-            cur.execute(f"SELECT ({leader_epoch.CURRENT}), EXISTS (SELECT 1 FROM pg_locks WHERE "
-                        "locktype = 'advisory' AND pid = pg_backend_pid() AND granted)")
-            epoch, locked = cur.fetchone()
-            self._conn.commit()
-        finally:
-            cur.close()
+        with self._lock:
+            cur = self._conn.cursor()
+            try:
+                cur.execute(f"SELECT ({leader_epoch.CURRENT}), EXISTS (SELECT 1 FROM pg_locks "
+                            "WHERE locktype = 'advisory' AND pid = pg_backend_pid() AND granted)")
+                epoch, locked = cur.fetchone()
+                self._conn.commit()
+            finally:
+                cur.close()
         if not locked:
             raise LeaseLost("the leader lease's advisory lock is no longer held")
         return int(epoch)
@@ -112,6 +157,8 @@ class DatabaseLease:
             try:  # hand it (and the lock) back to the pool; ours alone, it is closed by us,
                 # never rolled back on a session the server ended
                 cur = conn.cursor()
+                if self.timeout is not None:  # the session ends once nothing touches it
+                    cur.execute(f"SET idle_session_timeout = {_milliseconds(self.timeout)}")
                 # one lease per schema the log lives in (the first of the search path): two
                 # deployments in two schemas of one database are two leaders, one schema one
                 cur.execute("SELECT pg_try_advisory_lock(hashtextextended(current_schema(), %s)),"
@@ -129,6 +176,7 @@ class DatabaseLease:
                 conn.close()
                 return False
             self._conn = conn
+            self._keep(conn)
             return True
         if not self._lock_file():
             return False
@@ -172,10 +220,33 @@ class DatabaseLease:
             return False
         return True
 
+    def _keep(self, conn: Any) -> None:
+        """Touch the lock session every quarter of the timeout while this process runs."""
+        if self.timeout is None:
+            return
+        stop = self._stop_keeper = threading.Event()
+        every = self.timeout.total_seconds() / 4
+
+        def touch() -> None:
+            while not stop.wait(every):
+                with self._lock:
+                    if stop.is_set():
+                        return
+                    try:
+                        conn.execute("SELECT 1")
+                        conn.commit()
+                    except Exception:  # the session is gone: the next confirm says so
+                        return
+
+        self._keeper = threading.Thread(target=touch, name="lease-keeper", daemon=True)
+        self._keeper.start()
+
     def release(self) -> None:
+        self._stop_keeper.set()
         if self._conn is not None:
             try:
-                self._conn.close()
+                with self._lock:
+                    self._conn.close()
             finally:
                 self._conn = None
         if self._fd is not None:

@@ -302,10 +302,11 @@ class Site:
         return done
 
     def daemon(self, *, crash_at: str | None = None, interval: float = 0.2,
-               name: str | None = None) -> Daemon:
+               name: str | None = None, extra: tuple[str, ...] = ()) -> Daemon:
         name = name or f"daemon-{len(self.daemons) + 1}"
         program, env = self.program(crash_at)
-        daemon = Daemon(name, [*program, "daemon", "--json-logs", "--interval", str(interval)],
+        daemon = Daemon(name, [*program, "daemon", "--json-logs", "--interval", str(interval),
+                               *extra],
                         env, self.root, self.root / f"{name}.log")
         self.daemons.append(daemon)
         return daemon
@@ -694,10 +695,12 @@ def test_random_sigkills_postgres(pg_url: str, tmp_path: Path,
 # --- c: two daemons on one PostgreSQL ----------------------------------------------------------
 
 
-def leader_and_standby(site: Site) -> tuple[Daemon, Daemon]:
-    """The churn on ``site`` and two daemons on it: (the one that leads, the other)."""
+def leader_and_standby(site: Site, extra: tuple[str, ...] = ()) -> tuple[Daemon, Daemon]:
+    """The churn on ``site`` and two daemons on it (``extra``: more daemon options): (the one
+    that leads, the other)."""
     start_churn(site)
-    first, second = site.daemon(name="first"), site.daemon(name="second")
+    first = site.daemon(name="first", extra=extra)
+    second = site.daemon(name="second", extra=extra)
     both = (first, second)
     leader = wait_until(lambda: next((d for d in both if d.events("leadership_acquired")), None),
                         60, "a leader", watch=both)

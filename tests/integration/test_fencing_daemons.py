@@ -9,6 +9,11 @@ is lost in one of three ways:
   ``idle_session_timeout`` would end them; PostgreSQL keeps a paused client's session, and its
   lock, otherwise), the standby takes over and acts, then it is resumed with SIGCONT, still
   believing it leads: the classic fencing case;
+* ``pause``: it is paused with SIGSTOP and nothing else is done: its lease ends by its time
+  limit (``--lease-timeout 3s``: the lock session's ``idle_session_timeout``, its transactions'
+  ``idle_in_transaction_session_timeout``), the standby takes over and acts, then it is resumed;
+  the loss is judged from the head read once the new leader holds the lease (a stopped process
+  writes nothing);
 * ``sigkill``: it is killed.
 
 Judged: no rotation step completed by the old leader after the loss, by the log: its record lies
@@ -174,35 +179,41 @@ def next_step(daemon: Daemon, since: datetime) -> dict[str, object]:
 
 @pytest.mark.slow
 @pytest.mark.postgres
-@pytest.mark.parametrize("how", ["terminate", "sigstop", "sigkill"])
+@pytest.mark.parametrize("how", ["terminate", "sigstop", "pause", "sigkill"])
 def test_a_deposed_leader_makes_no_side_effect(how: str, pg_url: str, tmp_path: Path,
                                                sites: Callable[[Path, str], Site],  # noqa: F811
                                                ) -> None:
     site = sites(tmp_path, pg_url)
-    leader, standby = leader_and_standby(site)
+    leader, standby = leader_and_standby(
+        site, extra=("--lease-timeout", "3s") if how == "pause" else ())
     both = (leader, standby)
     standby.wait_log("leadership_waited")
     wait_until(lambda: len(leader.events("rotation_step_completed")) >= 10, 90,
                "ten steps by the leader", watch=both)
 
-    if how == "sigstop":  # the pause first: the loss is when its sessions end
+    paused = how in ("sigstop", "pause")
+    if paused:  # the pause first: the loss is when its sessions end
         leader.proc.send_signal(signal.SIGSTOP)
         wait_until(lambda: stopped(leader.proc.pid), 30, "the leader to stop")
     lost_at = datetime.now(UTC)
+    at_loss = None
     if how == "sigkill":
         leader.kill()
         with site.engine.connect() as conn:
             at_loss = head(conn)
-    else:
+    elif how != "pause":
         at_loss = end_lock_sessions(site, leader, running=how == "terminate")
     # ``terminate`` leaves the old leader running: it learns of the loss, steps down, and may
     # take the lease again, at a new epoch, before the standby looks. Either is the new leader;
     # what is judged is the old one's steps between the loss and that new epoch.
     new_leader, retaken = wait_until(lambda: taken_after(lost_at, standby, leader), 60,
                                      "a new leader", watch=(standby,))
+    if at_loss is None:  # its time limit ended the lease: nothing it wrote can lie above this
+        with site.engine.connect() as conn:
+            at_loss = head(conn)
     first_step = next_step(new_leader, retaken)
     resumed_at = None
-    if how == "sigstop":
+    if paused:
         standby.wait_log("rotation_step_completed", count=3, timeout=60)
         resumed_at = datetime.now(UTC)
         leader.proc.send_signal(signal.SIGCONT)

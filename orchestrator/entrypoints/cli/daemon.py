@@ -29,14 +29,21 @@ from orchestrator.entrypoints.cli.params import DurationOrOff, Seconds
               help="The Ed25519 key that signs checkpoints [env ORCHESTRATOR_CHECKPOINT_KEY].")
 @click.option("--checkpoint-out", type=click.Path(file_okay=False, path_type=Path),
               help="The folder checkpoints go to [env ORCHESTRATOR_CHECKPOINTS].")
+@click.option("--lease-timeout", type=DurationOrOff(), default="30s", show_default=True,
+              help="PostgreSQL: a leader that stops running (paused, frozen, cut off) loses the "
+                   "lease this long after, and another daemon takes over (0: never).")
 @click.option("--json-logs/--pretty-logs", default=None,
               help="Log format (default: pretty on a terminal, JSON lines otherwise).")
 @click.pass_context
 def daemon(ctx: click.Context, policies_dir: Path | None, once: bool, interval: float,
            drift_every: timedelta, checkpoint_every: timedelta, checkpoint_key: Path | None,
-           checkpoint_out: Path | None, json_logs: bool | None) -> None:
+           checkpoint_out: Path | None, lease_timeout: timedelta,
+           json_logs: bool | None) -> None:
     """Apply the rotation policies: rotate on schedule, enforce expiry, until SIGTERM."""
     settings = ctx.find_root().obj["settings"]
+    if timedelta(0) < lease_timeout < timedelta(seconds=2):
+        raise InputError(f"--lease-timeout {lease_timeout.total_seconds():g}s is too short for "
+                         "a leader to keep its lease; give 2s or more, or 0 for no limit")
     anchoring = _anchoring(ctx, checkpoint_every, checkpoint_key or settings.checkpoint_key,
                            checkpoint_out or settings.checkpoints)
 
@@ -48,6 +55,7 @@ def daemon(ctx: click.Context, policies_dir: Path | None, once: bool, interval: 
     configure(json_logs, capture_uncaught=True)
     stop_flag: dict[str, Any] = {}
     system = system_of(ctx, policies=policies_dir, daemon=True,
+                       lease_timeout=lease_timeout if lease_timeout > timedelta(0) else None,
                      should_stop=lambda: bool(stop_flag.get("daemon")
                                               and stop_flag["daemon"].stopping.is_set()))
 

@@ -42,7 +42,7 @@ import difflib
 import itertools
 import re
 import zoneinfo
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
@@ -163,14 +163,15 @@ class CronWindow:
             if (first >= low and last < high
                     and first.astimezone(zone).utcoffset() == last.astimezone(zone).utcoffset()):
                 widest = max(widest, wall_step)  # no clock change: the wall-clock steps
-            elif last >= low:  # walk it: cut by low or high, or a clock change inside
-                opening: datetime | None = first if first >= low else low
-                while opening is not None and opening <= last and opening < high:
-                    following = self._next(opening + _TICK)
-                    if following is None:
-                        return widest, opening
-                    widest = max(widest, following - opening)
-                    opening = following
+            elif last >= low:  # cut by low or high, or a clock change inside: its openings
+                # are its wall times' first instants (a repeated hour opens once, a skipped
+                # one at the jump), the step from the day's last to the next day's first is
+                # the next day's to take
+                day_openings = sorted({_instant(date.replace(hour=h, minute=m), zone)
+                                       for h, m in times})
+                for here, following in itertools.pairwise(day_openings):
+                    if low <= here < high:
+                        widest = max(widest, following - here)
             previous_last = last
             wall = (day + timedelta(days=1)).replace(hour=0, minute=0)
         if previous_last is not None and low <= previous_last < high:
@@ -315,16 +316,27 @@ def _day_shape(expr: str) -> tuple[tuple[tuple[int, int], ...], timedelta]:
     (APScheduler's fields are independent), and the widest wall-clock step between two of them
     that follow each other within a day (0 for one time a day)."""
     minute, hour = _fields(expr)[:2]
-    probe = _trigger(f"{minute} {hour} * * *")  # every day: a day's worth of fire times
     midnight = datetime(2026, 1, 1, tzinfo=UTC)
-    times: list[tuple[int, int]] = []
-    moment = probe.get_next_fire_time(None, midnight)
-    while moment is not None and moment.date() == midnight.date():
-        times.append((moment.hour, moment.minute))
-        moment = probe.get_next_fire_time(None, moment + _SECOND)
+    # the two fields are independent: the minutes of one hour times the hours of one day
+    minutes_of_hour = _fire_values(_trigger(f"{minute} 0 * * *"), midnight, timedelta(hours=1),
+                                   lambda moment: moment.minute)
+    hours_of_day = _fire_values(_trigger(f"0 {hour} * * *"), midnight, timedelta(days=1),
+                                lambda moment: moment.hour)
+    times = [(h, m) for h in hours_of_day for m in minutes_of_hour]
     minutes = [h * 60 + m for h, m in times]
     step = max((b - a for a, b in itertools.pairwise(minutes)), default=0)
     return tuple(times), timedelta(minutes=step)
+
+
+def _fire_values(trigger: CronTrigger, start: datetime, span: timedelta,
+                 value: Callable[[datetime], int]) -> list[int]:
+    """``value`` of each fire time of ``trigger`` in ``[start, start + span)``."""
+    found: list[int] = []
+    moment = trigger.get_next_fire_time(None, start)
+    while moment is not None and moment < start + span:
+        found.append(value(moment))
+        moment = trigger.get_next_fire_time(None, moment + _SECOND)
+    return found
 
 
 def _instant(wall: datetime, zone: zoneinfo.ZoneInfo) -> datetime:

@@ -390,6 +390,18 @@ class Projector:
             ).scalar_one_or_none()
         return parse_time(value) if value else None
 
+    def seed(self) -> tuple[int, dict[str, AppState]]:
+        """Every application's folded state and the checkpoint they are folded to, read in one
+        snapshot: what a new daemon starts from instead of replaying the whole log (it catches
+        up from that position)."""
+        options = ({"isolation_level": "REPEATABLE READ"}
+                   if self.engine.dialect.name == "postgresql" else {})
+        with self.engine.connect().execution_options(**options) as conn, conn.begin():
+            position = self._checkpoint(conn) or 0
+            states = {app: state_from_json(text) for app, text in conn.execute(
+                sa.select(rm_applications.c.app, rm_applications.c.state))}
+        return position, states
+
     def states(self) -> Iterator[AppState]:
         with self.engine.connect() as conn:
             for (text,) in conn.execute(

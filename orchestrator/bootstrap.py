@@ -354,7 +354,7 @@ def wire(
 
         keystore = FencedKeystore(keystore, fence)
         delivery = None if delivery is None else FencedDelivery(delivery, fence)
-    fleet = FleetView(store)
+    fleet = FleetView(store, seed=None if projector is None else projector.seed)
     service = Service(store, keystore, clock, actor, kit, projector,
                       fleet=fleet if fleet_writes else None)
     local = (make_provider(provider, service.load, keystore, lambda: issuers(policies()))

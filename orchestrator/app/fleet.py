@@ -3,11 +3,15 @@
 ``refresh`` folds only the events after the last position seen, with the same ``evolve`` as
 everything else, and remembers which applications changed, so a tick plans the applications
 that changed or fell due, not the whole fleet.
+
+A ``seed`` (the daemon's: the projector's read model and its checkpoint, read in one snapshot)
+is where the first refresh starts, so a new leader folds only the events after the checkpoint
+rather than the whole log; every seeded application counts as changed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from events.projector import app_of
 from events.state import AppState, evolve
@@ -17,13 +21,19 @@ __all__ = ["FleetView"]
 
 
 class FleetView:
-    def __init__(self, store: EventStore) -> None:
+    def __init__(self, store: EventStore,
+                 seed: Callable[[], tuple[int, dict[str, AppState]]] | None = None) -> None:
         self.store = store
         self.position = 0
         self._states: dict[str, AppState] = {}
         self._changed: set[str] = set()
+        self._seed = seed
 
     def refresh(self) -> None:
+        if self._seed is not None:
+            self.position, self._states = self._seed()
+            self._changed.update(self._states)
+            self._seed = None
         for rec in self.store.read(ReadFilter(after=self.position)):
             self.position = rec.position
             app = app_of(rec)

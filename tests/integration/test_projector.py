@@ -452,3 +452,28 @@ def test_read_model_keeps_the_provider_binding_and_provider_ids() -> None:
     assert (back.provider, back.client_id) == ("auth0-prod", "AbC123")
     assert back.credentials["c1"].provider_id == "cred_x"
     assert back == state
+
+
+@pytest.mark.parametrize("seeded_at", [0, 40, 97, None])
+def test_a_fleet_seeded_from_the_read_model_equals_one_folded_from_zero(
+        db: Db, seeded_at: int | None) -> None:
+    """The daemon's fleet starts from the read model and its checkpoint (``Projector.seed``)
+    rather than the whole log: projected to any position (None: the head), then refreshed over
+    the rest, every application's state equals the fold of its whole stream, and the seeded
+    applications count as changed (the first tick plans them all)."""
+    from orchestrator.app.fleet import FleetView
+
+    _append_fixed_history(db, seed=11, steps=160)
+    head = db.head()
+    assert head > 100
+    if seeded_at is None:
+        db.projector.catch_up()
+    elif seeded_at:
+        db.projector._step(seeded_at)  # one batch: the checkpoint stops at ``seeded_at``
+    assert (db.checkpoint() or 0) == (head if seeded_at is None else seeded_at)
+    seeded = FleetView(db.store, seed=db.projector.seed)
+    folded = FleetView(db.store)
+    assert seeded.take_changed() == folded.take_changed() == set(Scenario.APPS)
+    assert seeded.position == folded.position == head
+    assert ([state_to_json(s) for s in seeded.all()]
+            == [state_to_json(s) for s in folded.all()])

@@ -359,7 +359,7 @@ def wire(
                       fleet=fleet if fleet_writes else None)
     local = (make_provider(provider, service.load, keystore, lambda: issuers(policies()))
              if isinstance(provider, str) else provider(service.load, keystore))
-    idp = ProviderRouter(service.load, local, identity_providers, provider_problems,
+    idp = ProviderRouter(service.peek, local, identity_providers, provider_problems,
                          guard=fence or (lambda: None))
     rotator = Rotator(service, idp, keystore, kit, delivery, clock, actor=rotation_actor,
                       on_step=on_step, new_rotation_id=rotation_ids or random_rotation_id)

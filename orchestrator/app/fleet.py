@@ -47,6 +47,13 @@ class FleetView:
         self.refresh()
         return self._states.get(app) or AppState(app=app)
 
+    def peek(self, app: str) -> AppState:
+        """``app``'s state as of the last refresh; refreshed first only for an application not
+        seen yet."""
+        if app not in self._states:
+            self.refresh()
+        return self._states.get(app) or AppState(app=app)
+
     def all(self) -> list[AppState]:
         self.refresh()
         return [self._states[a] for a in sorted(self._states)]

@@ -83,6 +83,15 @@ class Service:
             state = evolve(state, rec.event, rec.occurred_at)
         return state
 
+    def peek(self, app: str) -> AppState:
+        """``app``'s state as the in-memory fleet last saw it (as the tick planned it), without
+        asking the log for newer events; ``load`` where there is no fleet. For what does not
+        move while a tick carries its plan out (which identity provider an app is bound to),
+        never to decide a write."""
+        if self.fleet is not None:
+            return self.fleet.peek(app)
+        return self.load(app)
+
     def execute(
         self,
         app: str,

@@ -398,9 +398,9 @@ class Projector:
                    if self.engine.dialect.name == "postgresql" else {})
         with self.engine.connect().execution_options(**options) as conn, conn.begin():
             position = self._checkpoint(conn) or 0
-            states = {app: state_from_json(text) for app, text in conn.execute(
-                sa.select(rm_applications.c.app, rm_applications.c.state))}
-        return position, states
+            rows = conn.execute(sa.select(rm_applications.c.app, rm_applications.c.state)).all()
+        # decoded once the transaction has ended: not a transaction left idle meanwhile
+        return position, {app: state_from_json(text) for app, text in rows}
 
     def states(self) -> Iterator[AppState]:
         with self.engine.connect() as conn:

@@ -52,7 +52,15 @@ if TYPE_CHECKING:  # the parts are imported where they are built, so a command l
     from orchestrator.adapters.providers.router import ProviderRouter
     from orchestrator.app.anchoring import Anchorer
     from orchestrator.app.fleet import FleetView
-    from orchestrator.app.ports import CheckpointKey, Crypto, Delivery, Keystore, Lease, Provider
+    from orchestrator.app.ports import (
+        CheckpointKey,
+        Crypto,
+        Delivery,
+        HookRunner,
+        Keystore,
+        Lease,
+        Provider,
+    )
     from orchestrator.app.rotator import Rotator
     from orchestrator.app.service import Service
     from orchestrator.app.tick import Ticker
@@ -252,6 +260,7 @@ class System:
     @cached_property
     def core(self) -> Core:
         from orchestrator.adapters.delivery import FileDelivery
+        from orchestrator.adapters.hooks import SubprocessHooks
 
         self._before_logging()
         settings = self.settings
@@ -262,7 +271,8 @@ class System:
                     projector=self.projector, fleet_writes=self._daemon,
                     should_stop=self._should_stop, identity_providers=self.identity_providers,
                     provider_problems=lambda: self.policies.errors,
-                    fence=self.lease.confirm if self._daemon else None)
+                    fence=self.lease.confirm if self._daemon else None,
+                    hooks=SubprocessHooks())
 
     def identity_providers(self) -> Mapping[str, Provider]:
         """The IdentityProvider resources of the policies folder, by name, as providers. Each is
@@ -330,6 +340,7 @@ def wire(
     provider_problems: Callable[[], Sequence[str]] = tuple,
     rotation_ids: Callable[[], str] | None = None,
     fence: Callable[[], None] | None = None,
+    hooks: HookRunner | None = None,
 ) -> Core:
     """The one place the service layer is assembled, from real adapters or fakes.
 
@@ -362,7 +373,8 @@ def wire(
     idp = ProviderRouter(service.peek, local, identity_providers, provider_problems,
                          guard=fence or (lambda: None))
     rotator = Rotator(service, idp, keystore, kit, delivery, clock, actor=rotation_actor,
-                      on_step=on_step, new_rotation_id=rotation_ids or random_rotation_id)
+                      on_step=on_step, new_rotation_id=rotation_ids or random_rotation_id,
+                      hooks=hooks)
     ticker = Ticker(service, rotator, fleet, policies, clock, should_stop)
     return Core(store, keystore, service, clock, fleet, idp, rotator, ticker)
 

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 
 from events import catalog as ev
 from events.state import AppState, Credential, Rotation
+from orchestrator.app.delivering import PRIVATE_KEY_FILE
 from orchestrator.app.ports import Crypto, Keystore, Provider
 from orchestrator.domain.errors import OrchestratorError
 from orchestrator.domain.identity_provider import Proof, TestSkipped
@@ -101,7 +102,7 @@ class KeyWork:
         return None
 
     def files(self, state: AppState, new: Credential) -> dict[str, bytes]:
-        files = {"private_key.pem": self.crypto.private_key_pem(self.private(new.id)),
+        files = {PRIVATE_KEY_FILE: self.crypto.private_key_pem(self.private(new.id)),
                  "kid": new.kid.encode(), "credential_id": new.id.encode(),
                  METADATA_FILE: metadata_json(self.provider.metadata(state.app), new)}
         if new.alg:

@@ -25,14 +25,15 @@ another live credential shares (``domain.rotation.shares_registration``).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Mapping
-from datetime import datetime
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from datetime import datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from events.anchor import Checkpoint
 from events.state import Credential
+from orchestrator.domain.hooks import HookResult
 from orchestrator.domain.identity_provider import Capabilities, Proof, RemoteClient
 from orchestrator.domain.material import GeneratedKey, PublicMaterial
 
@@ -45,6 +46,7 @@ __all__ = [
     "ClientRegistrar",
     "Crypto",
     "Delivery",
+    "HookRunner",
     "Inventory",
     "Keystore",
     "Lease",
@@ -237,6 +239,18 @@ class Delivery(Protocol):
 
     def deliver(self, app: str, usage: str, files: Mapping[str, bytes]) -> Path:
         """Replace the app's files for ``usage`` with ``files``; return where they are."""
+
+
+@runtime_checkable
+class HookRunner(Protocol):
+    """Runs a delivery hook (``orchestrator.domain.hooks``): a program, never a shell line."""
+
+    def run(self, command: Sequence[str], env: Mapping[str, str],
+            timeout: timedelta) -> HookResult:
+        """Run ``command`` with ``env`` added to a minimal environment (never the caller's
+        whole one: it may hold a keystore key or an API secret), without input, and wait at
+        most ``timeout``; past it the command and what it started are killed. Its stdout and
+        stderr, together, come back as text (the end of it when long)."""
 
 
 @runtime_checkable

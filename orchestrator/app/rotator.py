@@ -18,8 +18,9 @@ import structlog
 
 from events import catalog as ev
 from events.state import AppState, Credential, Rotation, RotationStatus
+from orchestrator.app.delivering import Deliverer
 from orchestrator.app.key_work import DEFAULT_LIFETIME, KeyWork
-from orchestrator.app.ports import Crypto, Delivery, Keystore, Provider
+from orchestrator.app.ports import Crypto, Delivery, HookRunner, Keystore, Provider
 from orchestrator.app.secret_steps import SecretSteps
 from orchestrator.app.service import Service, secret_item_id
 from orchestrator.domain import rules
@@ -77,6 +78,7 @@ class Rotator:
         actor: str = "scheduler",
         on_step: Callable[[str, str, Step], None] | None = None,
         new_rotation_id: Callable[[], str] = random_rotation_id,
+        hooks: HookRunner | None = None,
     ) -> None:
         self.service = service
         self.provider = provider
@@ -89,7 +91,8 @@ class Rotator:
         # ids, like time, come from outside: an exploration replays a path with the same ones
         self.new_rotation_id = new_rotation_id
         self.work = KeyWork(keystore, crypto, provider)
-        self.secrets = SecretSteps(provider, keystore, crypto, delivery, self._record,
+        self.deliverer = Deliverer(delivery, hooks)  # the files, then the policy's hook
+        self.secrets = SecretSteps(provider, keystore, crypto, self.deliverer, self._record,
                                    self._step_event)
 
     # --- start ---------------------------------------------------------------------------------
@@ -237,7 +240,7 @@ class Rotator:
                                           params, at)
                 self._step_event(app, rid, Recorded.TESTED, skipped)
             case Step.DELIVER:
-                self._deliver(state, rotation)
+                self._deliver(state, rotation, params)
                 self._step_event(app, rid, Recorded.DELIVERED)
             case Step.DISABLE_OLD:
                 assert nxt.credential_id is not None
@@ -280,10 +283,10 @@ class Rotator:
 
         self._record(state.app, rotation_id, decide)
 
-    def _deliver(self, state: AppState, rotation: Rotation) -> None:
-        app = state.app
+    def _deliver(self, state: AppState, rotation: Rotation, params: Params) -> None:
         if self.delivery is None:  # the simulator, which delivers to nobody
             return
         files = self.work.files(state, state.credentials[rotation.new_credential_id])
-        self.delivery.deliver(app, rotation.usage, files)
+        self.deliverer.deliver(state.app, rotation.usage, files, params.hook,
+                               credential_id=rotation.new_credential_id, rotation_id=rotation.id)
 

@@ -37,8 +37,9 @@ from datetime import datetime
 from events import catalog as ev
 from events.codec import format_time
 from events.state import AppState, Rotation
+from orchestrator.app.delivering import SECRET_FILE, Deliverer
 from orchestrator.app.key_work import METADATA_FILE
-from orchestrator.app.ports import Crypto, Delivery, Keystore, Provider
+from orchestrator.app.ports import Crypto, Keystore, Provider
 from orchestrator.app.service import secret_item_id
 from orchestrator.domain.errors import OrchestratorError
 from orchestrator.domain.identity_provider import Proof
@@ -50,7 +51,6 @@ from orchestrator.domain.vocabulary import SECRET_USAGE
 __all__ = ["SECRET_FILE", "SECRET_STEPS", "VERSION_FILE", "SecretSteps", "next_secret_version"]
 
 SECRET_STEPS = (Step.GENERATE, Step.REGISTER, Step.TEST, Step.DELIVER)
-SECRET_FILE = "client_secret"
 VERSION_FILE = "version"
 
 # (app, rotation id, decide(state) -> events): records a step's events
@@ -67,11 +67,11 @@ def next_secret_version(state: AppState) -> int:
 
 class SecretSteps:
     def __init__(self, provider: Provider, keystore: Keystore, crypto: Crypto,
-                 delivery: Delivery | None, record: Record, step_event: StepEvent) -> None:
+                 deliverer: Deliverer, record: Record, step_event: StepEvent) -> None:
         self.provider = provider
         self.keystore = keystore
         self.crypto = crypto
-        self.delivery = delivery
+        self.deliverer = deliverer
         self.record = record
         self._step = step_event
 
@@ -123,12 +123,13 @@ class SecretSteps:
         grace = params.overlap
         # what rules.RotateSecret records below, at the same instant
         until = at + grace if state.secret is not None and grace else None
-        if self.delivery is not None:  # the simulator delivers to nobody
+        if self.deliverer.delivery is not None:  # the simulator delivers to nobody
             metadata = {**self.provider.metadata(app), "usage": str(SECRET_USAGE),
                         "version": version}
-            self.delivery.deliver(app, SECRET_USAGE, {
+            self.deliverer.deliver(app, SECRET_USAGE, {
                 SECRET_FILE: secret.encode(), VERSION_FILE: str(version).encode(),
-                METADATA_FILE: (json.dumps(metadata, indent=2, sort_keys=True) + "\n").encode()})
+                METADATA_FILE: (json.dumps(metadata, indent=2, sort_keys=True) + "\n").encode()},
+                params.hook, rotation_id=rotation.id)
         # only now that the app has the new secret does the previous one's grace start
         if self._set(app, version, secret, until) != secret:  # idempotent: the same secret
             raise OrchestratorError(

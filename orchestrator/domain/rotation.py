@@ -44,6 +44,7 @@ from enum import StrEnum
 
 from events import catalog as ev
 from events.state import AppState, Credential, Rotation, RotationStatus, Status
+from orchestrator.domain.hooks import Hook
 from orchestrator.domain.timemath import doubled
 from orchestrator.domain.vocabulary import DEFAULT_ALGORITHM, DEFAULT_KEY_SIZE, SECRET_USAGE, Step
 
@@ -107,6 +108,7 @@ class Params:
     max_backoff: timedelta = timedelta(hours=1)
     accept_untested: bool = False  # where the provider cannot test the usage, go on untested
     accept_secret_gap: bool = False  # a client secret without overlap at the provider is fine
+    hook: Hook | None = None  # run after each delivery; its failure fails the deliver step
 
 
 @dataclass(frozen=True, slots=True)

@@ -58,6 +58,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from orchestrator.domain.durations import DURATION_FORMS, format_duration, parse_duration
+from orchestrator.domain.hooks import DEFAULT_HOOK_TIMEOUT
 from orchestrator.domain.rotation import total_backoff
 from orchestrator.domain.vocabulary import (
     DEFAULT_ALGORITHM,
@@ -74,6 +75,8 @@ __all__ = [
     "Algorithm",
     "Certificate",
     "Credential",
+    "DeliverySpec",
+    "HookSpec",
     "Issuer",
     "Metadata",
     "Policy",
@@ -312,6 +315,41 @@ class Rotation(BaseModel):
         return _longest_gap(self.window.window) + self.window.duration
 
 
+MAX_HOOK_TIMEOUT = timedelta(minutes=10)  # a hook holds the tick's other rotations up while it runs
+
+
+class HookSpec(BaseModel):
+    """A command run after each delivery of the policy's credentials (``orchestrator.domain.hooks``):
+    argv, not a shell line; the delivery folder's path is appended as its last argument."""
+
+    model_config = _MODEL
+    command: tuple[str, ...] = Field(min_length=1)
+    timeout: PositiveDuration = DEFAULT_HOOK_TIMEOUT
+
+    @field_validator("command")
+    @classmethod
+    def _command(cls, command: tuple[str, ...]) -> tuple[str, ...]:
+        if not command[0].strip():
+            raise ValueError("the program (the first item) is empty; name the program to run, "
+                             "e.g. [/usr/local/bin/reload-app, --graceful]")
+        if any("\0" in arg for arg in command):
+            raise ValueError("an argument holds a NUL character; remove it")
+        return command
+
+    @field_validator("timeout")
+    @classmethod
+    def _timeout(cls, timeout: timedelta) -> timedelta:
+        if timeout > MAX_HOOK_TIMEOUT:
+            raise ValueError(f"{_d(timeout)} is longer than {_d(MAX_HOOK_TIMEOUT)}: the daemon waits "
+                             "for a hook before it goes on; give at most 10m")
+        return timeout
+
+
+class DeliverySpec(BaseModel):
+    model_config = _MODEL
+    hook: HookSpec | None = None
+
+
 class Spec(BaseModel):
     model_config = _MODEL
     selector: Selector
@@ -319,6 +357,7 @@ class Spec(BaseModel):
     rotation: Rotation
     lifetime: PositiveDuration | None = None
     retention: Duration = timedelta(days=7)
+    delivery: DeliverySpec = DeliverySpec()
 
     @model_validator(mode="after")
     def _rules(self) -> Spec:

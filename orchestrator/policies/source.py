@@ -23,6 +23,7 @@ import structlog
 from events import catalog as ev
 from events.store import ConcurrencyError, EventStore, NewEvent, ReadFilter
 from orchestrator.domain.errors import PolicyError
+from orchestrator.domain.hooks import Hook
 from orchestrator.domain.planner import PlanPolicy
 from orchestrator.domain.rotation import Params
 from orchestrator.domain.vocabulary import DEFAULT_KEY_SIZE, SIGNING_USAGES
@@ -55,6 +56,12 @@ def to_plan_policy(loaded: LoadedPolicy) -> PlanPolicy:
             base = loaded.path.parent
             issuer_cert = (base / cred.certificate.issuer.certificate).read_bytes()
             issuer_key = (base / cred.certificate.issuer.key).read_bytes()
+    hook = None
+    if spec.delivery.hook is not None:
+        program, *args = spec.delivery.hook.command
+        if "/" in program and not Path(program).is_absolute():  # beside the policy file
+            program = str(loaded.path.parent / program)
+        hook = Hook((program, *args), spec.delivery.hook.timeout)
     window = None
     if rot.window is not None:
         window = CronWindow(rot.window.cron, rot.window.duration, rot.window.timezone)
@@ -72,6 +79,7 @@ def to_plan_policy(loaded: LoadedPolicy) -> PlanPolicy:
         max_backoff=rot.retry.max_backoff,
         accept_untested=rot.accept_untested,
         accept_secret_gap=rot.accept_secret_gap,
+        hook=hook,
     )
     return PlanPolicy(
         name=policy.metadata.name,

@@ -261,6 +261,19 @@ REFUSALS = [
     pytest.param(variant(VALID, spec__rotation__retry={"backoff": "2h"}),
                  "spec.rotation.retry.maxBackoff", "1h is shorter than backoff (2h)",
                  id="a maximum backoff below the backoff is refused"),
+    pytest.param(variant(VALID, spec__delivery={"hook": {"command": []}}),
+                 "spec.delivery.hook.command", "needs at least 1 item",
+                 id="a delivery hook without a command is refused"),
+    pytest.param(variant(VALID, spec__delivery={"hook": {"command": [" ", "x"]}}),
+                 "spec.delivery.hook.command", "the program (the first item) is empty",
+                 id="a delivery hook with an empty program is refused"),
+    pytest.param(variant(VALID, spec__delivery={"hook": {"command": ["true"],
+                                                         "timeout": "1h"}}),
+                 "spec.delivery.hook.timeout", "1h is longer than 10m",
+                 id="a delivery hook timeout over ten minutes is refused"),
+    pytest.param(variant(VALID, spec__delivery={"hook": {"command": "reload.sh"}}),
+                 "spec.delivery.hook.command", "expected a list, got 'reload.sh'",
+                 id="a delivery hook given as a shell line is refused"),
 ]
 
 

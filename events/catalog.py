@@ -36,6 +36,7 @@ __all__ = [
     "RotationFailed",
     "RotationParked",
     "RotationRetried",
+    "RotationRolledBack",
     "RotationStarted",
     "RotationStepRecorded",
     "SecretRotated",
@@ -265,6 +266,17 @@ class RotationParked(Event):
 class RotationRetried(Event):
     type_name = "rotation.retried"
     rotation_id: str
+
+
+class RotationRolledBack(Event):
+    """A completed rotation undone (``orchestrator rotations rollback``): its old credential
+    active again at the provider and delivered again, its new one disabled."""
+
+    type_name = "rotation.rolled_back"
+    rotation_id: str
+    restored_credential_id: str
+    retired_credential_id: str
+    note: str | None = None
 
 
 class RotationAbandoned(Event):

@@ -129,13 +129,14 @@ def state_from_json(text: str) -> AppState:
     creds = {}
     for cid, c in data["credentials"].items():
         _times(c, "added_at", "updated_at", "not_before", "expires_at", "activated_at",
-               "disabled_at", "expired_at", "deleted_at")
+               "disabled_at", "expired_at", "deleted_at", "restored_at")
         c.update(usage=Usage(c["usage"]), kind=CredentialKind(c["kind"]),
                  status=Status(c["status"]))
         creds[cid] = Credential(**c)
     rotations = {}
     for rid, r in data["rotations"].items():
-        _times(r, "started_at", "updated_at", "next_attempt_at", "completed_at", "tested_at")
+        _times(r, "started_at", "updated_at", "next_attempt_at", "completed_at", "tested_at",
+               "rolled_back_at")
         r.update(status=RotationStatus(r["status"]), steps=tuple(r["steps"]))
         rotations[rid] = Rotation(**r)
     secret = data["secret"]

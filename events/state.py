@@ -70,6 +70,7 @@ class Credential:
     expired_at: datetime | None = None
     deleted_at: datetime | None = None
     provider_id: str | None = None  # the identity provider's own id for it, once recorded
+    restored_at: datetime | None = None  # put back in service by a rollback: its age restarts
 
     @property
     def live(self) -> bool:
@@ -104,6 +105,7 @@ class RotationStatus(StrEnum):
     COMPLETED = "completed"
     PARKED = "parked"
     ABANDONED = "abandoned"
+    ROLLED_BACK = "rolled_back"  # completed, then undone: the old credential is back
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,7 @@ class Rotation:
     next_attempt_at: datetime | None = None
     completed_at: datetime | None = None
     tested_at: datetime | None = None  # the new credential passed the provider's test
+    rolled_back_at: datetime | None = None
 
     def done(self, step: str) -> bool:
         return step in self.steps
@@ -301,6 +304,11 @@ def _apply(state: AppState, event: ev.Event, at: datetime) -> Changes:
                              next_attempt_at=None)
         case ev.RotationAbandoned(rotation_id=rid):
             return _rotation(state, rid, at, status=RotationStatus.ABANDONED)
+        case ev.RotationRolledBack(rotation_id=rid):
+            changes = _rotation(state, rid, at, status=RotationStatus.ROLLED_BACK,
+                                rolled_back_at=at)
+            restored = _update(state, event.restored_credential_id, at, restored_at=at)
+            return {**changes, **restored}
         case ev.RotationCompleted(rotation_id=rid):
             return _rotation(state, rid, at, status=RotationStatus.COMPLETED, completed_at=at)
         case _:

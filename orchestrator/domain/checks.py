@@ -259,7 +259,9 @@ def _age_since(i: Input) -> tuple[datetime, str] | None:
     cred = i.newest
     if cred is None:
         return None
-    return cred.activated_at or cred.added_at, cred.id
+    # a credential a rollback put back counts its age from then: the daemon does not undo the
+    # rollback at its next tick (beforeExpiry still rotates it before it expires)
+    return cred.restored_at or cred.activated_at or cred.added_at, cred.id
 
 
 def _age(i: Input) -> Action | None:

@@ -22,7 +22,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from tests.helpers import Cli, Result, VirtualClock
+from tests.helpers import Cli, Result, VirtualClock, policy_yaml
 from tests.oracle import read_log
 
 T0 = datetime(2031, 3, 3, 9, 0, tzinfo=UTC)
@@ -30,18 +30,11 @@ DAY, HOUR, MINUTE = timedelta(days=1), timedelta(hours=1), timedelta(minutes=1)
 APP = "web-1"
 SECRET_ENV = "AUTH0_CLIENT_SECRET"  # something secret in the daemon's environment
 SECRET = "daemon-only-secret-value-0123456789"
-POLICY = """apiVersion: orchestrator/v1
-kind: RotationPolicy
-metadata: {name: web-keys}
-spec:
-  selector: {apps: ["web-*"]}
-  credential: {usage: private_key_jwt, algorithm: RS256, keySize: 2048}
-  rotation: {every: 30d, beforeExpiry: 7d, overlap: 1h,
-             retry: {attempts: ATTEMPTS, backoff: 1m, maxBackoff: 10m}}
-  lifetime: 90d
-  delivery:
-    hook: {command: [./hook.sh, --reload], timeout: TIMEOUT}
-"""
+POLICY = policy_yaml(
+    "web-keys", '["web-*"]', "{usage: private_key_jwt, keySize: 2048}",
+    "{every: 30d, beforeExpiry: 7d, overlap: 1h, "
+    "retry: {attempts: ATTEMPTS, backoff: 1m, maxBackoff: 10m}}", "90d",
+    "  delivery:\n    hook: {command: [./hook.sh, --reload], timeout: TIMEOUT}\n")
 HOOK = """#!/bin/sh
 # a test's delivery hook: records each call, then fails, sleeps or succeeds as told
 state=STATE

@@ -1,4 +1,5 @@
-"""``orchestrator rotate`` and ``rotations``: start, list, retry and abandon rotations."""
+"""``orchestrator rotate`` and ``rotations``: start, list, retry, abandon and roll back
+rotations."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import click
 from events.codec import format_time
 from events.state import AppState
 from orchestrator.domain.errors import OrchestratorError
+from orchestrator.domain.hooks import Hook
 from orchestrator.entrypoints.cli.context import only_the_error_line, system_of
 from orchestrator.entrypoints.cli.output import print_table
 from orchestrator.entrypoints.cli.params import ROTATED
@@ -132,3 +134,41 @@ _rotation_admin("retry")
 
 
 _rotation_admin("abandon")
+
+
+@rotations.command("rollback")
+@click.argument("app_name", metavar="APP")
+@click.argument("rotation_id", metavar="ROTATION")
+@click.option("--policies", "policies_dir", type=click.Path(path_type=Path),
+              help="Policies folder (the delivery hook of the policy that selects APP runs).")
+@click.pass_context
+def rollback(ctx: click.Context, app_name: str, rotation_id: str,
+             policies_dir: Path | None) -> None:
+    """Put back the credential a completed rotation replaced, while it exists and is unexpired.
+
+    The previous credential is attached again at the identity provider, its files are
+    delivered again (then the policy's delivery hook runs), and only then the rotation's new
+    credential is disabled; recorded as rotation.rolled_back. Refused, with nothing changed,
+    when that cannot be done: a rotation not completed, not the latest of its usage, or with
+    one in flight, a previous credential deleted, expired or imported, a client secret. The
+    daemon does not rotate the restored credential for its age until a full rotation period
+    after the rollback; it still does before it expires."""
+    from orchestrator.app.manual_credentials import ManualCredentials
+    from orchestrator.app.rollback import Rollback
+    from orchestrator.domain.planner import policy_for
+
+    system = system_of(ctx, policies=policies_dir, record_policies=False)
+    rotator = system.rotator
+    rollback = Rollback(system.service, ManualCredentials(system.service, system.provider),
+                        system.keystore, rotator.work, rotator.deliverer)
+
+    def hook_for(usage: str) -> Hook | None:
+        if not system.settings.policies.is_dir():
+            return None
+        policy = policy_for(system.service.load(app_name), system.policies.current(), usage)
+        return policy.params.hook if policy is not None else None
+
+    done = rollback.run(app_name, rotation_id, hook_for)
+    where = f"; its files delivered to {done.delivered_to}" if done.delivered_to else ""
+    click.echo(f"rotation {rotation_id}: rolled back; {done.restored} is in service again"
+               f"{where}; {done.retired} is disabled")

@@ -22,6 +22,8 @@ from typing import Any
 
 from tests.helpers import Cli, VirtualClock, assert_refused, policy_yaml, rsa_key, spki_pem
 from tests.oracle import read_log
+from tests.peers.auth0 import Auth0Emulator
+from tests.support.auth0_tenant import DOMAIN, NAME, Tenant
 
 T0 = datetime(2031, 3, 3, 9, 0, tzinfo=UTC)
 DAY, HOUR = timedelta(days=1), timedelta(hours=1)
@@ -73,8 +75,12 @@ class Site:
         assert self.written() == before
 
 
+def delivered_at(delivery: Path, app: str) -> str:
+    return (delivery / app / "private_key_jwt" / "credential_id").read_text()
+
+
 def delivered(site: Site, app: str) -> str:
-    return (site.delivery / app / "private_key_jwt" / "credential_id").read_text()
+    return delivered_at(site.delivery, app)
 
 
 def test_a_completed_rotation_is_rolled_back_and_every_impossible_rollback_refused(
@@ -159,3 +165,54 @@ def test_a_completed_rotation_is_rolled_back_and_every_impossible_rollback_refus
     site.daemon(T0 + 56 * DAY)  # retention: the old key (disabled two days ago) is deleted
     site.refused("web-1", r2["rotation_id"], f"previous credential {old} of rotation "
                  f"{r2['rotation_id']} was deleted", "orchestrator rotate web-1")
+
+
+def test_a_rollback_at_an_auth0_tenant_attaches_the_previous_key_again(
+        tmp_path: Path, sqlite_url: str) -> None:
+    """At the Auth0 emulator: the rollback attaches the previous key to the client's
+    private_key_jwt slot again and detaches the new one (read from the tenant's own state);
+    drift is clean after it. While the Management API answers 503, the rollback is one
+    ``error:`` line and nothing is recorded or changed at the tenant."""
+    start = datetime.now(UTC).replace(microsecond=0)  # the adapter dates assertions by the wall
+    with Auth0Emulator({"domain": DOMAIN, "management_rate": None}) as emu:  # clock, as Auth0 does
+        tenant = Tenant(emu, sqlite_url, tmp_path)
+        clock = VirtualClock(tmp_path / "now", start)
+        cli = Cli(sqlite_url, tenant.cli.keystore, tmp_path, clock=clock, init=False)
+        cli.env.update({k: v for k, v in tenant.cli.env.items() if k != "ORCHESTRATOR_ACTOR"},
+                       **clock.env)
+        (tenant.policies / "keys.yaml").write_text(policy_yaml(
+            "pay-keys", '["pay-*"]', "{usage: private_key_jwt}",
+            "{every: 30d, beforeExpiry: 7d, overlap: 1h}", "60d"))
+
+        def daemon(at: datetime) -> None:
+            clock.set(at)
+            cli("daemon", "--once")
+
+        client_id = tenant.client("pay-1")
+        cli("app", "register", "pay-1", "--provider", NAME, "--client-id", client_id)
+        daemon(start)
+        daemon(start + 31 * DAY)
+        daemon(start + 31 * DAY + 2 * HOUR)
+        rotation = cli("rotations", "--app", "pay-1", "--all", "--json").json()
+        (r1,) = [r for r in rotation if r["old_credential_id"]]
+        ids = {c["id"]: c["provider_id"] for c in tenant.credentials("pay-1")}
+        old, new = ids[r1["old_credential_id"]], ids[r1["new_credential_id"]]
+        assert tenant.attached(client_id) == [new]
+
+        at = clock.set(start + 31 * DAY + 3 * HOUR)
+        emu.configure(faults={"error_rate": 1.0, "error_statuses": [503]})
+        before = len(read_log(tmp_path / "orchestrator.db").rows)
+        assert_refused(cli.run("rotations", "rollback", "pay-1", r1["rotation_id"]),
+                       "Auth0 drift.auth0.test", "503")
+        assert len(read_log(tmp_path / "orchestrator.db").rows) == before
+        emu.configure(faults={"error_rate": 0.0})
+        assert tenant.attached(client_id) == [new]
+
+        cli("rotations", "rollback", "pay-1", r1["rotation_id"])
+        assert tenant.attached(client_id) == [old]
+        assert tenant.pool_ids(client_id) == {old, new}  # the new one detached, not deleted
+        assert delivered_at(tmp_path / "delivery", "pay-1") == r1["old_credential_id"]
+        assert cli.run("drift", "--app", "pay-1").returncode == 0
+        daemon(at + HOUR)  # the daemon agrees: nothing to rotate, nothing drifted
+        assert tenant.attached(client_id) == [old]
+        assert len(cli("rotations", "--app", "pay-1", "--all", "--json").json()) == 2

@@ -9,11 +9,13 @@ at its next tick. Every case it cannot be done is refused with one ``error:`` li
 exit, and nothing written (no event, no keystore item, no delivered file changed): an unknown
 application or rotation, a client secret's rotation, a running one, one rolled back already, one
 with a rotation of its usage in flight, one that is not the latest, a provisioning (nothing to
-go back to), a previous credential deleted, expired, or imported (no private key to deliver).
+go back to), a previous credential deleted, expired, imported or missing from the keystore (no
+private key to deliver). At the Auth0 emulator the rollback moves the tenant's slot back.
 """
 
 from __future__ import annotations
 
+import base64
 import sqlite3
 import stat
 from datetime import UTC, datetime, timedelta
@@ -125,9 +127,15 @@ def test_a_completed_rotation_is_rolled_back_and_every_impossible_rollback_refus
     assert r3["status"] == "completed" and site.rotations("web-1")[1]["status"] == "completed"
     site.refused("web-3", r3["rotation_id"], "was imported", "no private key of it")
 
-    # the rollback
+    # the rollback: not while the keystore has lost the previous key (moved aside, then back)
     old, new = r1["old_credential_id"], r1["new_credential_id"]
     assert delivered(site, "web-1") == new
+    name = base64.urlsafe_b64encode(old.encode()).rstrip(b"=").decode()
+    item, aside = tmp_path / "keystore" / "items" / f"{name}.bin", tmp_path / "aside.bin"
+    item.rename(aside)
+    site.refused("web-1", r1["rotation_id"], f"the keystore no longer holds the private key of "
+                 f"{old}", "orchestrator rotate web-1")
+    aside.rename(item)
     site.clock.set(due + 3 * HOUR)
     shown = cli("rotations", "rollback", "web-1", r1["rotation_id"])
     assert shown.stdout == (f"rotation {r1['rotation_id']}: rolled back; {old} is in service "

@@ -1,12 +1,18 @@
-"""Delivery hooks, the pure part and the policy field: what a hook is given, what of its output
-reaches a log line, and the line a failed one records. (The hook run by the daemon:
-tests/e2e/test_delivery_hooks.py.)"""
+"""Delivery hooks, the pure part, the policy field and the service layer's ``Deliverer`` with
+in-memory doubles of its ports: what a hook is given, what of its output reaches a log line, and
+the line a failed one records. (The hook run by the daemon: tests/e2e/test_delivery_hooks.py.)"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
+from structlog.testing import capture_logs
+
+from orchestrator.app.delivering import Deliverer
+from orchestrator.domain.errors import DeliveryError
 from orchestrator.domain.hooks import (
     MAX_OUTPUT,
     Hook,
@@ -74,3 +80,62 @@ def test_a_relative_program_is_found_beside_the_policy_file(tmp_path: Path) -> N
     assert hook_of(["/opt/push"]) == Hook(("/opt/push",), timedelta(seconds=5))
     no_hook = to_plan_policy(load_policy_file(write_yaml(tmp_path, "q.yaml", VALID)))
     assert no_hook.params.hook is None
+
+
+class Folder:
+    """``Delivery`` in memory: what was delivered, by app and usage."""
+
+    def __init__(self) -> None:
+        self.sets: list[tuple[str, str, dict[str, bytes]]] = []
+
+    def deliver(self, app: str, usage: str, files: Mapping[str, bytes]) -> Path:
+        self.sets.append((app, usage, dict(files)))
+        return Path("/delivery") / app / usage
+
+
+class Runner:
+    """``HookRunner`` that answers as told and keeps what it was asked to run."""
+
+    def __init__(self, result: HookResult) -> None:
+        self.result = result
+        self.runs: list[tuple[tuple[str, ...], dict[str, str], timedelta]] = []
+
+    def run(self, command: Sequence[str], env: Mapping[str, str],
+            timeout: timedelta) -> HookResult:
+        self.runs.append((tuple(command), dict(env), timeout))
+        return self.result
+
+
+SECRET = "the-client-secret-0123456789"
+FILES = {"client_secret": SECRET.encode(), "version": b"2"}
+
+
+def test_the_hook_runs_after_the_files_with_the_folder_and_its_output_is_scrubbed() -> None:
+    runner = Runner(HookResult(0, f"pushed {SECRET} to vault"))
+    folder = Folder()
+    hook = Hook(("push",), timedelta(seconds=5))
+    with capture_logs() as logs:
+        Deliverer(folder, runner).deliver("svc", "client_secret", FILES, hook, rotation_id="rot_1")
+    assert folder.sets == [("svc", "client_secret", FILES)]
+    ((command, env, timeout),) = runner.runs
+    assert command == ("push", "/delivery/svc/client_secret") and timeout == hook.timeout
+    assert env["ORCHESTRATOR_DELIVERY_DIR"] == "/delivery/svc/client_secret"
+    assert SECRET not in str(env)
+    (line,) = [entry for entry in logs if entry["event"] == "hook_succeeded"]
+    assert line["app"] == "svc" and line["output"] == "pushed [redacted] to vault"
+
+
+def test_a_failed_hook_fails_the_delivery_with_one_line() -> None:
+    with capture_logs() as logs, pytest.raises(DeliveryError) as failed:
+        Deliverer(Folder(), Runner(HookResult(2, SECRET))).deliver(
+            "svc", "client_secret", FILES, Hook(("push",)))
+    assert str(failed.value).startswith("svc: the delivery hook push exited with status 2")
+    assert SECRET not in str(failed.value) and SECRET not in str(logs)
+
+
+def test_a_policy_hook_is_refused_where_nothing_can_run_it() -> None:
+    folder = Folder()
+    with pytest.raises(DeliveryError, match="cannot run hooks"):
+        Deliverer(folder, None).deliver("svc", "jar", {"kid": b"k"}, Hook(("push",)))
+    assert Deliverer(folder, None).deliver("svc", "jar", {"kid": b"k"}, None) == Path(
+        "/delivery/svc/jar")  # no hook: the files only

@@ -361,10 +361,11 @@ def wire(
 
     kit = crypto if crypto is not None else Cryptography()
     if fence is not None:
-        from orchestrator.app.fencing import FencedDelivery, FencedKeystore
+        from orchestrator.app.fencing import FencedDelivery, FencedHooks, FencedKeystore
 
         keystore = FencedKeystore(keystore, fence)
         delivery = None if delivery is None else FencedDelivery(delivery, fence)
+        hooks = None if hooks is None else FencedHooks(hooks, fence)
     fleet = FleetView(store, seed=None if projector is None else projector.seed)
     service = Service(store, keystore, clock, actor, kit, projector,
                       fleet=fleet if fleet_writes else None)

@@ -1,6 +1,6 @@
 """Fencing: a leader that lost its lease makes no further side effect.
 
-The daemon wires its outside world through these: every delivery and every keystore write is
+The daemon wires its outside world through these: every delivery, delivery hook and keystore write is
 preceded by ``confirm`` (the lease's cheap check, ``Lease.confirm``), which raises
 ``LeaseLost`` once another daemon has taken over; the provider router asks the same before each
 provider call (``ProviderRouter(guard=...)``), and the event store checks the leader epoch
@@ -13,13 +13,15 @@ The command line's writers are not leaders and are not fenced.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from datetime import timedelta
 from pathlib import Path
 
 from events.store import LeaseLost
-from orchestrator.app.ports import Delivery, Keystore
+from orchestrator.app.ports import Delivery, HookRunner, Keystore
+from orchestrator.domain.hooks import HookResult
 
-__all__ = ["FencedDelivery", "FencedKeystore", "LeaseLost"]
+__all__ = ["FencedDelivery", "FencedHooks", "FencedKeystore", "LeaseLost"]
 
 
 class FencedDelivery:
@@ -32,6 +34,20 @@ class FencedDelivery:
     def deliver(self, app: str, usage: str, files: Mapping[str, bytes]) -> Path:
         self._confirm()
         return self.inner.deliver(app, usage, files)
+
+
+class FencedHooks:
+    """``HookRunner``, confirming the lease before each hook runs (a hook acts outside: it
+    pushes the delivered credential somewhere, or tells the application to reload)."""
+
+    def __init__(self, inner: HookRunner, confirm: Callable[[], None]) -> None:
+        self.inner = inner
+        self._confirm = confirm
+
+    def run(self, command: Sequence[str], env: Mapping[str, str],
+            timeout: timedelta) -> HookResult:
+        self._confirm()
+        return self.inner.run(command, env, timeout)
 
 
 class FencedKeystore:

@@ -3,7 +3,8 @@ delivery, keystore write or provider call happens (reads still pass)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -11,7 +12,8 @@ import pytest
 from events.state import AppState
 from orchestrator.adapters.keystore import MemoryKeystore
 from orchestrator.adapters.providers.router import ProviderRouter
-from orchestrator.app.fencing import FencedDelivery, FencedKeystore, LeaseLost
+from orchestrator.app.fencing import FencedDelivery, FencedHooks, FencedKeystore, LeaseLost
+from orchestrator.domain.hooks import HookResult
 
 
 class Lease:
@@ -50,6 +52,26 @@ def test_a_delivery_after_the_loss_is_not_made() -> None:
     with pytest.raises(LeaseLost):
         fenced.deliver("b", "private_key_jwt", {})
     assert inner.delivered == ["a"] and lease.asked == 2
+
+
+class Hooks:
+    def __init__(self) -> None:
+        self.ran: list[str] = []
+
+    def run(self, command: Sequence[str], env: Mapping[str, str],
+            timeout: timedelta) -> HookResult:
+        self.ran.append(command[0])
+        return HookResult(exit_code=0, output="")
+
+
+def test_a_delivery_hook_after_the_loss_does_not_run() -> None:
+    lease, inner = Lease(), Hooks()
+    fenced = FencedHooks(inner, lease.confirm)
+    fenced.run(["./reload-a"], {}, timedelta(seconds=5))
+    lease.lost = True
+    with pytest.raises(LeaseLost):
+        fenced.run(["./reload-b"], {}, timedelta(seconds=5))
+    assert inner.ran == ["./reload-a"] and lease.asked == 2
 
 
 def test_keystore_writes_after_the_loss_are_refused_and_reads_pass() -> None:

@@ -52,6 +52,7 @@ if TYPE_CHECKING:  # the parts are imported where they are built, so a command l
     from orchestrator.adapters.providers.router import ProviderRouter
     from orchestrator.app.anchoring import Anchorer
     from orchestrator.app.fleet import FleetView
+    from orchestrator.app.notifications import Notifications, Webhook
     from orchestrator.app.ports import (
         CheckpointKey,
         Crypto,
@@ -96,7 +97,7 @@ DEFAULT_DB = "sqlite:///var/orchestrator.db"
 DEFAULT_KEYSTORE = "var/keystore"
 DEFAULT_POLICIES = "policies"
 DEFAULT_DELIVERY = "var/delivery"
-HEAD_REVISION = "0004"
+HEAD_REVISION = "0005"
 
 
 def utc_now() -> datetime:
@@ -303,6 +304,22 @@ class System:
     @property
     def ticker(self) -> Ticker:
         return self.core.ticker
+
+    def notifications(self, held: Callable[[], Mapping[str, str]] = dict) -> Notifications:
+        """The Notifier resources' subscriber on this database (``held``: the drift watch's
+        held applications, each with why); the daemon's leader polls it after each tick."""
+        from orchestrator.adapters.webhooks import HttpSender, SqlOutbox
+        from orchestrator.app.notifications import Notifications
+        from orchestrator.policies.notifiers import to_webhook
+
+        def webhooks() -> dict[str, Webhook]:
+            return {name: to_webhook(n) for name, n in self.policies.notifiers().items()}
+
+        lease = self.lease if self._daemon else None
+        return Notifications(self.sql_store, SqlOutbox(self.engine), HttpSender(), webhooks,
+                             self.fleet.all, self.clock, held=held,
+                             guard=lease.confirm if lease is not None else (lambda: None),
+                             should_stop=self._should_stop)
 
     def anchorer(self, key: Path, out: Path | str) -> Anchorer:
         """Signs the log's head with the key at ``key`` into the folder ``out`` (``-``: one

@@ -1,7 +1,7 @@
 """Checks across the files of a set: what no single file can be refused for on its own.
 
 * two policies with one name, or whose selectors can claim one application for one usage;
-* two identity providers with one name;
+* two identity providers with one name, or two notifiers;
 * a client_secret policy beside an identity provider that holds one secret (Auth0, RFC 7592)
   and so cannot overlap the old secret with the new, unless the policy says ``acceptSecretGap``.
 
@@ -18,10 +18,15 @@ from itertools import combinations
 from pathlib import Path
 
 from orchestrator.domain.errors import PolicyError
-from orchestrator.policies.loaded import LoadedIdentityProvider, LoadedPolicy, PolicyFileError
+from orchestrator.policies.loaded import (
+    LoadedIdentityProvider,
+    LoadedNotifier,
+    LoadedPolicy,
+    PolicyFileError,
+)
 from orchestrator.policies.models import ONE_POLICY, Policy, Usage
 
-__all__ = ["duplicate_providers", "policy_conflicts", "secret_gaps"]
+__all__ = ["duplicate_notifiers", "duplicate_providers", "policy_conflicts", "secret_gaps"]
 
 Refused = tuple[list[PolicyError], set[Path]]
 
@@ -55,14 +60,24 @@ def policy_conflicts(loaded: Sequence[LoadedPolicy]) -> Refused:
 def duplicate_providers(loaded: Sequence[LoadedIdentityProvider]) -> Refused:
     """Two identity providers with one name: both are left out (an application names its
     provider, so which one it meant cannot be guessed)."""
+    return _same_names(loaded, "identity provider")
+
+
+def duplicate_notifiers(loaded: Sequence[LoadedNotifier]) -> Refused:
+    """Two notifiers with one name: both are left out (a notifier's name keys its place in
+    the log and what it was told)."""
+    return _same_names(loaded, "notifier")
+
+
+def _same_names(loaded: Sequence[LoadedIdentityProvider | LoadedNotifier], what: str
+                ) -> Refused:
     errors: list[PolicyError] = []
     refused: set[Path] = set()
     for first, second in combinations(loaded, 2):
         if first.resource.name == second.resource.name:
             errors.append(PolicyFileError([
                 f"{first.path}: metadata.name: '{first.resource.name}' is also the name of the "
-                f"identity provider in {second.path}; give each identity provider a unique "
-                "name"]))
+                f"{what} in {second.path}; give each {what} a unique name"]))
             refused.update((first.path, second.path))
     return errors, refused
 

@@ -1,9 +1,10 @@
 """Resource files on disk: finding, parsing (safe YAML) and validating them, one line per error
 naming file and field.
 
-A folder holds resources of two kinds, told apart by ``kind``: ``RotationPolicy``
-(``orchestrator.policies.models``) and ``IdentityProvider``
-(``orchestrator.policies.identity_providers``). The checks across files (names given twice,
+A folder holds resources of three kinds, told apart by ``kind``: ``RotationPolicy``
+(``orchestrator.policies.models``), ``IdentityProvider``
+(``orchestrator.policies.identity_providers``) and ``Notifier``
+(``orchestrator.policies.notifiers``). The checks across files (names given twice,
 policies claiming one application, a client-secret policy beside a provider with one secret)
 are in ``orchestrator.policies.cross_checks``.
 """
@@ -19,16 +20,23 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from orchestrator.domain.errors import PolicyError
-from orchestrator.policies.cross_checks import duplicate_providers, policy_conflicts, secret_gaps
+from orchestrator.policies.cross_checks import (
+    duplicate_notifiers,
+    duplicate_providers,
+    policy_conflicts,
+    secret_gaps,
+)
 from orchestrator.policies.explain import explain
 from orchestrator.policies.identity_providers import IdentityProvider
 from orchestrator.policies.loaded import (
     LoadedIdentityProvider,
+    LoadedNotifier,
     LoadedPolicy,
     PolicyFileError,
     PolicySet,
 )
 from orchestrator.policies.models import ONE_POLICY, Policy, Usage
+from orchestrator.policies.notifiers import Notifier
 from orchestrator.policies.safe_yaml import parse_yaml
 
 __all__ = [
@@ -36,6 +44,7 @@ __all__ = [
     "MAX_POLICY_BYTES",
     "Loaded",
     "LoadedIdentityProvider",
+    "LoadedNotifier",
     "LoadedPolicy",
     "PolicyFileError",
     "PolicySet",
@@ -48,8 +57,9 @@ __all__ = [
 
 MAX_POLICY_BYTES = 1024 * 1024  # a resource is a page of YAML; a bigger file is refused unread
 MAX_CA_BYTES = 4 * 1024 * 1024  # a CA bundle (the system's whole is about 200 KiB)
-KINDS: dict[str, type[BaseModel]] = {"RotationPolicy": Policy, "IdentityProvider": IdentityProvider}
-Loaded = LoadedPolicy | LoadedIdentityProvider
+KINDS: dict[str, type[BaseModel]] = {"RotationPolicy": Policy, "IdentityProvider": IdentityProvider,
+                                     "Notifier": Notifier}
+Loaded = LoadedPolicy | LoadedIdentityProvider | LoadedNotifier
 
 
 def load_resource_file(path: Path) -> Loaded:
@@ -76,6 +86,8 @@ def load_resource_file(path: Path) -> Loaded:
         if problems := _ca_problems(resource):
             raise PolicyFileError([f"{path}: {line}" for line in problems])
         return LoadedIdentityProvider(resource, path, content_hash)
+    if isinstance(resource, Notifier):
+        return LoadedNotifier(resource, path, content_hash)
     assert isinstance(resource, Policy)
     if problems := _issuer_problems(resource, path.parent):
         raise PolicyFileError([f"{path}: {line}" for line in problems])
@@ -86,8 +98,8 @@ def load_policy_file(path: Path) -> LoadedPolicy:
     """One RotationPolicy file (another kind is refused, naming it)."""
     loaded = load_resource_file(path)
     if not isinstance(loaded, LoadedPolicy):
-        raise PolicyFileError([f"{path}: kind: an IdentityProvider, not a RotationPolicy; "
-                               "give a policy file"])
+        raise PolicyFileError([f"{path}: kind: a {type(loaded.resource).__name__}, not a "
+                               "RotationPolicy; give a policy file"])
     return loaded
 
 
@@ -99,6 +111,7 @@ def load_policies(paths: Iterable[Path]) -> PolicySet:
     files, errors = _policy_files(paths)
     policies: list[LoadedPolicy] = []
     providers: list[LoadedIdentityProvider] = []
+    notifiers: list[LoadedNotifier] = []
     for file in files:
         try:
             loaded = load_resource_file(file)
@@ -107,16 +120,19 @@ def load_policies(paths: Iterable[Path]) -> PolicySet:
             continue
         if isinstance(loaded, LoadedPolicy):
             policies.append(loaded)
+        elif isinstance(loaded, LoadedNotifier):
+            notifiers.append(loaded)
         else:
             providers.append(loaded)
     refused: set[Path] = set()
     for found, left_out in (policy_conflicts(policies), duplicate_providers(providers),
-                            secret_gaps(policies, providers)):
+                            secret_gaps(policies, providers), duplicate_notifiers(notifiers)):
         errors.extend(found)
         refused |= left_out
     return PolicySet(policies=tuple(p for p in policies if p.path not in refused),
                      errors=tuple(errors),
-                     identity_providers=tuple(p for p in providers if p.path not in refused))
+                     identity_providers=tuple(p for p in providers if p.path not in refused),
+                     notifiers=tuple(n for n in notifiers if n.path not in refused))
 
 
 def validate_paths(paths: Iterable[Path]) -> list[str]:

@@ -9,8 +9,10 @@ from pathlib import Path
 from orchestrator.domain.errors import PolicyError
 from orchestrator.policies.identity_providers import IdentityProvider
 from orchestrator.policies.models import Policy
+from orchestrator.policies.notifiers import Notifier
 
-__all__ = ["LoadedIdentityProvider", "LoadedPolicy", "PolicyFileError", "PolicySet"]
+__all__ = ["LoadedIdentityProvider", "LoadedNotifier", "LoadedPolicy", "PolicyFileError",
+           "PolicySet"]
 
 
 class PolicyFileError(PolicyError):
@@ -37,9 +39,17 @@ class LoadedIdentityProvider:
 
 
 @dataclass(frozen=True)
+class LoadedNotifier:
+    resource: Notifier  # its secret file's path joined to the file's folder
+    path: Path
+    content_hash: str
+
+
+@dataclass(frozen=True)
 class PolicySet:
     """The resources that loaded and conflict with no other, and every refusal."""
 
     policies: tuple[LoadedPolicy, ...]
     errors: tuple[PolicyError, ...]
     identity_providers: tuple[LoadedIdentityProvider, ...] = ()
+    notifiers: tuple[LoadedNotifier, ...] = ()

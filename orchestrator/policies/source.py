@@ -1,12 +1,12 @@
 """Resources as the daemon sees them: loaded from files, reloaded on change, last good kept.
 
 ``PolicySource.current()`` re-reads the resource files when any changed (by content hash) and
-returns the policies; ``identity_providers()`` returns the IdentityProvider resources of the
-same reload (loading them on first use). A file that no longer validates keeps its last good
+returns the policies; ``identity_providers()`` and ``notifiers()`` return the IdentityProvider
+and Notifier resources of the same reload (loading them on first use). A file that no longer validates keeps its last good
 version in force; the error is logged and recorded once as ``policy.rejected``. Each accepted
 version is recorded once as ``policy.applied`` with its content hash (stream ``policy:<name>``
-for a policy, ``identity-provider:<name>`` for a provider), so the log says which was in force
-when.
+for a policy, ``identity-provider:<name>`` for a provider, ``notifier:<name>`` for a notifier),
+so the log says which was in force when.
 """
 
 from __future__ import annotations
@@ -31,7 +31,8 @@ from orchestrator.policies.windows import CronWindow
 
 if TYPE_CHECKING:
     from orchestrator.policies.identity_providers import IdentityProvider
-    from orchestrator.policies.loaded import LoadedIdentityProvider, LoadedPolicy
+    from orchestrator.policies.loaded import LoadedIdentityProvider, LoadedNotifier, LoadedPolicy
+    from orchestrator.policies.notifiers import Notifier
 
 __all__ = ["PolicySource", "to_plan_policy"]
 
@@ -39,6 +40,7 @@ log = structlog.get_logger("orchestrator.policies")
 _Good = tuple["LoadedPolicy", PlanPolicy]  # a file as loaded, and what the planner takes of it
 POLICY_STREAM = "policy:"
 PROVIDER_STREAM = "identity-provider:"
+NOTIFIER_STREAM = "notifier:"
 REJECTED_STREAM = "policies:rejected"
 
 
@@ -107,6 +109,8 @@ class PolicySource:
         self._current: tuple[PlanPolicy, ...] = ()
         self._good_providers: dict[Path, LoadedIdentityProvider] = {}
         self._providers: Mapping[str, IdentityProvider] = MappingProxyType({})
+        self._good_notifiers: dict[Path, LoadedNotifier] = {}
+        self._notifiers: Mapping[str, Notifier] = MappingProxyType({})
         self._rejected: set[tuple[str, str]] = set()
         self.errors: tuple[str, ...] = ()
 
@@ -143,9 +147,9 @@ class PolicySource:
                 f"orchestrator policy validate {self.directory} lists them all")
 
     def _load(self) -> tuple[dict[Path, _Good], dict[Path, LoadedIdentityProvider],
-                             list[PolicyError], list[str]]:
+                             list[PolicyError], list[str], dict[Path, LoadedNotifier]]:
         """Every policy file that loads (with its issuer files read), every identity provider
-        file that loads, the refusals, and every error line."""
+        file that loads, the refusals, every error line, and every notifier file that loads."""
         from orchestrator.policies.files import PolicyFileError, load_policies
 
         result = load_policies([self.directory])
@@ -159,7 +163,8 @@ class PolicySource:
                     f"{item.path}: spec.credential.certificate.issuer: cannot read "
                     f"{exc.filename}: {exc.strerror}"]))
         providers = {item.path: item for item in result.identity_providers}
-        return loaded, providers, refused, [str(e) for e in refused]
+        notifiers = {item.path: item for item in result.notifiers}
+        return loaded, providers, refused, [str(e) for e in refused], notifiers
 
     def current(self) -> Sequence[PlanPolicy]:
         fingerprint = self._scan()
@@ -171,7 +176,7 @@ class PolicySource:
             log.error("policies_not_found", directory=str(self.directory),
                       kept=len(self._current))
             return self._current
-        loaded, providers, refused, errors = self._load()
+        loaded, providers, refused, errors, notifiers = self._load()
         present = set(self.directory.glob("*.y*ml"))
         for path, last_good in self._good.items():  # a broken file keeps its last good version
             if path in present and path not in loaded:
@@ -181,6 +186,10 @@ class PolicySource:
             if (path in present and path not in providers
                     and last_provider.resource.name not in named):
                 providers[path] = last_provider
+        told = {item.resource.name for item in notifiers.values()}
+        for path, last_notifier in self._good_notifiers.items():
+            if path in present and path not in notifiers and last_notifier.resource.name not in told:
+                notifiers[path] = last_notifier
         for error in refused:
             self._reject(error)
         for path in sorted(loaded):
@@ -189,15 +198,22 @@ class PolicySource:
         for path in sorted(providers):
             provider = providers[path]
             self._applied(PROVIDER_STREAM, provider.resource.name, provider.content_hash, path)
+        for path in sorted(notifiers):
+            notifier = notifiers[path]
+            self._applied(NOTIFIER_STREAM, notifier.resource.name, notifier.content_hash, path)
         self._good = loaded
         self._current = tuple(loaded[path][1] for path in sorted(loaded))
         self._good_providers = providers
         self._providers = MappingProxyType(
             {p.resource.name: p.resource for p in sorted(providers.values(),
                                                          key=lambda p: p.resource.name)})
+        self._good_notifiers = notifiers
+        self._notifiers = MappingProxyType(
+            {n.resource.name: n.resource for n in sorted(notifiers.values(),
+                                                         key=lambda n: n.resource.name)})
         self.errors = tuple(errors)
         log.info("policies_loaded", count=len(self._current), identity_providers=len(providers),
-                 errors=len(errors))
+                 notifiers=len(notifiers), errors=len(errors))
         return self._current
 
     def identity_providers(self) -> Mapping[str, IdentityProvider]:
@@ -208,6 +224,12 @@ class PolicySource:
         if self._fingerprint is None and self.directory.is_dir():
             self.current()
         return self._providers
+
+    def notifiers(self) -> Mapping[str, Notifier]:
+        """The Notifier resources by name, as of the last reload (loaded on first use)."""
+        if self._fingerprint is None and self.directory.is_dir():
+            self.current()
+        return self._notifiers
 
     def _append(self, stream: str, event: ev.Event) -> None:
         if self.store is None:

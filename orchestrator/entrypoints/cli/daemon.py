@@ -70,6 +70,7 @@ def daemon(ctx: click.Context, policies_dir: Path | None, once: bool, interval: 
     log = structlog.get_logger("orchestrator.daemon")
     if watch is not None:  # asked before every action at a provider: compared, and agreeing
         system.ticker.gate_with(watch.gate)
+    notices = system.notifications(held=(lambda: watch.held) if watch is not None else dict)
 
     def fault(exc: BaseException) -> str | None:
         return connections.fault(system.engine, exc)
@@ -87,19 +88,32 @@ def daemon(ctx: click.Context, policies_dir: Path | None, once: bool, interval: 
                 raise  # the database is away: the daemon says so, once
             log.exception("drift_check_failed", error=str(exc))
 
+    def tell() -> None:
+        """The Notifier resources told what the log and the fleet say (leader only)."""
+        try:
+            notices.poll()
+        except LeaseLost:
+            raise
+        except Exception as exc:  # never stops the rotations; the outbox keeps what is due
+            if fault(exc) is not None:
+                raise
+            log.exception("notifications_failed", error=str(exc))
+
     def tick() -> None:
         projector.catch_up()
         try:
             system.ticker.tick()
         except Exception as exc:
             # nothing more from this tick when the daemon is a standby again or the database
-            # is away; after any other failure the drift check still has its turn
+            # is away; after any other failure the drift check and notifications have a turn
             if not isinstance(exc, LeaseLost) and fault(exc) is None:
                 check_drift()
+                tell()
             raise
         check_drift()
         if anchors is not None:
             anchors.run()  # after the tick: its checkpoint covers what the tick recorded
+        tell()
 
     def describe(now: datetime) -> dict[str, Any]:
         return {"next_expiry": projector.next_expiry(now),

@@ -11,7 +11,7 @@ from orchestrator.domain.errors import InputError
 
 @click.group()
 def policy() -> None:
-    """Check resource files: rotation policies and identity providers."""
+    """Check resource files: rotation policies, identity providers and notifiers."""
 
 
 @policy.command("validate")
@@ -20,10 +20,10 @@ def policy() -> None:
 def policy_validate(ctx: click.Context, paths: tuple[Path, ...]) -> None:
     """Validate resource files or folders (default: the policies folder); for ops' own CI.
 
-    Checks RotationPolicy and IdentityProvider files, and the rules across them (names given
-    twice, policies claiming one application, a client_secret policy beside a provider with one
-    secret and no acceptSecretGap). A provider's secret references are not resolved here: the
-    pipeline need not hold the secrets."""
+    Checks RotationPolicy, IdentityProvider and Notifier files, and the rules across them
+    (names given twice, policies claiming one application, a client_secret policy beside a
+    provider with one secret and no acceptSecretGap). Secret references (a provider's, a
+    notifier's) are not resolved here: the pipeline need not hold the secrets."""
     from orchestrator.policies.files import load_policies
 
     targets = list(paths) or [ctx.obj["settings"].policies]
@@ -36,10 +36,13 @@ def policy_validate(ctx: click.Context, paths: tuple[Path, ...]) -> None:
     for provider in result.identity_providers:
         click.echo(f"ok      {provider.path}  {provider.resource.name}  "
                    f"{provider.content_hash[:19]}  identity provider ({provider.resource.spec.type})")
+    for notifier in result.notifiers:
+        click.echo(f"ok      {notifier.path}  {notifier.resource.name}  "
+                   f"{notifier.content_hash[:19]}  notifier")
     for error in result.errors:  # every problem of every file, one line each
         for line in getattr(error, "errors", None) or [str(error)]:
             click.echo(f"error: {line}", err=True)
     if result.errors:
         raise click.exceptions.Exit(1)
-    if not result.policies and not result.identity_providers:
+    if not result.policies and not result.identity_providers and not result.notifiers:
         raise InputError(f"no resource files (*.yaml) in {', '.join(map(str, targets))}")

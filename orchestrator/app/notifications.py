@@ -155,6 +155,20 @@ class Notifications:
         self._episodes: dict[str, tuple[str, int]] = {}  # held app -> (why, version first seen)
         self._unsigned: dict[str, str] = {}  # notifier -> the secret error last logged
 
+    def start(self) -> None:
+        """Give each notifier seen for the first time its checkpoint at the log's head (the
+        daemon calls it before each tick, so what the tick records is told)."""
+        for hook in self.webhooks().values():
+            if self.outbox.position(hook.name) is None:
+                self._begin(hook)
+
+    def _begin(self, hook: Webhook) -> None:
+        head = next(iter(self.store.read(ReadFilter(last=1))), None)
+        position = head.position if head is not None else 0
+        self.outbox.begin(hook.name, position)
+        log.info("notifier_started", notifier=hook.name, url=hook.url, position=position,
+                 detail="told what happens from this position of the log on")
+
     def poll(self) -> PollReport:
         report = PollReport()
         hooks = self.webhooks()
@@ -175,11 +189,7 @@ class Notifications:
     def _take(self, hook: Webhook, now: datetime) -> int:
         start = self.outbox.position(hook.name)
         if start is None:
-            head = next(iter(self.store.read(ReadFilter(last=1))), None)
-            position = head.position if head is not None else 0
-            self.outbox.begin(hook.name, position)
-            log.info("notifier_started", notifier=hook.name, url=hook.url, position=position,
-                     detail="told what happens from this position of the log on")
+            self._begin(hook)
             return 0
         taken = 0
         while True:

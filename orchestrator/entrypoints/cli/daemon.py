@@ -101,6 +101,8 @@ def daemon(ctx: click.Context, policies_dir: Path | None, once: bool, interval: 
 
     def tick() -> None:
         projector.catch_up()
+        system.policies.current()  # a notifier new in the folder ...
+        notices.start()  # ... is told from here on: what this tick records too
         try:
             system.ticker.tick()
         except Exception as exc:

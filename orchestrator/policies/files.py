@@ -98,8 +98,9 @@ def load_policy_file(path: Path) -> LoadedPolicy:
     """One RotationPolicy file (another kind is refused, naming it)."""
     loaded = load_resource_file(path)
     if not isinstance(loaded, LoadedPolicy):
-        raise PolicyFileError([f"{path}: kind: a {type(loaded.resource).__name__}, not a "
-                               "RotationPolicy; give a policy file"])
+        kind = type(loaded.resource).__name__
+        raise PolicyFileError([f"{path}: kind: {'an' if kind[0] in 'AEIOU' else 'a'} {kind}, "
+                               "not a RotationPolicy; give a policy file"])
     return loaded
 
 
@@ -161,7 +162,8 @@ def find_conflicts(
 
 
 def _model_of(path: Path, data: dict[Any, Any]) -> type[BaseModel]:
-    kinds = " or ".join(KINDS)
+    *first, last = KINDS
+    kinds = f"{', '.join(first)} or {last}"
     if "kind" not in data:
         raise PolicyFileError([f"{path}: kind: required key missing; add it ({kinds})"])
     kind = data["kind"]

@@ -224,7 +224,8 @@ def test_a_ca_file_is_read_from_the_resource_folder_and_must_hold_certificates(
 def test_a_resource_without_kind_is_refused_naming_the_kinds(tmp_path: Path) -> None:
     path = write(tmp_path, "x.yaml", variant(AUTH0, kind=None))
     assert refused_lines(path) == [
-        f"{path}: kind: required key missing; add it (RotationPolicy or IdentityProvider)"]
+        f"{path}: kind: required key missing; add it (RotationPolicy, IdentityProvider "
+        "or Notifier)"]
 
 
 def test_a_provider_file_is_not_a_policy_file(tmp_path: Path) -> None:

@@ -213,7 +213,7 @@ REFUSALS = [
                  "'orchestrator/v2' is not allowed; use 'orchestrator/v1'",
                  id="a wrong apiVersion is refused"),
     pytest.param(variant(VALID, kind="Policy"), "kind",
-                 "'Policy' is not a resource kind; use RotationPolicy or IdentityProvider",
+                 "'Policy' is not a resource kind; use RotationPolicy, IdentityProvider or Notifier",
                  id="an unknown kind is refused naming the known ones"),
     pytest.param(variant(VALID, apiVersion=None), "apiVersion", "required key missing; add it",
                  id="a missing apiVersion is refused"),

@@ -12,8 +12,9 @@ is a file, so its provisioning fails and parks after two attempts (rotation.fail
 rotation.parked); ``lapsed`` holds a key expiring in two hours and no policy
 (credential.expiring at 1d, then credential.expired and application.without_usable_credential);
 ``later`` holds one expiring in 20 days (credential.expiring at 30d); a broken file written while
-the daemon runs is policy.rejected. Drift is shown against an identity provider in
-tests/e2e/test_daemon_notifications_drift.py.
+the daemon runs is policy.rejected. Drift (application.drifted) needs an identity provider
+that can be compared: tests/e2e/test_daemon_notifications_drift.py, against the Auth0
+emulator.
 """
 
 from __future__ import annotations

@@ -8,8 +8,9 @@ policies folder, its secret an environment variable. Each test says what it pins
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from structlog.testing import capture_logs
@@ -19,7 +20,7 @@ from events.store import NewEvent, ReadFilter
 from orchestrator.app.service import CredentialSource
 from orchestrator.bootstrap import Settings, System, bootstrap
 from orchestrator.domain import rules
-from tests.conftest import NOW
+from tests.conftest import NOW, ROOT
 from tests.support.webhook_receiver import Receiver, verify
 
 SECRET = "whsec-test-0123456789"
@@ -177,3 +178,37 @@ def test_each_notifier_keeps_its_own_checkpoint_across_a_new_subscriber(
     restarted = world.system.notifications()
     restarted.poll()
     assert [d.event_id for d in receiver.received()] == [first, second]
+
+
+def readme_check() -> Any:
+    """The receiver's check as the README's Notifications section gives it, run as written."""
+    text = (ROOT / "README.md").read_text()
+    section = text[text.index("### Notifications"):text.index("## Policy format")]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    handled: set[str] = set()
+
+    def already_handled(event_id: str) -> bool:
+        seen = event_id in handled
+        handled.add(event_id)
+        return seen
+
+    scope: dict[str, Any] = {"already_handled": already_handled}
+    exec(compile(code, "README.md", "exec"), scope)  # our own README's snippet
+    return scope["check"]
+
+
+def test_the_readme_receiver_check_takes_a_delivery_once_and_refuses_a_forgery(
+        world: World, receiver: Receiver) -> None:
+    world.now = datetime.now(UTC)  # the snippet compares t with the wall clock
+    world.notices.poll()
+    event_id = world.reject(1)
+    world.notices.poll()
+    (delivery,) = receiver.received()
+    headers = {"Orchestrator-Signature": delivery.headers["orchestrator-signature"]}
+    check = readme_check()
+    assert check(SECRET.encode(), headers, delivery.body)["id"] == event_id
+    assert check(SECRET.encode(), headers, delivery.body) is None  # a repeat: handled already
+    with pytest.raises(ValueError, match="signature does not hold"):
+        check(SECRET.encode(), headers, delivery.body.replace(b"bad", b"good"))
+    with pytest.raises(ValueError, match="signature does not hold"):
+        check(b"another secret", headers, delivery.body)

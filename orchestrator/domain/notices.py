@@ -11,6 +11,8 @@ Two sources, one shape (``Notice``):
   seen again, by this process or after a restart, gets the same id, and the outbox keeps each
   id once per notifier: "each once".
 
+A credential is told as expiring only while no other usable credential of its usage outlives it:
+in a rotation's overlap the old one's nearing expiry is expected, not news.
 A credential first seen inside several thresholds (the daemon was down, or it was imported
 with a near expiry) is told once, for the tightest one it is within; a later, tighter
 threshold is told again.
@@ -97,13 +99,18 @@ def from_record(rec: Recorded) -> Notice | None:
 def expiring(states: Iterable[AppState], thresholds: Sequence[timedelta],
              now: datetime) -> list[Notice]:
     """A notice for each usable credential that expires within a threshold at ``now``, for the
-    tightest threshold it is within."""
+    tightest threshold it is within, unless another usable credential of its usage outlives it
+    (its successor, in a rotation's overlap: the application does not depend on it)."""
     ordered = sorted(set(thresholds))
     out = []
     for state in states:
         for cred in state.credentials.values():
             if cred.status is not Status.ACTIVE or cred.expires_at is None:
                 continue
+            if any(other.id != cred.id and (other.expires_at is None
+                                            or other.expires_at > cred.expires_at)
+                   for other in state.usable(cred.usage, now)):
+                continue  # a successor outlives it
             left = cred.expires_at - now
             if left <= timedelta(0):
                 continue  # expired: told as credential.expired

@@ -148,6 +148,17 @@ def test_an_expiring_credential_is_told_for_the_tightest_threshold_it_is_within(
     assert [n.data["threshold"] for n in notices] == ([told] if told else [])
 
 
+def test_a_credential_whose_successor_outlives_it_is_not_told() -> None:
+    state = app_with_key(5 * DAY)
+    state = evolve(state, ev.CredentialAdded(
+        credential_id="c2", usage="private_key_jwt", kind="public_key", kid="k2",
+        fingerprint="sha256:01", expires_at=NOW + 60 * DAY), NOW)
+    assert [n.data["credential_id"] for n in expiring([state], DEFAULT_THRESHOLDS, NOW)] == [
+        "c1"]  # added, not active yet: c1 is still what the app depends on
+    state = evolve(state, ev.CredentialActivated(credential_id="c2"), NOW)
+    assert expiring([state], DEFAULT_THRESHOLDS, NOW) == []
+
+
 def test_the_same_condition_has_the_same_id_and_a_tighter_threshold_a_new_one() -> None:
     state = app_with_key(20 * DAY)
     (a,) = expiring([state], DEFAULT_THRESHOLDS, NOW)

@@ -24,8 +24,9 @@ user, password, query or fragment: a secret in a URL ends up in logs.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from datetime import timedelta
-from typing import Literal
+from typing import Literal, TypeVar
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -44,6 +45,13 @@ _MODEL = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 MAX_TIMEOUT = timedelta(seconds=60)  # a delivery waits this long at most: the tick waits too
 MAX_THRESHOLD = timedelta(days=3650)
 MAX_THRESHOLDS = 10
+T = TypeVar("T")
+
+
+def _each_once(items: Sequence[T], shown: Callable[[T], str]) -> None:
+    twice = next((item for item in items if items.count(item) > 1), None)
+    if twice is not None:
+        raise ValueError(f"{shown(twice)} is listed twice; list each once")
 
 
 class NotifierRetry(BaseModel):
@@ -87,9 +95,7 @@ class NotifierSpec(BaseModel):
         if not events:
             raise ValueError("no event kinds: the notifier would be told nothing; list at "
                              "least one or leave events out for all of them")
-        if len(set(events)) != len(events):
-            twice = next(e for e in events if events.count(e) > 1)
-            raise ValueError(f"{twice.value} is listed twice; list each kind once")
+        _each_once(events, lambda e: e.value)
         return events
 
     @field_validator("thresholds")
@@ -100,9 +106,7 @@ class NotifierSpec(BaseModel):
                              "thresholds out for those")
         if len(thresholds) > MAX_THRESHOLDS:
             raise ValueError(f"{len(thresholds)} thresholds; give at most {MAX_THRESHOLDS}")
-        if len(set(thresholds)) != len(thresholds):
-            twice = next(t for t in thresholds if thresholds.count(t) > 1)
-            raise ValueError(f"{format_duration(twice)} is listed twice; list each once")
+        _each_once(thresholds, format_duration)
         if (longest := max(thresholds)) > MAX_THRESHOLD:
             raise ValueError(f"{format_duration(longest)} is longer than "
                              f"{format_duration(MAX_THRESHOLD)}; give a shorter threshold")

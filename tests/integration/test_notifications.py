@@ -212,3 +212,33 @@ def test_the_readme_receiver_check_takes_a_delivery_once_and_refuses_a_forgery(
         check(SECRET.encode(), headers, delivery.body.replace(b"bad", b"good"))
     with pytest.raises(ValueError, match="signature does not hold"):
         check(b"another secret", headers, delivery.body)
+
+
+def test_the_in_memory_outbox_agrees_with_the_database_one(engine: Any) -> None:
+    """The double the unit tests use and the SQL outbox give the same answers to the same
+    calls: checkpoints with compare-and-set, once-only ids, order, retries, delivery."""
+    from orchestrator.adapters.webhooks import MemoryOutbox, SqlOutbox
+    from orchestrator.app.notifications import NewRow
+
+    def run(outbox: Any) -> list[Any]:
+        rows = [NewRow(f"id-{n}", "policy.rejected", f'{{"n":{n}}}') for n in range(4)]
+        seen: list[Any] = [outbox.position("a")]
+        outbox.begin("a", 7)
+        outbox.begin("a", 9)  # a second begin changes nothing
+        seen += [outbox.position("a"), outbox.take("a", 7, 10, rows[:2], NOW),
+                 outbox.take("a", 7, 12, rows[2:], NOW), outbox.position("a"),
+                 outbox.add("a", rows[1:], NOW), outbox.add("b", rows[:1], NOW),
+                 sorted(outbox.known("a", ["id-0", "id-3", "id-9"]))]
+        first, *_ = outbox.pending("a", 10)
+        outbox.failed(first.seq, 1, NOW + DAY, "down")
+        seen.append([(p.notice_id, p.attempts, p.next_attempt_at) for p in outbox.pending("a", 2)])
+        outbox.delivered(first.seq, NOW)
+        seen.append([(p.notice_id, p.body) for p in outbox.pending("a", 10)])
+        seen.append([p.notice_id for p in outbox.pending("b", 10)])
+        return seen
+
+    expected = [None, 7, True, False, 10, 2, 1, ["id-0", "id-3"],
+                [("id-0", 1, NOW + DAY), ("id-1", 0, None)],
+                [("id-1", '{"n":1}'), ("id-2", '{"n":2}'), ("id-3", '{"n":3}')], ["id-0"]]
+    assert run(MemoryOutbox()) == expected
+    assert run(SqlOutbox(engine)) == expected

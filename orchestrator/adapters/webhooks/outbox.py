@@ -81,10 +81,10 @@ class SqlOutbox:
     def _add(self, conn: Connection, notifier: str, new: Sequence[NewRow], at: datetime) -> int:
         added = 0
         for row in new:  # one at a time: each may already be there
-            added += conn.execute(self._insert(conn, rows).values(
+            added += len(conn.execute(self._insert(conn, rows).values(
                 notifier=notifier, notice_id=row.notice_id, kind=row.kind, body=row.body,
                 created_at=format_time(at), attempts=0)
-                .on_conflict_do_nothing()).rowcount
+                .on_conflict_do_nothing().returning(rows.c.seq)).all())
         return added
 
     @staticmethod

@@ -403,6 +403,19 @@ class Projector:
         # decoded once the transaction has ended: not a transaction left idle meanwhile
         return position, {app: state_from_json(text) for app, text in rows}
 
+    def versions(self) -> dict[str, int]:
+        """Every projected application's stream version, by app: what a reader that keeps
+        states in memory compares to read again only the ones that moved (``states_of``)."""
+        a = rm_applications.c
+        with self.engine.connect() as conn:
+            return {app: int(version) for app, version in conn.execute(
+                sa.select(a.app, a.version))}
+
+    def states_of(self, apps: Iterable[str]) -> list[AppState]:
+        """The projected states of ``apps`` (those projected; in no particular order)."""
+        with self.engine.connect() as conn:
+            return list(self._load(conn, sorted(apps)).values())
+
     def states(self) -> Iterator[AppState]:
         with self.engine.connect() as conn:
             for (text,) in conn.execute(

@@ -49,6 +49,7 @@ if TYPE_CHECKING:  # the parts are imported where they are built, so a command l
     from events.state import AppState
     from events.store import EventStore
     from orchestrator.adapters.db_keystore import DatabaseKeystore
+    from orchestrator.adapters.metrics import DaemonMetrics
     from orchestrator.adapters.providers.router import ProviderRouter
     from orchestrator.app.anchoring import Anchorer
     from orchestrator.app.fleet import FleetView
@@ -80,6 +81,7 @@ __all__ = [
     "build_identity_provider",
     "checkpoint_key",
     "create_checkpoint_key",
+    "daemon_metrics",
     "ensure_schema",
     "fast_keys",
     "in_memory",
@@ -171,9 +173,11 @@ class System:
                  before_logging: Callable[[], None] = lambda: None,
                  wrap_store: Callable[[EventStore], EventStore] | None = None,
                  wrap_keystore: Callable[[Keystore], Keystore] | None = None,
-                 lease_timeout: timedelta | None = None) -> None:
+                 lease_timeout: timedelta | None = None,
+                 provider_calls: Callable[[str, str], None] | None = None) -> None:
         self.settings = settings
         self._lease_timeout = lease_timeout
+        self._provider_calls = provider_calls
         self._before_logging = before_logging  # the parts below log: set the logs up first
         self.engine = engine
         self.clock = clock
@@ -273,7 +277,8 @@ class System:
                     should_stop=self._should_stop, identity_providers=self.identity_providers,
                     provider_problems=lambda: self.policies.errors,
                     fence=self.lease.confirm if self._daemon else None,
-                    hooks=SubprocessHooks())
+                    hooks=SubprocessHooks(),
+                    provider_calls=self._provider_calls)
 
     def identity_providers(self) -> Mapping[str, Provider]:
         """The IdentityProvider resources of the policies folder, by name, as providers. Each is
@@ -334,6 +339,25 @@ class System:
         return Anchorer(self.sql_store, load_signer(key), sink, self.clock,
                         redacted_url(self.settings.db))
 
+    def serve_metrics(self, metrics: DaemonMetrics,
+                      status: Callable[[], tuple[bool, datetime | None]],
+                      drift: Callable[[], Mapping[str, bool]] = dict) -> None:
+        """Register the fleet's series (the read model, the policies in force, ``drift``), the
+        log's rotation counts and the daemon's ``status`` (whether it leads, when it last
+        completed a tick) in ``metrics``' registry."""
+        from orchestrator.adapters.metrics import (
+            DaemonCollector,
+            DaemonStatus,
+            FleetCollector,
+            FleetStates,
+            RotationCounts,
+        )
+
+        metrics.register(FleetCollector(FleetStates(self.projector), self.policies.in_force,
+                                        self.clock, drift))
+        metrics.register(RotationCounts(self.sql_store))
+        metrics.register(DaemonCollector(lambda: DaemonStatus(*status())))
+
     def close(self) -> None:
         self.engine.dispose()
 
@@ -358,6 +382,7 @@ def wire(
     rotation_ids: Callable[[], str] | None = None,
     fence: Callable[[], None] | None = None,
     hooks: HookRunner | None = None,
+    provider_calls: Callable[[str, str], None] | None = None,
 ) -> Core:
     """The one place the service layer is assembled, from real adapters or fakes.
 
@@ -367,7 +392,8 @@ def wire(
     in-memory fleet view (the daemon, the simulator) rather than from the store;
     ``rotation_ids`` (default: random) names each new rotation, so a test can replay a run;
     ``fence`` (the daemon's ``Lease.confirm``) is asked before each provider call, delivery and
-    keystore write (``orchestrator.app.fencing``).
+    keystore write (``orchestrator.app.fencing``); ``provider_calls`` is told (provider,
+    outcome) after each call made of a provider (the daemon's metrics).
     """
     from orchestrator.adapters.crypto import Cryptography
     from orchestrator.adapters.providers.router import ProviderRouter
@@ -389,7 +415,8 @@ def wire(
     local = (make_provider(provider, service.load, keystore, lambda: issuers(policies()))
              if isinstance(provider, str) else provider(service.load, keystore))
     idp = ProviderRouter(service.peek, local, identity_providers, provider_problems,
-                         guard=fence or (lambda: None))
+                         guard=fence or (lambda: None),
+                         observe=provider_calls or (lambda _provider, _outcome: None))
     rotator = Rotator(service, idp, keystore, kit, delivery, clock, actor=rotation_actor,
                       on_step=on_step, new_rotation_id=rotation_ids or random_rotation_id,
                       hooks=hooks)
@@ -556,6 +583,7 @@ def bootstrap(
     wrap_store: Callable[[EventStore], EventStore] | None = None,
     wrap_keystore: Callable[[Keystore], Keystore] | None = None,
     lease_timeout: timedelta | None = None,
+    provider_calls: Callable[[str, str], None] | None = None,
 ) -> System:
     """Wire everything on the configured database. ``daemon=True`` keeps the fleet in memory for
     the write path too; ``wrap_store`` decorates the store the write path appends through.
@@ -575,7 +603,16 @@ def bootstrap(
             raise
     return System(settings, engine, clock, keystore=keystore, daemon=daemon,
                   should_stop=should_stop, before_logging=before_logging, wrap_store=wrap_store,
-                  wrap_keystore=wrap_keystore, lease_timeout=lease_timeout)
+                  wrap_keystore=wrap_keystore, lease_timeout=lease_timeout,
+                  provider_calls=provider_calls)
+
+
+def daemon_metrics() -> DaemonMetrics:
+    """The daemon's Prometheus registry and the counters it feeds (``System.serve_metrics``
+    adds the rest)."""
+    from orchestrator.adapters.metrics import DaemonMetrics
+
+    return DaemonMetrics()
 
 
 def create_checkpoint_key(path: Path) -> tuple[str, Path]:

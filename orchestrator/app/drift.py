@@ -32,6 +32,7 @@ from events import catalog as ev
 from events.state import AppState, RotationStatus, Status
 from orchestrator.app.importing import public_material
 from orchestrator.app.ports import Crypto, Inventory, Providers, RemoteEdits
+from orchestrator.app.provider_calls import Observe, observed
 from orchestrator.app.service import Service
 from orchestrator.domain.adoption import decide_adoption
 from orchestrator.domain.drift import Difference, DriftKind, compare
@@ -92,8 +93,10 @@ class Fix:
 
 class DriftChecker:
     def __init__(self, service: Service, providers: Providers, crypto: Crypto,
-                 states: Callable[[], Iterable[AppState]], clock: Callable[[], datetime]) -> None:
+                 states: Callable[[], Iterable[AppState]], clock: Callable[[], datetime],
+                 observe: Observe = lambda _provider, _outcome: None) -> None:
         self.service = service
+        self._observe = observe  # (provider, outcome) after each read of a client (metrics)
         self.providers = providers
         self.crypto = crypto
         self.states = states
@@ -147,7 +150,7 @@ class DriftChecker:
             inventory = self.inventory(provider)
             if inventory is None:
                 return _with(base, error=f"provider {provider!r} cannot list its clients")
-            remote = inventory.client(client_id)
+            remote = observed(provider, lambda: inventory.client(client_id), self._observe)
             can = self.providers.named(provider).capabilities(state.app)
         except ProviderUnavailable as exc:
             return _with(base, error=f"provider {provider!r} could not be reached: {exc}",

@@ -102,6 +102,12 @@ class DriftWatch:
         """The apps held, each with why."""
         return dict(self._held)
 
+    def drifted(self) -> dict[str, bool]:
+        """Each app compared since the daemon started: whether it is held (its provider
+        contradicts the log, or its client is missing). Safe to call from another thread."""
+        looked, held = dict(self._looks), dict(self._held)
+        return {app: app in held for app in looked}
+
     # --- the gate ----------------------------------------------------------------------------
 
     def gate(self, app: str) -> str | None:

@@ -24,13 +24,16 @@ again, quietly; the first tick that completes after it (or a standby's look at t
 only state, and what was in flight resumes from it. Any other failure of a tick is logged with
 its traceback (``tick_failed``) and the next tick runs as usual. SIGTERM and Ctrl-C finish the
 current step and exit 0. A ``daemon_heartbeat`` line (role, ticks, the next expiry and the next
-rotation due) is logged after the first tick and then every minute.
+rotation due) is logged after the first tick and then every minute. ``role``, ``last_tick_at``
+and ``on_tick`` (each completed tick's length, measured by ``timer``) feed the metrics and the
+health endpoints (``orchestrator.entrypoints.health``).
 """
 
 from __future__ import annotations
 
 import signal
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
@@ -60,6 +63,8 @@ class Daemon:
         heartbeat: timedelta = HEARTBEAT,
         fault: Callable[[BaseException], str | None] = lambda _exc: None,
         database: str = "",
+        on_tick: Callable[[float], None] = lambda _seconds: None,
+        timer: Callable[[], float] = time.perf_counter,
     ) -> None:
         self._tick = tick
         self._next_expiry = next_expiry
@@ -78,10 +83,19 @@ class Daemon:
         self._fault = fault  # why an error means the database cannot be used now (None: not)
         self.database = database  # how the log lines name it (no password)
         self.unavailable_since: datetime | None = None  # the outage under way, if any
+        self.last_tick_at: datetime | None = None  # when a tick last completed (the clock's)
+        self._on_tick = on_tick  # told how long each completed tick took (real seconds)
+        self._timer = timer  # measures it; never decides anything
+        self._looked = False  # whether it has tried the lease yet (its role is known)
 
     @property
     def leader(self) -> bool:
         return self._leader
+
+    @property
+    def role(self) -> str:
+        """``starting`` until it first tried the lease, then ``leader`` or ``standby``."""
+        return "leader" if self._leader else "standby" if self._looked else "starting"
 
     def run_once(self) -> bool:
         """One tick if this process is (or becomes) the leader; False when another leads."""
@@ -91,7 +105,9 @@ class Daemon:
             except LeaseLost as exc:
                 self._step_down(exc)
         if not self._leader:
-            if not self.lease.acquire():
+            acquired = self.lease.acquire()
+            self._looked = True
+            if not acquired:
                 if not self._waiting_logged:
                     log.info("leadership_waited", reason="another daemon holds the lease")
                     self._waiting_logged = True
@@ -100,11 +116,14 @@ class Daemon:
             self._epoch = self.lease.epoch
             log.info("leadership_acquired", epoch=self._epoch)
             self._leader = True
+        began = self._timer()
         try:
             self._tick()
         except LeaseLost as exc:
             self._step_down(exc)
             return False
+        self._on_tick(self._timer() - began)
+        self.last_tick_at = self.clock()
         self.ticks += 1
         self._recovered()
         self._note_expiry()

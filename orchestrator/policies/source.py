@@ -113,6 +113,10 @@ class PolicySource:
         self._notifiers: Mapping[str, Notifier] = MappingProxyType({})
         self._rejected: set[tuple[str, str]] = set()
         self.errors: tuple[str, ...] = ()
+        # what in_force read of the files while current() never ran: (fingerprint, policies,
+        # identity providers)
+        self._peeked: tuple[str, tuple[PlanPolicy, ...],
+                            Mapping[str, IdentityProvider]] | None = None
 
     def _scan(self) -> str:
         from orchestrator.policies.files import MAX_POLICY_BYTES
@@ -215,6 +219,27 @@ class PolicySource:
         log.info("policies_loaded", count=len(self._current), identity_providers=len(providers),
                  notifiers=len(notifiers), errors=len(errors))
         return self._current
+
+    def in_force(self) -> Sequence[PlanPolicy]:
+        """The policies as ``current()`` last loaded them, without looking at the files; when it
+        never ran (a standby daemon, which does not tick), the files as they load now, read
+        without recording or logging anything (cached until a file changes). For readers in
+        another thread (the metrics, the health endpoints)."""
+        return self._current if self._fingerprint is not None else self._peek()[0]
+
+    def identity_providers_in_force(self) -> Mapping[str, IdentityProvider]:
+        """The IdentityProvider resources as ``in_force`` reads the policies."""
+        return self._providers if self._fingerprint is not None else self._peek()[1]
+
+    def _peek(self) -> tuple[tuple[PlanPolicy, ...], Mapping[str, IdentityProvider]]:
+        fingerprint = self._scan()
+        cached = self._peeked
+        if cached is None or cached[0] != fingerprint:
+            loaded, providers = self._load()[:2] if self.directory.is_dir() else ({}, {})
+            cached = self._peeked = (
+                fingerprint, tuple(loaded[p][1] for p in sorted(loaded)),
+                MappingProxyType({p.resource.name: p.resource for p in providers.values()}))
+        return cached[1], cached[2]
 
     def identity_providers(self) -> Mapping[str, IdentityProvider]:
         """The IdentityProvider resources by name, as of the last reload (``current()``, which

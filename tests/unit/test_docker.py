@@ -7,6 +7,7 @@ No container engine is needed: the files are read as text (and YAML).
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from pathlib import Path
@@ -115,3 +116,35 @@ def test_compose_replicas_share_one_keystore_and_one_delivery_volume() -> None:
             path = environment[variable]
             assert mounts.get(path) == volume, f"{service}: {variable}={path} is not on {volume}"
             assert volume in compose["volumes"], f"volume {volume} is not declared"
+
+
+def _instruction(name: str) -> list[str]:
+    """The exec form (a JSON array) of the Dockerfile's last ``name`` instruction, or of the
+    ``CMD`` inside its ``HEALTHCHECK``."""
+    text = DOCKERFILE.read_text().replace("\\\n", " ")
+    found = re.findall(rf"(?m)^{name}\s+(?:--\S+\s+)*(?:CMD\s+)?(\[.*\])\s*$", text)
+    assert found, f"docker/Dockerfile has no {name} in exec form"
+    words: list[str] = json.loads(found[-1])
+    return words
+
+
+def _listen_port(command: list[str]) -> tuple[str, int]:
+    address = command[command.index("--listen") + 1]
+    host, _, port = address.rpartition(":")
+    return host, int(port)
+
+
+def test_the_image_checks_health_with_its_own_python_on_the_port_the_daemon_listens_on() -> None:
+    """HEALTHCHECK asks /healthz through the image's Python (the slim image has no curl), on the
+    port CMD's daemon listens on, on every interface (so Prometheus can scrape it too), and the
+    compose file's daemon command, which replaces CMD, listens there as well."""
+    check = _instruction("HEALTHCHECK")
+    assert check[:2] == ["python", "-c"] and "curl" not in check and "wget" not in check, check
+    url = re.search(r"http://127\.0\.0\.1:(\d+)/healthz", check[2])
+    assert url and "urllib.request" in check[2], check
+    command = _instruction("CMD")
+    assert command[0] == "daemon", command
+    assert _listen_port(command) == ("0.0.0.0", int(url.group(1)))
+    assert f"EXPOSE {url.group(1)}" in DOCKERFILE.read_text()
+    compose = yaml.safe_load(COMPOSE.read_text())["services"]["daemon"]["command"]
+    assert _listen_port(compose) == ("0.0.0.0", int(url.group(1))), compose

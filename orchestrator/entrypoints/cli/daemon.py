@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -10,7 +11,7 @@ import click
 
 from orchestrator.domain.errors import InputError, OrchestratorError
 from orchestrator.entrypoints.cli.context import system_of
-from orchestrator.entrypoints.cli.params import DurationOrOff, Seconds
+from orchestrator.entrypoints.cli.params import DurationOrOff, ListenAddress, Seconds
 
 
 @click.command()
@@ -34,12 +35,18 @@ from orchestrator.entrypoints.cli.params import DurationOrOff, Seconds
                    "lease this long after, and another daemon takes over (0: never).")
 @click.option("--json-logs/--pretty-logs", default=None,
               help="Log format (default: pretty on a terminal, JSON lines otherwise).")
+@click.option("--listen", type=ListenAddress(), default=None,
+              help="Serve Prometheus metrics at /metrics and health at /healthz and /readyz on "
+                   "this address (a bare port: 127.0.0.1; 0.0.0.0:PORT: every interface). "
+                   "Default: off.")
 @click.pass_context
 def daemon(ctx: click.Context, policies_dir: Path | None, once: bool, interval: float,
            drift_every: timedelta, checkpoint_every: timedelta, checkpoint_key: Path | None,
            checkpoint_out: Path | None, lease_timeout: timedelta,
-           json_logs: bool | None) -> None:
+           json_logs: bool | None, listen: tuple[str, int] | None) -> None:
     """Apply the rotation policies: rotate on schedule, enforce expiry, until SIGTERM."""
+    if listen is not None and once:
+        raise InputError("--listen serves a running daemon; it has no use with --once")
     settings = ctx.find_root().obj["settings"]
     if timedelta(0) < lease_timeout < timedelta(seconds=2):
         raise InputError(f"--lease-timeout {lease_timeout.total_seconds():g}s is too short for "
@@ -54,16 +61,23 @@ def daemon(ctx: click.Context, policies_dir: Path | None, once: bool, interval: 
 
     configure(json_logs, capture_uncaught=True)
     stop_flag: dict[str, Any] = {}
+    metrics = None
+    if listen is not None:
+        from orchestrator.bootstrap import daemon_metrics
+
+        metrics = daemon_metrics()
     system = system_of(ctx, policies=policies_dir, daemon=True,
                        lease_timeout=lease_timeout if lease_timeout > timedelta(0) else None,
                      should_stop=lambda: bool(stop_flag.get("daemon")
-                                              and stop_flag["daemon"].stopping.is_set()))
+                                              and stop_flag["daemon"].stopping.is_set()),
+                     provider_calls=None if metrics is None else metrics.provider_call)
 
     projector, lease = system.projector, system.lease
     assert projector is not None and lease is not None  # bootstrap() always sets both
     system.policies.check()  # nothing in memory to fall back on yet: a broken set is refused
 
-    watch = _drift_watch(system, drift_every)
+    watch = _drift_watch(system, drift_every,
+                         None if metrics is None else metrics.provider_call)
     anchors = _anchor_watch(system, checkpoint_every, anchoring)
     import structlog
 
@@ -125,6 +139,7 @@ def daemon(ctx: click.Context, policies_dir: Path | None, once: bool, interval: 
     runner = Daemon(tick, projector.next_expiry, lease, system.clock,
                     interval=timedelta(seconds=interval), describe=describe, fault=fault,
                     database=connections.named(system.engine),
+                    on_tick=(lambda _seconds: None) if metrics is None else metrics.tick,
                     **({"poll": poll} if poll is not None else {}))
     stop_flag["daemon"] = runner
     if once:
@@ -132,7 +147,13 @@ def daemon(ctx: click.Context, policies_dir: Path | None, once: bool, interval: 
             raise OrchestratorError("another daemon holds the leader lease; nothing done")
         runner.lease.release()
         return
-    runner.run()
+    if listen is None:
+        runner.run()
+        return
+    from orchestrator.entrypoints.cli.serving import serve
+
+    with serve(listen, system, metrics, runner, watch):
+        runner.run()
 
 
 def _anchoring(ctx: click.Context, every: timedelta, key: Path | None, out: Path | None
@@ -163,13 +184,16 @@ def _anchor_watch(system: Any, every: timedelta, anchoring: tuple[Path, Path] | 
     return AnchorWatch(system.anchorer(*anchoring), every, system.clock)
 
 
-def _drift_watch(system: Any, every: timedelta) -> Any:
-    """The drift check on the daemon's own clock (None: off)."""
+def _drift_watch(system: Any, every: timedelta,
+                 observe: Callable[[str, str], None] | None) -> Any:
+    """The drift check on the daemon's own clock (None: off); ``observe`` is told each read of
+    a client at a provider (the metrics)."""
     if every <= timedelta(0):
         return None
     from orchestrator.app.drift import DriftChecker
     from orchestrator.app.drift_watch import DriftWatch
 
     checker = DriftChecker(system.service, system.provider, system.service.crypto,
-                           system.fleet.all, system.clock)
+                           system.fleet.all, system.clock,
+                           **({} if observe is None else {"observe": observe}))
     return DriftWatch(checker, every, system.clock)

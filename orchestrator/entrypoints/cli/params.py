@@ -20,6 +20,7 @@ __all__ = [
     "DurationOrOff",
     "Instant",
     "Label",
+    "ListenAddress",
     "Seconds",
     "label_map",
 ]
@@ -90,6 +91,31 @@ class Seconds(click.ParamType):  # type: ignore[type-arg]
             self.fail(f"{value!r} is not between {self.low:g} and {self.high:g} seconds; give "
                       "a number in that range", param, ctx)
         return seconds
+
+
+class ListenAddress(click.ParamType):  # type: ignore[type-arg]
+    """``HOST:PORT``, ``[IPv6]:PORT`` or a bare ``PORT`` (on 127.0.0.1): (host, port). Port 0
+    lets the system choose a free one (the daemon's ``metrics_serving`` line says which)."""
+
+    name = "[ADDR:]PORT"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> tuple[str, int]:
+        if isinstance(value, tuple):
+            return value
+        text = str(value).strip()
+        host, sep, port_text = text.rpartition(":")
+        if not sep:
+            host = "127.0.0.1"
+        elif host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        elif ":" in host:
+            self.fail(f"{text!r}: write an IPv6 address in brackets, e.g. [::1]:9464", param, ctx)
+        if not host:
+            self.fail(f"{text!r} names no address; give ADDR:PORT (0.0.0.0:9464 for every "
+                      "interface) or a bare PORT for 127.0.0.1", param, ctx)
+        if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
+            self.fail(f"{text!r}: the port must be a number from 0 to 65535", param, ctx)
+        return host, int(port_text)
 
 
 class Label(click.ParamType):  # type: ignore[type-arg]

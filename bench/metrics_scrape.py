@@ -22,6 +22,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import yaml
 from prometheus_client import generate_latest
 
 from events import catalog as ev
@@ -31,15 +32,12 @@ from events.store import NewEvent
 from orchestrator.bootstrap import Settings, bootstrap, daemon_metrics
 
 NOW = datetime(2026, 11, 22, 12, 0, tzinfo=UTC)
-POLICY = """apiVersion: orchestrator/v1
-kind: RotationPolicy
-metadata: {name: keys}
-spec:
-  selector: {apps: ["app-*"]}
-  credential: {usage: private_key_jwt, algorithm: RS256, keySize: 2048}
-  rotation: {every: 30d, beforeExpiry: 10d, overlap: 1h}
-  lifetime: 60d
-"""
+POLICY = yaml.safe_dump({
+    "apiVersion": "orchestrator/v1", "kind": "RotationPolicy", "metadata": {"name": "keys"},
+    "spec": {"selector": {"apps": ["app-*"]},
+             "credential": {"usage": "private_key_jwt", "algorithm": "RS256", "keySize": 2048},
+             "rotation": {"every": "30d", "beforeExpiry": "10d", "overlap": "1h"},
+             "lifetime": "60d"}})
 
 
 def _fleet(store: SQLEventStore, apps: int) -> None:

@@ -25,24 +25,23 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import NOW
 from tests.e2e.test_drift_command import JAR_POLICY, imported, tenant  # noqa: F401  (a fixture)
-from tests.helpers import LAUNCHER, ORCHESTRATOR, Cli, VirtualClock, json_events, wait_for
+from tests.helpers import (
+    LAUNCHER,
+    ORCHESTRATOR,
+    Cli,
+    VirtualClock,
+    json_events,
+    policy_yaml,
+    wait_for,
+)
 from tests.support.auth0_tenant import NAME, Tenant
 
 DAY, MINUTE = timedelta(days=1), timedelta(minutes=1)
-KEYS = """apiVersion: orchestrator/v1
-kind: RotationPolicy
-metadata: {name: keys}
-spec:
-  selector: {apps: ["svc-*"]}
-  credential: {usage: private_key_jwt, algorithm: RS256, keySize: 2048}
-  rotation:
-    every: 30d
-    beforeExpiry: 10d
-    overlap: 1h
-    retry: {attempts: 2, backoff: 1m, maxBackoff: 1m}
-  lifetime: 60d
-  retention: 1d
-"""
+KEYS = policy_yaml("keys", '["svc-*"]',
+                   "{usage: private_key_jwt, algorithm: RS256, keySize: 2048}",
+                   "{every: 30d, beforeExpiry: 10d, overlap: 1h, "
+                   "retry: {attempts: 2, backoff: 1m, maxBackoff: 1m}}",
+                   lifetime="60d", extra="  retention: 1d\n")
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 SERIES = {  # the issue's names (a counter's family is named without _total)
     "orchestrator_credential_expiration_timestamp_seconds",

@@ -9,7 +9,8 @@ cert-manager decides re-issuance); each also says when it could next fire by tim
     running         an in-flight rotation: resume it when its next step is due, else nothing;
                     a parked one whose old credential enters beforeExpiry is retried
     no-usable       no usable credential: provision, or (the last ones expired) expired
-    expiring        the newest usable credential expires within beforeExpiry
+    expiring        the newest usable credential expires within beforeExpiry (a duration, or
+                    a share of that credential's own lifetime: ``PlanPolicy.renew_before``)
     policy-changed  it no longer matches the policy (algorithm, key size)
     age             it is older than the rotation age
 """
@@ -61,10 +62,27 @@ class PlanPolicy:
     window: Window | None = None
     max_per_tick: int = 50
     matches: Callable[[str, Mapping[str, str]], bool] | None = None
+    # beforeExpiry as a share of each credential's own lifetime (0.33 for 33%); None: the
+    # fixed ``before_expiry``, which is then the share of the policy's lifetime
+    before_expiry_fraction: float | None = None
 
     @property
     def usage(self) -> str:
         return self.params.usage
+
+    def renew_before(self, cred: Credential) -> timedelta:
+        """How long before its expiry ``cred`` is due: ``before_expiry``, or the policy's
+        fraction of ``cred``'s own lifetime (from its not-before, else from when it was added,
+        to its expiry), as cert-manager's renewBeforePercentage: a credential the provider
+        issued shorter is renewed earlier, never in a loop."""
+        fraction = self.before_expiry_fraction
+        start = cred.not_before or cred.added_at
+        if fraction is None or cred.expires_at is None or start is None:
+            return self.before_expiry
+        lifetime = cred.expires_at - start
+        if lifetime <= timedelta(0):
+            return self.before_expiry
+        return timedelta(seconds=round(lifetime.total_seconds() * fraction))
 
     def selects(self, app: AppState) -> bool:
         if self.matches is not None:
@@ -172,7 +190,7 @@ def _running(i: Input) -> Action | None:
     if rot.status is RotationStatus.PARKED:
         old = i.state.credentials.get(rot.old_credential_id or "")
         if (old is not None and old.usable(i.now) and old.expires_at is not None
-                and old.expires_at - i.now <= i.policy.before_expiry):
+                and old.expires_at - i.now <= i.policy.renew_before(old)):
             if i.now < _parked_until(i, rot):
                 return NOTHING  # parked a moment ago: retried once its capped backoff ran
             return Action(Kind.RETRY, i.state.app, Reason.EXPIRING,
@@ -195,7 +213,7 @@ def _running_due(i: Input) -> datetime | None:
         old = i.state.credentials.get(rot.old_credential_id or "")
         if old is None or old.expires_at is None:
             return None
-        return max(earlier(old.expires_at, i.policy.before_expiry), _parked_until(i, rot))
+        return max(earlier(old.expires_at, i.policy.renew_before(old)), _parked_until(i, rot))
     ends = (rot.next_attempt_at,
             later(rot.tested_at, i.policy.params.overlap) if rot.tested_at else None)
     future = [t for t in ends if t is not None and t > i.now]
@@ -226,7 +244,7 @@ def _expiring(i: Input) -> Action | None:
     if cred is None or cred.expires_at is None:
         return None
     left = cred.expires_at - i.now
-    if left > i.policy.before_expiry:
+    if left > i.policy.renew_before(cred):
         return None
     return _start(i, Reason.EXPIRING, f"{cred.id} expires in {human(left)}",
                   _must_not_wait(i, cred.expires_at))
@@ -236,7 +254,7 @@ def _expiring_due(i: Input) -> datetime | None:
     cred = i.newest
     if cred is None or cred.expires_at is None or i.policy.usage == SECRET_USAGE:
         return None
-    return earlier(cred.expires_at, i.policy.before_expiry)
+    return earlier(cred.expires_at, i.policy.renew_before(cred))
 
 
 def _policy_changed(i: Input) -> Action | None:

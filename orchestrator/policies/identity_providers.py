@@ -59,7 +59,8 @@ __all__ = [
 
 DEFAULT_MAX_CREDENTIALS = 4  # Auth0's documented pool of credential records per client
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})  # http is allowed only here
-_MODEL = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+_MODEL = ConfigDict(extra="forbid", frozen=True, populate_by_name=True,
+                   field_title_generator=lambda name, info: info.alias or name)
 _HOST_LABEL = re.compile(r"(?!-)[a-z0-9-]{1,63}(?<!-)")
 _DOMAIN = re.compile(r"(?P<host>[a-z0-9.-]+|\[[0-9a-f:.]+\])(?::(?P<port>[0-9]{1,5}))?")
 

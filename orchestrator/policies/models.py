@@ -32,6 +32,12 @@ added in (1). Three more inequalities keep the triggers themselves sound::
     lifetime > beforeExpiry + overlap    (a fresh credential is not due again the moment its
                                           rotation completes: no rotation loop)           (4)
 
+``beforeExpiry`` may also be a percentage (``33%``, cert-manager's renewBeforePercentage): each
+credential is then due when that share of its own lifetime (not-before, else added, to expiry)
+is left, so a provider that issues shorter credentials gets them renewed earlier rather than in
+a loop. (3) and (4) are checked with the share of ``lifetime`` (required then); a credential
+imported with a shorter lifetime of its own gets a shorter lead, as in cert-manager.
+
 What (1) cannot cover is capacity: maxPerTick must let the fleet's due rotations start within
 the window, and a rotation parked after its retry budget waits for a human.
 """
@@ -50,14 +56,22 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PlainSerializer,
     PlainValidator,
     StrictBool,
+    WithJsonSchema,
     field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
 
-from orchestrator.domain.durations import DURATION_FORMS, format_duration, parse_duration
+from orchestrator.domain.durations import (
+    DURATION_FORMS,
+    format_duration,
+    format_percentage,
+    parse_duration,
+    parse_percentage,
+)
 from orchestrator.domain.hooks import DEFAULT_HOOK_TIMEOUT
 from orchestrator.domain.rotation import total_backoff
 from orchestrator.domain.vocabulary import (
@@ -93,7 +107,8 @@ WINDOW_REFERENCE = datetime(2026, 1, 1, tzinfo=UTC)  # where window gaps are mea
 _WINDOW_HORIZON = timedelta(days=400)
 MAX_ATTEMPTS = 100  # more is a rotation that never parks for a human
 _NAME = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
-_MODEL = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+_MODEL = ConfigDict(extra="forbid", frozen=True, populate_by_name=True,
+                   field_title_generator=lambda name, info: info.alias or name)
 ONE_POLICY = "narrow one selector (apps or labels) so each application has one policy per usage"
 
 
@@ -110,8 +125,41 @@ def _duration(value: object, *, zero_ok: bool) -> timedelta:
     return duration
 
 
-PositiveDuration = Annotated[timedelta, PlainValidator(lambda v: _duration(v, zero_ok=False))]
-Duration = Annotated[timedelta, PlainValidator(lambda v: _duration(v, zero_ok=True))]
+def _before_expiry(value: object) -> timedelta | float:
+    """A positive duration, or a percentage of the credential's lifetime as a fraction."""
+    if isinstance(value, str) and value.strip().endswith("%"):
+        return parse_percentage(value)
+    return _duration(value, zero_ok=False)
+
+
+def _show_before_expiry(value: timedelta | float) -> str:
+    return format_duration(value) if isinstance(value, timedelta) else format_percentage(value)
+
+
+# what editors are told (the JSON Schema, ``orchestrator.policies.schemas``); the validators
+# above stay the judges, and say what is wrong in one line
+_DURATION_PATTERN = (r"^\s*((?=\d)(\d+w)?(\d+d)?(\d+h)?(\d+m)?(\d+s)?"
+                     r"|[Pp](?=\d)(\d+[Ww])?(\d+[Dd])?([Tt](?=\d)(\d+[Hh])?(\d+[Mm])?(\d+[Ss])?)?)\s*$")
+_PERCENT_PATTERN = r"^\s*\d{1,2}(\.\d{1,2})?\s*%\s*$"
+_DURATION_SCHEMA = {"type": "string", "pattern": _DURATION_PATTERN,
+                    "description": f"A duration: {DURATION_FORMS}.",
+                    "examples": ["90d", "24h", "1d12h", "P90D"]}
+PositiveDuration = Annotated[timedelta, PlainValidator(lambda v: _duration(v, zero_ok=False)),
+                             PlainSerializer(format_duration, return_type=str),
+                             WithJsonSchema(_DURATION_SCHEMA)]
+Duration = Annotated[timedelta, PlainValidator(lambda v: _duration(v, zero_ok=True)),
+                     PlainSerializer(format_duration, return_type=str),
+                     WithJsonSchema(_DURATION_SCHEMA)]
+BeforeExpiry = Annotated[
+    timedelta | float, PlainValidator(_before_expiry),
+    PlainSerializer(_show_before_expiry, return_type=str),
+    WithJsonSchema({"type": "string",
+                    "description": "How long before its expiry a credential is rotated: a "
+                                   f"duration ({DURATION_FORMS}), or a percentage of each "
+                                   "credential's own lifetime, strictly between 0% and 100% "
+                                   "(33%: rotated when a third of its lifetime is left).",
+                    "anyOf": [{"pattern": _DURATION_PATTERN}, {"pattern": _PERCENT_PATTERN}],
+                    "examples": ["14d", "33%"]})]
 
 
 def refuse(field: str, message: str) -> PydanticCustomError:
@@ -293,7 +341,8 @@ def _longest_gap(window: CronWindow) -> timedelta:
 class Rotation(BaseModel):
     model_config = _MODEL
     every: PositiveDuration
-    before_expiry: PositiveDuration = Field(alias="beforeExpiry")
+    # a duration, or a share of each credential's own lifetime (a fraction: 0.33 for 33%)
+    before_expiry: BeforeExpiry = Field(alias="beforeExpiry")
     overlap: PositiveDuration
     window: WindowSpec | None = None
     max_per_tick: int = Field(50, ge=1, alias="maxPerTick")
@@ -306,6 +355,29 @@ class Rotation(BaseModel):
     # one stops working when the new one is set and the app is refused until it reads the
     # new one from its delivery folder; without it, such a policy is refused
     accept_secret_gap: StrictBool = Field(False, alias="acceptSecretGap")
+
+    @property
+    def before_expiry_fraction(self) -> float | None:
+        """beforeExpiry as a share of each credential's lifetime (None: a fixed duration)."""
+        return None if isinstance(self.before_expiry, timedelta) else self.before_expiry
+
+    def renew_before(self, lifetime: timedelta | None) -> timedelta | None:
+        """beforeExpiry for a credential living ``lifetime`` (None: a percentage of no
+        lifetime)."""
+        if isinstance(self.before_expiry, timedelta):
+            return self.before_expiry
+        if lifetime is None:
+            return None
+        return timedelta(seconds=round(lifetime.total_seconds() * self.before_expiry))
+
+    def show_before_expiry(self, lifetime: timedelta | None) -> str:
+        """beforeExpiry as the messages say it: ``14d``, or ``33% of 120d (39d14h24m)``."""
+        if isinstance(self.before_expiry, timedelta):
+            return _d(self.before_expiry)
+        share = format_percentage(self.before_expiry)
+        before = self.renew_before(lifetime)
+        return share if lifetime is None or before is None else (
+            f"{share} of {_d(lifetime)} ({_d(before)})")
 
     @property
     def max_start_delay(self) -> timedelta:
@@ -371,6 +443,14 @@ class Spec(BaseModel):
 
     def _sound_triggers(self) -> list[tuple[str, str]]:
         rotation, broken = self.rotation, []
+        before = rotation.renew_before(self.lifetime)
+        if before is None:  # a percentage, and no lifetime to take it of
+            broken.append((
+                "rotation.beforeExpiry",
+                f"{rotation.show_before_expiry(None)} is a share of each credential's lifetime, "
+                "and this policy gives its credentials none; add lifetime, or write a duration "
+                "such as 14d",
+            ))
         if rotation.overlap >= rotation.every:  # (2)
             broken.append((
                 "rotation.overlap",
@@ -379,10 +459,11 @@ class Spec(BaseModel):
                 "or rotate less often",
             ))
         needed = rotation.overlap + rotation.retry.budget
-        if rotation.before_expiry <= needed:  # (3)
+        if before is not None and before <= needed:  # (3)
             broken.append((
                 "rotation.beforeExpiry",
-                f"{_d(rotation.before_expiry)} leaves no time for a credential caught by it to "
+                f"{rotation.show_before_expiry(self.lifetime)} leaves no time for a credential "
+                "caught by it to "
                 f"overlap {_d(rotation.overlap)} (plus {_d(rotation.retry.budget)} of retries) "
                 f"before it expires; make beforeExpiry longer than {_d(needed)}",
             ))
@@ -407,10 +488,11 @@ class Spec(BaseModel):
                 f"{_d(rotation.overlap)}, so it could expire before its replacement has "
                 f"overlapped; make lifetime at least {_d(needed)} or rotate more often",
             ))
-        if lifetime <= rotation.before_expiry + rotation.overlap:  # (4)
+        before = rotation.renew_before(lifetime)
+        if before is not None and lifetime <= before + rotation.overlap:  # (4)
             broken.append((
                 "rotation.beforeExpiry",
-                f"{_d(rotation.before_expiry)} plus overlap {_d(rotation.overlap)} is not "
+                f"{rotation.show_before_expiry(lifetime)} plus overlap {_d(rotation.overlap)} is not "
                 f"shorter than lifetime {_d(lifetime)}, so each new credential would be due "
                 "again as soon as its rotation completed; make beforeExpiry shorter than "
                 f"{_d(lifetime - rotation.overlap)}",

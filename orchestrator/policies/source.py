@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING
@@ -87,7 +87,10 @@ def to_plan_policy(loaded: LoadedPolicy) -> PlanPolicy:
         name=policy.metadata.name,
         params=params,
         every=rot.every,
-        before_expiry=rot.before_expiry,
+        # a percentage: the policy's own lifetime's share stands for a credential whose
+        # lifetime is unknown; each other credential gets the share of its own
+        before_expiry=rot.renew_before(spec.lifetime) or timedelta(0),
+        before_expiry_fraction=rot.before_expiry_fraction,
         retention=spec.retention,
         apps=tuple(spec.selector.apps),
         labels=dict(spec.selector.labels or {}),

@@ -46,3 +46,28 @@ def policy_validate(ctx: click.Context, paths: tuple[Path, ...]) -> None:
         raise click.exceptions.Exit(1)
     if not result.policies and not result.identity_providers and not result.notifiers:
         raise InputError(f"no resource files (*.yaml) in {', '.join(map(str, targets))}")
+
+
+@policy.command("schema")
+@click.argument("kind", required=False, metavar="[KIND]")
+@click.option("--write", "folder", type=click.Path(file_okay=False, path_type=Path),
+              help="Write every kind's schema into DIR (its file name: rotation-policy.json, ...).")
+def policy_schema(kind: str | None, folder: Path | None) -> None:
+    """Print the JSON Schema of a resource KIND (RotationPolicy, IdentityProvider), for an
+    editor: name it on a resource file's first line, ``# yaml-language-server:
+    $schema=PATH``. The loader stays the judge of the rules across fields."""
+    from orchestrator.policies.schemas import KINDS, kind_named, render, write
+
+    if folder is not None:
+        if kind is not None:
+            raise click.UsageError("--write writes every kind: give no KIND with it")
+        for path in write(folder):
+            click.echo(f"wrote {path}")
+        return
+    if kind is None:
+        raise click.UsageError(f"give a KIND: {', '.join(k.name for k in KINDS)} (or --write DIR)")
+    try:
+        chosen = kind_named(kind)
+    except ValueError as exc:
+        raise InputError(str(exc)) from None
+    click.echo(render(chosen), nl=False)

@@ -133,6 +133,10 @@ class Ticker:
         """The earliest instant an application planned so far falls due by time alone."""
         return min(self._due.values(), default=None)
 
+    def due_next(self, count: int) -> list[tuple[datetime, str]]:
+        """The ``count`` applications planned so far that fall due first, with when."""
+        return heapq.nsmallest(count, ((at, app) for app, at in self._due.items()))
+
     def plan(self, at: datetime | None = None) -> Plan:
         """The whole fleet's plan at ``at`` (for ``orchestrator plan``)."""
         return plan(self.policies(), self.fleet.all(), at or self.clock())

@@ -37,8 +37,8 @@ from orchestrator.domain.checks import (
 from orchestrator.domain.rotation import Reason, held_usable, shares_registration, undelivered
 from orchestrator.domain.timemath import later
 
-__all__ = ["CHAIN", "Action", "Alarm", "Check", "Kind", "Plan", "PlanPolicy", "Reason", "next_due",
-           "plan", "policy_for", "stranded"]
+__all__ = ["CHAIN", "Action", "Alarm", "Check", "Kind", "Plan", "PlanPolicy", "Reason",
+           "RotationDue", "next_due", "next_rotations", "plan", "policy_for", "stranded"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +188,54 @@ def next_due(state: AppState, policies: Sequence[PlanPolicy], now: datetime) -> 
                 times.append(later(cred.expires_at, policy.retention))
     future = [t for t in times if t is not None and t > now]
     return min(future) if future else None
+
+
+@dataclass(frozen=True, slots=True)
+class RotationDue:
+    """When a rotation of ``app``'s ``usage`` falls due by time alone, and which check says so
+    (``at`` may be past: due now, held back by a window, the cap or a failing provider)."""
+
+    app: str
+    usage: str
+    policy: str
+    at: datetime
+    check: str
+
+
+def next_rotations(state: AppState, policies: Sequence[PlanPolicy], now: datetime
+                   ) -> list[RotationDue]:
+    """For each policy applied to ``state``, the first instant a check of ``CHAIN`` fires by
+    time (a start, a retry or the next step of one in flight), earliest first; a usage none
+    fires for by time alone (it waits for a human, or for nothing) is left out."""
+    out = []
+    applied, _ = _select(state, policies) if state.registered else ([], [])
+    for policy in applied:
+        i = Input(state, policy, now)
+        busy = state.running_rotation(policy.usage) is not None
+        fired = _fired(i)
+        if fired is not None:  # due now, or at its slot in the window
+            check, action = fired
+            gated = _gate(action, policy, now) if action.kind is Kind.START else action
+            at = gated.not_before if gated is not None and gated.not_before else now
+            out.append(RotationDue(state.app, policy.usage, policy.name, max(at, now), check))
+            continue
+        times = [(at, check.name) for check in CHAIN if not (busy and check.idle_only)
+                 for at in (check.due(i),) if at is not None and at > now]
+        if times:
+            at, name = min(times)
+            out.append(RotationDue(state.app, policy.usage, policy.name, at, name))
+    return sorted(out, key=lambda due: (due.at, due.app, due.usage))
+
+
+def _fired(i: Input) -> tuple[str, Action] | None:
+    """The check of ``CHAIN`` that fires for ``i`` and its action, as ``plan`` reads it."""
+    for check in CHAIN:
+        action = check.fires(i)
+        if action is NOTHING:
+            return None
+        if action is not None:
+            return check.name, action
+    return None
 
 
 def stranded(state: AppState, now: datetime) -> list[Alarm]:

@@ -23,8 +23,12 @@ again, quietly; the first tick that completes after it (or a standby's look at t
 ``database_recovered`` with the seconds it was away. Nothing is lost meanwhile: the log is the
 only state, and what was in flight resumes from it. Any other failure of a tick is logged with
 its traceback (``tick_failed``) and the next tick runs as usual. SIGTERM and Ctrl-C finish the
-current step and exit 0. A ``daemon_heartbeat`` line (role, ticks, the next expiry and the next
-rotation due) is logged after the first tick and then every minute. ``role``, ``last_tick_at``
+current step and exit 0. A ``daemon_heartbeat`` line at info (role, epoch, ticks, the last
+tick, what ``describe`` adds: the next expiry, the applications due next, the parked rotations;
+and the last line logged at warning or above) follows every tick that did something (``tick``
+returned a true value), and otherwise comes once a minute. After each tick a leader hands
+``record`` its epoch, since when it leads, the instant and what the tick returned (the command
+line writes them to the database for ``orchestrator status``). ``role``, ``last_tick_at``
 and ``on_tick`` (each completed tick's length, measured by ``timer``) feed the metrics and the
 health endpoints (``orchestrator.entrypoints.health``).
 """
@@ -42,6 +46,7 @@ import structlog
 
 from events.store import LeaseLost
 from orchestrator.app.ports import Lease
+from orchestrator.entrypoints.logs import last_problem
 
 __all__ = ["Daemon"]
 
@@ -65,6 +70,7 @@ class Daemon:
         database: str = "",
         on_tick: Callable[[float], None] = lambda _seconds: None,
         timer: Callable[[], float] = time.perf_counter,
+        record: Callable[[int | None, datetime, datetime, Any], None] | None = None,
     ) -> None:
         self._tick = tick
         self._next_expiry = next_expiry
@@ -87,6 +93,9 @@ class Daemon:
         self._on_tick = on_tick  # told how long each completed tick took (real seconds)
         self._timer = timer  # measures it; never decides anything
         self._looked = False  # whether it has tried the lease yet (its role is known)
+        self._record = record  # after each tick: (epoch, leader since, tick instant, result)
+        self.leader_since: datetime | None = None
+        self.busy = False  # the last tick did something: the heartbeat follows it at once
 
     @property
     def leader(self) -> bool:
@@ -116,15 +125,19 @@ class Daemon:
             self._epoch = self.lease.epoch
             log.info("leadership_acquired", epoch=self._epoch)
             self._leader = True
+            self.leader_since = self.clock()
         began = self._timer()
+        at = self.clock()
         try:
-            self._tick()
+            result = self._tick()
         except LeaseLost as exc:
             self._step_down(exc)
             return False
         self._on_tick(self._timer() - began)
-        self.last_tick_at = self.clock()
+        self.last_tick_at, self.busy = self.clock(), bool(result)
         self.ticks += 1
+        if self._record is not None and self.leader_since is not None:
+            self._record(self._epoch, self.leader_since, at, result)
         self._recovered()
         self._note_expiry()
         return True
@@ -134,6 +147,7 @@ class Daemon:
                   next="stopped acting; takes the lease again, at a new epoch, once it is free")
         self.lease.release()
         self._leader = False
+        self.leader_since = None
         self._waiting_logged = False
 
     def _job(self) -> None:
@@ -179,6 +193,9 @@ class Daemon:
             self._failed("heartbeat_failed", exc)
             since = self.unavailable_since
             described = {} if since is None else {"database_unavailable_since": since}
+        described = {"epoch": self._epoch if self._leader else None,
+                     "last_tick_at": self.last_tick_at, **described,
+                     "last_error": last_problem()}
         fields = {k: v.isoformat() if isinstance(v, datetime) else v
                   for k, v in described.items()}
         log.info("daemon_heartbeat", role="leader" if self._leader else "standby",
@@ -193,6 +210,7 @@ class Daemon:
         try:
             while not self.stopping.is_set():
                 now = self.clock()
+                self.busy = False
                 if now >= self._due(next_tick):
                     self._job()
                     if self.expiry_at is not None and self.expiry_at <= now:
@@ -201,7 +219,7 @@ class Daemon:
                         next_tick += self.interval
                         if next_tick <= now:
                             next_tick = now + self.interval
-                if now >= next_beat and not self.stopping.is_set():
+                if (self.busy or now >= next_beat) and not self.stopping.is_set():
                     self._beat(now)
                     next_beat = now + self.heartbeat
                 wait = min(self._due(next_tick), next_beat) - self.clock()

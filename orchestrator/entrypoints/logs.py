@@ -4,6 +4,10 @@ Log events are snake_case, past tense (``rotation_step_completed``), with app, c
 rotation ids bound; fingerprints, never key material. ``redact`` is the last line of defence:
 it replaces the value of any key that names secret material, and any value that carries a PEM
 private key, with ``[redacted]``.
+
+Python warnings (``warnings.warn``, a library's DeprecationWarning) are captured into logging
+(``logging.captureWarnings``) and leave as ``python_warning`` lines like every other; the last
+line at warning level or above is remembered (``last_problem``) for the daemon's heartbeat.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import Any
 
 import structlog
 
-__all__ = ["configure", "is_configured", "redact"]
+__all__ = ["configure", "is_configured", "last_problem", "redact"]
 
 REDACTED = "[redacted]"
 _SECRET_KEYS = re.compile(r"(secret|private|password|passphrase|token|assertion|master_key)",
@@ -48,6 +52,41 @@ def redact(_logger: Any, _name: str, event_dict: MutableMapping[str, Any]) -> Mu
     return event_dict
 
 
+_PROBLEM_LEVELS = frozenset({"warning", "error", "critical"})
+_PROBLEM_FIELDS = ("app", "provider", "rotation_id", "error", "detail", "fix")
+_last_problem: dict[str, Any] | None = None
+
+
+def _remember_problem(_logger: Any, _name: str,
+                      event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """structlog processor (after ``redact``): keep the newest line at warning or above."""
+    global _last_problem
+    if event_dict.get("level") in _PROBLEM_LEVELS:
+        kept = {"event": event_dict.get("event"), "level": event_dict.get("level"),
+                "at": event_dict.get("timestamp")}
+        kept.update((k, event_dict[k]) for k in _PROBLEM_FIELDS if event_dict.get(k) is not None)
+        if "error" not in kept and event_dict.get("exception"):
+            kept["error"] = str(event_dict["exception"]).strip().splitlines()[-1]
+        _last_problem = kept
+    return event_dict
+
+
+def last_problem() -> dict[str, Any] | None:
+    """The newest log line at warning level or above since ``configure`` (its event, level,
+    time, and its app, error and fix when it has them), or None."""
+    return None if _last_problem is None else dict(_last_problem)
+
+
+def _python_warning(_logger: Any, _name: str,
+                    event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """A captured Python warning as a snake_case event: ``python_warning``, its text (``file:
+    line: Category: message``) in ``warning``."""
+    if event_dict.get("logger") == "py.warnings":
+        event_dict["warning"] = str(event_dict.get("event", "")).strip()
+        event_dict["event"] = "python_warning"
+    return event_dict
+
+
 _configured = False
 
 
@@ -64,9 +103,11 @@ def configure(json_logs: bool | None = None, level: int = logging.INFO,
     the same processors by structlog's ``ProcessorFormatter``, so in JSON mode every line on
     stderr is one JSON object, an exception a field of it (``exception``) rather than a loose
     traceback; other libraries speak from WARNING up. ``capture_uncaught`` (the daemon) logs an
-    exception nobody caught, in any thread, the same way."""
-    global _configured
+    exception nobody caught, in any thread, the same way. Python warnings are captured into
+    logging, so they too are lines of this format (``python_warning``)."""
+    global _configured, _last_problem
     _configured = True
+    _last_problem = None
     if json_logs is None:
         json_logs = not sys.stderr.isatty()
     renderer: Any = (structlog.processors.JSONRenderer(sort_keys=True) if json_logs
@@ -77,6 +118,7 @@ def configure(json_logs: bool | None = None, level: int = logging.INFO,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         structlog.processors.format_exc_info,  # before redact: a traceback is text it checks
         redact,
+        _remember_problem,
     ]
     structlog.configure(
         processors=[*shared, renderer],
@@ -87,7 +129,7 @@ def configure(json_logs: bool | None = None, level: int = logging.INFO,
     handler = logging.StreamHandler(sys.stderr)
     handler.set_name(_HANDLER)
     handler.setFormatter(structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=[structlog.stdlib.add_logger_name, *shared],
+        foreign_pre_chain=[structlog.stdlib.add_logger_name, _python_warning, *shared],
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
     ))
     root = logging.getLogger()
@@ -95,6 +137,7 @@ def configure(json_logs: bool | None = None, level: int = logging.INFO,
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(max(level, logging.WARNING))
+    logging.captureWarnings(True)  # warnings.warn -> logger "py.warnings" -> the handler above
     if capture_uncaught:
         sys.excepthook = _uncaught
         threading.excepthook = lambda args: _uncaught(args.exc_type, args.exc_value,

@@ -471,18 +471,18 @@ def test_postgres_refusal_is_insufficient_privilege(pg_engine: Engine) -> None:
 
 
 def test_upgrade_is_idempotent(db_url: str) -> None:
-    """upgrade brings a blank database to revision 0005 (head) and running it again changes nothing."""
+    """upgrade brings a blank database to revision 0006 (head) and running it again changes nothing."""
     engine = create_engine(db_url)
     try:
         assert current_revision(engine) is None
         upgrade(engine)
-        assert current_revision(engine) == "0005"
+        assert current_revision(engine) == "0006"
         store = SQLEventStore(engine)
         store.append(A, [new(registered("a"), claims=(("kid", "k"),))], 0)
         before = list(store.read())
         upgrade(engine)
-        upgrade(engine, "0005")
-        assert current_revision(engine) == "0005"
+        upgrade(engine, "0006")
+        assert current_revision(engine) == "0006"
         assert list(store.read()) == before
         with engine.connect() as conn:
             assert conn.execute(sa.text("SELECT count(*) FROM alembic_version")).scalar_one() == 1

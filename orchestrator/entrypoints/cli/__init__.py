@@ -47,6 +47,7 @@ COMMANDS = {  # command name -> "module:attribute", imported on first use
     "secret": "secrets:secret",
     "simulate": "simulate:simulate",
     "state": "audit:state",
+    "status": "status:status",
     "verify": "maintenance:verify",
 }
 

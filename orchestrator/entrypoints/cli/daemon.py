@@ -13,6 +13,8 @@ from orchestrator.domain.errors import InputError, OrchestratorError
 from orchestrator.entrypoints.cli.context import system_of
 from orchestrator.entrypoints.cli.params import DurationOrOff, ListenAddress, Seconds
 
+DUE_NEXT_SHOWN = 5  # applications the heartbeat names as due next
+
 
 @click.command()
 @click.option("--policies", "policies_dir", type=click.Path(path_type=Path),
@@ -54,10 +56,14 @@ def daemon(ctx: click.Context, policies_dir: Path | None, once: bool, interval: 
     anchoring = _anchoring(ctx, checkpoint_every, checkpoint_key or settings.checkpoint_key,
                            checkpoint_out or settings.checkpoints)
 
+    import os
+    import socket
+
     from events import connections
     from events.store import LeaseLost
+    from orchestrator.adapters.daemon_status import DaemonStatus
     from orchestrator.entrypoints.daemon import Daemon
-    from orchestrator.entrypoints.logs import configure
+    from orchestrator.entrypoints.logs import configure, last_problem
 
     configure(json_logs, capture_uncaught=True)
     stop_flag: dict[str, Any] = {}
@@ -113,12 +119,13 @@ def daemon(ctx: click.Context, policies_dir: Path | None, once: bool, interval: 
                 raise
             log.exception("notifications_failed", error=str(exc))
 
-    def tick() -> None:
+    def tick() -> dict[str, Any] | None:
+        """One tick; what it did (None: nothing), for the heartbeat and the status row."""
         projector.catch_up()
         system.policies.current()  # a notifier new in the folder ...
         notices.start()  # ... is told from here on: what this tick records too
         try:
-            system.ticker.tick()
+            report = system.ticker.tick()
         except Exception as exc:
             # nothing more from this tick when the daemon is a standby again or the database
             # is away; after any other failure the drift check and notifications have a turn
@@ -130,15 +137,38 @@ def daemon(ctx: click.Context, policies_dir: Path | None, once: bool, interval: 
         if anchors is not None:
             anchors.run()  # after the tick: its checkpoint covers what the tick recorded
         tell()
+        did = {"done": dict(report.done), "failed": report.failed, "parked": report.parked,
+               "refused": report.refused, "held": report.held}
+        return did if any(did.values()) else None
 
     def describe(now: datetime) -> dict[str, Any]:
+        """What the heartbeat says: what comes next, and what waits for a human."""
+        rotations = [r for s in system.fleet.all() for r in s.rotations.values()]
         return {"next_expiry": projector.next_expiry(now),
-                "next_rotation_due": system.ticker.next_due()}
+                "next_rotation_due": system.ticker.next_due(),
+                "apps_due_next": [{"app": app, "at": at}
+                                  for at, app in system.ticker.due_next(DUE_NEXT_SHOWN)],
+                "in_flight": sum(1 for r in rotations if r.status.value == "running"),
+                "parked": sum(1 for r in rotations if r.status.value == "parked"),
+                "drift_held": sorted(watch.held) if watch is not None else []}
+
+    status = DaemonStatus(system.engine)
+    holder = f"{socket.gethostname()} pid {os.getpid()}"
+
+    def record(epoch: int | None, since: datetime, at: datetime, did: Any) -> None:
+        """The status row ``orchestrator status`` reads (fenced: only at the current epoch)."""
+        if epoch is None:
+            return
+        status.record(epoch, holder, since, at, {
+            "tick": did or {}, "next_rotation_due": system.ticker.next_due(),
+            "drift_held": dict(watch.held) if watch is not None else {},
+            "drift_every": None if watch is None else drift_every.total_seconds(),
+            "last_error": last_problem()})
 
     poll = ctx.find_root().obj.get("daemon_poll")  # main()'s daemon_poll=, for a virtual clock
     runner = Daemon(tick, projector.next_expiry, lease, system.clock,
                     interval=timedelta(seconds=interval), describe=describe, fault=fault,
-                    database=connections.named(system.engine),
+                    database=connections.named(system.engine), record=record,
                     on_tick=(lambda _seconds: None) if metrics is None else metrics.tick,
                     **({"poll": poll} if poll is not None else {}))
     stop_flag["daemon"] = runner

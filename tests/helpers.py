@@ -348,6 +348,24 @@ def wait_for(check: Callable[[], T], what: str, proc: subprocess.Popen[Any] | No
         time.sleep(0.05)
 
 
+@contextlib.contextmanager
+def json_daemon(cli: Cli, *args: str, program: Sequence[str] | None = None,
+                log: Path | None = None) -> Iterator[tuple[subprocess.Popen[Any], Path]]:
+    """``orchestrator daemon --json-logs ARGS`` running (through ``LAUNCHER``, or ``program``)
+    with ``cli``'s environment, its stderr in ``log`` (default ``daemon.log`` in ``cli.cwd``);
+    terminated (SIGTERM: it finishes its step) and waited for on the way out."""
+    log = log or cli.cwd / "daemon.log"
+    with log.open("w") as err:
+        daemon = subprocess.Popen([*(program or LAUNCHER), "daemon", "--json-logs", *args],
+                                  env=cli.env, cwd=cli.cwd, stdout=subprocess.DEVNULL,
+                                  stderr=err)
+    try:
+        yield daemon, log
+    finally:
+        daemon.terminate()
+        daemon.wait(60)
+
+
 def json_events(log: Path, event: str) -> list[dict[str, Any]]:
     """The lines of a JSON log file whose ``event`` is ``event`` (a line still being written,
     with no newline yet, is left for the next look)."""

@@ -7,7 +7,7 @@ private key, with ``[redacted]``.
 
 Python warnings (``warnings.warn``, a library's DeprecationWarning) are captured into logging
 (``logging.captureWarnings``) and leave as ``python_warning`` lines like every other; the last
-line at warning level or above is remembered (``last_problem``) for the daemon's heartbeat.
+error (``last_problem``) is remembered for the daemon's heartbeat and ``orchestrator status``.
 """
 
 from __future__ import annotations
@@ -59,9 +59,13 @@ _last_problem: dict[str, Any] | None = None
 
 def _remember_problem(_logger: Any, _name: str,
                       event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    """structlog processor (after ``redact``): keep the newest line at warning or above."""
+    """structlog processor (after ``redact``): keep the newest line at error or above, or at
+    warning with an ``error`` (a failed step, an unreachable provider; not a summary such as
+    ``tick_completed``)."""
     global _last_problem
-    if event_dict.get("level") in _PROBLEM_LEVELS:
+    level = event_dict.get("level")
+    if level in _PROBLEM_LEVELS and (level != "warning" or event_dict.get("error")
+                                     or event_dict.get("exception")):
         kept = {"event": event_dict.get("event"), "level": event_dict.get("level"),
                 "at": event_dict.get("timestamp")}
         kept.update((k, event_dict[k]) for k in _PROBLEM_FIELDS if event_dict.get(k) is not None)
@@ -72,8 +76,9 @@ def _remember_problem(_logger: Any, _name: str,
 
 
 def last_problem() -> dict[str, Any] | None:
-    """The newest log line at warning level or above since ``configure`` (its event, level,
-    time, and its app, error and fix when it has them), or None."""
+    """The newest log line at error level or above, or at warning with an error, since
+    ``configure`` (its event, level, time, and its app, error and fix when it has them), or
+    None."""
     return None if _last_problem is None else dict(_last_problem)
 
 

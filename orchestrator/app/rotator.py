@@ -181,10 +181,14 @@ class Rotator:
         failed = records[0].payload if records else {}
         bound = log.bind(app=app, provider=state.provider or LOCAL_PROVIDER, rotation_id=rid,
                          step=step.value)
+        fix = (f"fix the cause the error names, then: orchestrator rotations retry {app} {rid} "
+               f"(or orchestrator rotations abandon {app} {rid}); the old credential is intact"
+               if parked else "none needed yet: the daemon retries the step at retry_at; if it "
+               "keeps failing, fix the cause the error names")
         (bound.error if parked else bound.warning)(
             "rotation_parked" if parked else "rotation_step_failed", error=error,
             attempt=failed.get("attempt"), retry_at=failed.get("next_attempt_at"),
-            new_credential_disabled=parked and untested is not None)
+            new_credential_disabled=parked and untested is not None, fix=fix)
         return parked
 
     def _record(self, app: str, rotation_id: str,

@@ -79,6 +79,17 @@ SECRET_KEYS_FIX = ("leave the application out of the client_secret policy's sele
                    "rotate by their own policy), or switch its client to a client secret first")
 
 
+def _stranded_fix(alarm: Alarm) -> str:
+    """What the operator does for an application left without a usable credential."""
+    if alarm.rotation_id is not None:
+        return (f"orchestrator rotations --app {alarm.app} shows why rotation "
+                f"{alarm.rotation_id} is held; fix that cause (the daemon retries it), or "
+                f"orchestrator rotations retry {alarm.app} {alarm.rotation_id}")
+    return (f"give {alarm.app} a policy for {alarm.usage} (the daemon provisions it), or "
+            f"orchestrator credential add {alarm.app} --usage {alarm.usage} --generate "
+            "--activate")
+
+
 @dataclass
 class TickReport:
     at: datetime
@@ -215,7 +226,10 @@ class Ticker:
             except OrchestratorError as exc:
                 report.failed += 1
                 log.warning("action_failed", app=action.app, kind=action.kind.value,
-                            reason=action.reason.value, error=str(exc))
+                            reason=action.reason.value, error=str(exc),
+                            fix="the next tick tries again; if it keeps failing, fix what the "
+                                f"error names (orchestrator plan --json shows {action.app}'s "
+                                "due actions)")
                 continue
             if outcome is not None and outcome.failed:
                 report.failed += 1
@@ -290,7 +304,8 @@ class Ticker:
         for alarm in raised:
             log.error("app_without_usable_credential", app=alarm.app, usage=alarm.usage,
                       since=alarm.since.isoformat() if alarm.since else None,
-                      rotation_id=alarm.rotation_id, detail=alarm.message)
+                      rotation_id=alarm.rotation_id, detail=alarm.message,
+                      fix=_stranded_fix(alarm))
         return raised
 
     def params_for(self, policy_name: str | None, usage: str,

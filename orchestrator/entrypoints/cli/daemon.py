@@ -146,7 +146,7 @@ def daemon(ctx: click.Context, policies_dir: Path | None, once: bool, interval: 
         rotations = [r for s in system.fleet.all() for r in s.rotations.values()]
         return {"next_expiry": projector.next_expiry(now),
                 "next_rotation_due": system.ticker.next_due(),
-                "apps_due_next": [{"app": app, "at": at}
+                "apps_due_next": [{"app": app, "at": at.isoformat()}
                                   for at, app in system.ticker.due_next(DUE_NEXT_SHOWN)],
                 "in_flight": sum(1 for r in rotations if r.status.value == "running"),
                 "parked": sum(1 for r in rotations if r.status.value == "parked"),

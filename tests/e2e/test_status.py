@@ -27,9 +27,9 @@ def at(text: str | None) -> datetime | None:
 
 
 @pytest.fixture
-def fleet(tmp_path: Path) -> dict[str, Any]:
+def fleet(tmp_path: Path, db_url: str) -> dict[str, Any]:
     clock = VirtualClock(tmp_path / "now", NOW)
-    cli = Cli(f"sqlite:///{tmp_path / 'o.db'}", tmp_path / "ks", tmp_path, clock=clock)
+    cli = Cli(db_url, tmp_path / "ks", tmp_path, clock=clock)
     policies = tmp_path / "policies"
     policies.mkdir()
     (policies / "keys.yaml").write_text(KEYS)  # pay-*: keys every 30d, lifetime 90d
@@ -99,9 +99,14 @@ def test_status_names_the_running_leader_and_its_tick_on_one_screen(
         doc = wait_for(lambda: (d := cli("status", "--json").json())["last_tick"]["epoch"] == 3
                        and d, "the new leader's first tick", daemon, log)
         table = cli("status").stdout
-    assert doc["leader"] == {"lease_held": True, "epoch": 3, "pid": daemon.pid,
+    # SQLite: the flock's holder is the daemon's process; PostgreSQL: the advisory lock's
+    # holder is the daemon's lock session, a backend of the server, with its client address
+    looked = ({"pid": daemon.pid} if cli.db_url.startswith("sqlite") else
+              {"backend_pid": doc["leader"]["backend_pid"], "address": "127.0.0.1"})
+    assert doc["leader"] == {"lease_held": True, "epoch": 3,
                              "holder": f"{socket.gethostname()} pid {daemon.pid}",
-                             "since": format_time(NOW + 2 * HOUR)}
+                             "since": format_time(NOW + 2 * HOUR), **looked}
+    assert isinstance(doc["leader"].get("backend_pid", daemon.pid), int)
     lines = table.splitlines()
     assert lines[0] == (f"Fleet at {doc['at']}: 5 applications (5 local), 1 without a usable "
                         "credential")

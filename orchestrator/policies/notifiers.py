@@ -41,7 +41,8 @@ from orchestrator.policies.secret_refs import SecretRef
 __all__ = ["MAX_THRESHOLD", "MAX_TIMEOUT", "Notifier", "NotifierRetry", "NotifierSpec",
            "to_webhook"]
 
-_MODEL = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+_MODEL = ConfigDict(extra="forbid", frozen=True, populate_by_name=True,
+                    field_title_generator=lambda name, info: info.alias or name)
 MAX_TIMEOUT = timedelta(seconds=60)  # a delivery waits this long at most: the tick waits too
 MAX_THRESHOLD = timedelta(days=3650)
 MAX_THRESHOLDS = 10

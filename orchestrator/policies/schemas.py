@@ -25,6 +25,7 @@ from pydantic import BaseModel
 
 from orchestrator.policies.identity_providers import IdentityProvider
 from orchestrator.policies.models import Policy
+from orchestrator.policies.notifiers import Notifier
 
 __all__ = ["DIALECT", "KINDS", "Kind", "check", "kind_named", "main", "render", "schema", "write"]
 
@@ -44,6 +45,8 @@ KINDS: tuple[Kind, ...] = (
          "How the orchestrator rotates the credentials of the applications it selects."),
     Kind("IdentityProvider", "identity-provider.json", IdentityProvider,
          "An identity provider the applications belong to (auth0 or oidc)."),
+    Kind("Notifier", "notifier.json", Notifier,
+         "A webhook told, signed, of expiries, rotations, parked rotations and drift."),
 )
 
 

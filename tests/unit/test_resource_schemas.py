@@ -27,7 +27,7 @@ def test_the_committed_schemas_are_what_the_models_say() -> None:
 def test_the_check_names_a_stale_and_a_missing_schema(tmp_path: Path) -> None:
     assert main([str(tmp_path)]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(k.file for k in KINDS)
-    first, second = (tmp_path / k.file for k in KINDS)
+    first, second = (tmp_path / k.file for k in KINDS[:2])
     first.write_text(first.read_text().replace('"additionalProperties": false', "", 1))
     second.unlink()
     assert check(tmp_path) == [f"{first}: differs from the {KINDS[0].name} model",

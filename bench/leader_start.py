@@ -10,13 +10,15 @@ key expired a minute before the run, so the first action any daemon must take is
 Then, ``--repeats`` times, ``orchestrator daemon --json-logs --interval 3600`` is started (a
 policy selecting every application, the file keystore) and timed from the process's start to
 its ``credential_expired`` line on stderr; its peak resident memory (``VmHWM``) is read at that
-instant, and it is stopped with SIGTERM. ``--old PATH`` runs the same for another checkout of
-the project (its sources on PYTHONPATH, same interpreter), alternating with this one, for a
-ratio in the same run. The reference for the start itself is ``python -c 'import
-orchestrator.entrypoints.cli'`` (the imports a start cannot avoid), timed in the same run.
+instant, and it is stopped with SIGTERM. Side by side in the same run, in process: the fleet a
+new leader starts from, seeded from the read model (``FleetView(seed=Projector.seed)``), against
+the same fleet folded from the whole log (what a leader did before: ``FleetView`` without a
+seed), each timed, and ``python -c 'import orchestrator.entrypoints.cli'`` (the imports a start
+cannot avoid). (A build from before the seed cannot be started on this log: its schema is
+newer than such a build knows.)
 
     python bench/leader_start.py [--apps 100000] [--dialect postgresql|sqlite] [--repeats 3]
-                                 [--old ../other-checkout] [--json]
+                                 [--json]
 """
 
 from __future__ import annotations
@@ -139,7 +141,7 @@ def start_once(env: dict[str, str], cwd: Path) -> tuple[float, int]:
                 return took, hwm
             if '"level": "error"' in line and "app_without_usable" not in line:
                 raise RuntimeError(f"the daemon failed: {line}")
-        raise RuntimeError(f"the daemon exited ({proc.wait()}) before acting")
+        raise RuntimeError(f"the daemon exited ({proc.wait()}) before acting: {line}")
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -169,12 +171,34 @@ def arm(url: str, run: int) -> None:
     engine.dispose()
 
 
+def fleet_costs(url: str, apps: int) -> dict[str, float]:
+    """Seconds to the fleet a leader acts on: seeded from the read model, and folded from the
+    whole log; and the ratio."""
+    from orchestrator.app.fleet import FleetView
+
+    engine = create_engine(url)
+    store = SQLEventStore(engine)
+    projector = Projector(engine, store)
+    projector.catch_up()
+    began = time.perf_counter()
+    seeded = FleetView(store, seed=projector.seed)
+    seeded.refresh()
+    seed_s = time.perf_counter() - began
+    began = time.perf_counter()
+    folded = FleetView(store)
+    folded.refresh()
+    fold_s = time.perf_counter() - began
+    assert len(seeded.all()) == len(folded.all()) == apps
+    engine.dispose()
+    return {"seeded_s": seed_s, "folded_from_zero_s": fold_s, "fold_over_seed": fold_s / seed_s}
+
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--apps", type=int, default=100_000)
     parser.add_argument("--dialect", choices=("postgresql", "sqlite"), default="postgresql")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--old", type=Path, help="another checkout to time in the same run")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     here = Path(__file__).resolve().parent.parent
@@ -199,7 +223,7 @@ def main() -> int:
                        ORCHESTRATOR_POLICIES=str(work / "policies"),
                        ORCHESTRATOR_DELIVERY=str(work / "delivery"),
                        ORCHESTRATOR_ACTOR="scheduler")
-            builds = {"this": here} | ({"old": args.old.resolve()} if args.old else {})
+            builds = {"this": here}
             results: dict[str, dict[str, Any]] = {b: {"seconds": [], "vmhwm_kib": []}
                                                   for b in builds}
             imports = []
@@ -222,9 +246,7 @@ def main() -> int:
             summary["import_only"] = {"median_s": statistics.median(imports)}
             summary["log"] = {"events": events, "apps": args.apps, "dialect": args.dialect,
                               "projector_events_per_s": rate}
-            if "old" in summary:
-                summary["ratio_old_over_this"] = (summary["old"]["median_s"]
-                                                  / summary["this"]["median_s"])
+            summary["fleet_in_process"] = fleet_costs(url, args.apps)
             print(json.dumps(summary, indent=2) if args.json else summary)
         finally:
             if args.dialect == "postgresql":

@@ -21,6 +21,8 @@ def format_time(value: datetime) -> str:
 def parse_time(text: str) -> datetime:
     """The aware UTC datetime of a ``format_time`` text (any ISO-8601 with an offset is read)."""
     value = datetime.fromisoformat(text)
+    if value.tzinfo is UTC:  # the log's own texts (``Z``): nothing to convert
+        return value
     if value.utcoffset() is None:
         raise ValueError(f"time without UTC offset: {text!r}")
     return value.astimezone(UTC)

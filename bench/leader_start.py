@@ -11,7 +11,8 @@ Then, ``--repeats`` times, ``orchestrator daemon --json-logs --interval 3600`` i
 policy selecting every application, the file keystore) and timed from the process's start to
 its ``credential_expired`` line on stderr; its peak resident memory (``VmHWM``) is read at that
 instant, and it is stopped with SIGTERM. Side by side in the same run, in process: the fleet a
-new leader starts from, seeded from the read model (``FleetView(seed=Projector.seed)``), against
+new leader starts from, seeded from the read model (``FleetView(seed=Projector.seed)``, every
+state decoded: ``all()``), against
 the same fleet folded from the whole log (what a leader did before: ``FleetView`` without a
 seed), each timed, and ``python -c 'import orchestrator.entrypoints.cli'`` (the imports a start
 cannot avoid). (A build from before the seed cannot be started on this log: its schema is
@@ -182,7 +183,7 @@ def fleet_costs(url: str, apps: int) -> dict[str, float]:
     projector.catch_up()
     began = time.perf_counter()
     seeded = FleetView(store, seed=projector.seed)
-    seeded.refresh()
+    seeded.all()  # every state decoded
     seed_s = time.perf_counter() - began
     began = time.perf_counter()
     folded = FleetView(store)

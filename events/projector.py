@@ -391,17 +391,17 @@ class Projector:
             ).scalar_one_or_none()
         return parse_time(value) if value else None
 
-    def seed(self) -> tuple[int, dict[str, AppState]]:
-        """Every application's folded state and the checkpoint they are folded to, read in one
+    def seed(self) -> tuple[int, dict[str, str]]:
+        """Every application's folded state as the read model holds it (``state_to_json``
+        text, for ``state_from_json``) and the checkpoint they are folded to, read in one
         snapshot: what a new daemon starts from instead of replaying the whole log (it catches
-        up from that position)."""
+        up from that position, and decodes an application when it first looks at it)."""
         options = ({"isolation_level": "REPEATABLE READ"}
                    if self.engine.dialect.name == "postgresql" else {})
         with self.engine.connect().execution_options(**options) as conn, conn.begin():
             position = self._checkpoint(conn) or 0
             rows = conn.execute(sa.select(rm_applications.c.app, rm_applications.c.state)).all()
-        # decoded once the transaction has ended: not a transaction left idle meanwhile
-        return position, {app: state_from_json(text) for app, text in rows}
+        return position, {str(app): str(text) for app, text in rows}
 
     def versions(self) -> dict[str, int]:
         """Every projected application's stream version, by app: what a reader that keeps

@@ -420,7 +420,8 @@ def wire(
     rotator = Rotator(service, idp, keystore, kit, delivery, clock, actor=rotation_actor,
                       on_step=on_step, new_rotation_id=rotation_ids or random_rotation_id,
                       hooks=hooks)
-    ticker = Ticker(service, rotator, fleet, policies, clock, should_stop)
+    ticker = Ticker(service, rotator, fleet, policies, clock, should_stop,
+                    urgent=None if projector is None else projector.apps_due_to_expire)
     return Core(store, keystore, service, clock, fleet, idp, rotator, ticker)
 
 

@@ -6,14 +6,16 @@ that changed or fell due, not the whole fleet.
 
 A ``seed`` (the daemon's: the projector's read model and its checkpoint, read in one snapshot)
 is where the first refresh starts, so a new leader folds only the events after the checkpoint
-rather than the whole log; every seeded application counts as changed.
+rather than the whole log; every seeded application counts as changed. A seeded application's
+state stays the read model's text until it is first looked at (``state_from_json`` then), so
+the first tick's urgent work does not wait for the whole fleet to be decoded.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 
-from events.projector import app_of
+from events.projector import app_of, state_from_json
 from events.state import AppState, evolve
 from events.store import EventStore, ReadFilter
 
@@ -22,41 +24,56 @@ __all__ = ["FleetView"]
 
 class FleetView:
     def __init__(self, store: EventStore,
-                 seed: Callable[[], tuple[int, dict[str, AppState]]] | None = None) -> None:
+                 seed: Callable[[], tuple[int, dict[str, str]]] | None = None) -> None:
         self.store = store
         self.position = 0
         self._states: dict[str, AppState] = {}
+        self._encoded: dict[str, str] = {}  # seeded, not decoded yet
         self._changed: set[str] = set()
         self._seed = seed
 
+    def _state(self, app: str) -> AppState | None:
+        text = self._encoded.pop(app, None)
+        if text is not None:
+            self._states[app] = state_from_json(text)
+        return self._states.get(app)
+
     def refresh(self) -> None:
         if self._seed is not None:
-            self.position, self._states = self._seed()
-            self._changed.update(self._states)
+            self.position, self._encoded = self._seed()
+            self._changed.update(self._encoded)
             self._seed = None
         for rec in self.store.read(ReadFilter(after=self.position)):
             self.position = rec.position
             app = app_of(rec)
             if app is None:
                 continue
-            self._states[app] = evolve(self._states.get(app) or AppState(app=app), rec.event,
+            self._states[app] = evolve(self._state(app) or AppState(app=app), rec.event,
                                        rec.occurred_at)
             self._changed.add(app)
 
+    def _known(self, app: str) -> bool:
+        return app in self._states or app in self._encoded
+
     def get(self, app: str) -> AppState:
         self.refresh()
-        return self._states.get(app) or AppState(app=app)
+        return self._state(app) or AppState(app=app)
 
     def peek(self, app: str) -> AppState:
         """``app``'s state as of the last refresh; refreshed first only for an application not
         seen yet."""
-        if app not in self._states:
+        if not self._known(app):
             self.refresh()
-        return self._states.get(app) or AppState(app=app)
+        return self._state(app) or AppState(app=app)
 
     def all(self) -> list[AppState]:
         self.refresh()
-        return [self._states[a] for a in sorted(self._states)]
+        return self.states([*self._states, *self._encoded])
+
+    def apps(self) -> set[str]:
+        """Every application's name (refreshing first; nothing decoded)."""
+        self.refresh()
+        return {*self._states, *self._encoded}
 
     def take_changed(self) -> set[str]:
         """Applications changed since the last call (refreshing first)."""
@@ -65,7 +82,7 @@ class FleetView:
         return changed
 
     def states(self, apps: Iterable[str]) -> list[AppState]:
-        return [self._states[a] for a in sorted(apps) if a in self._states]
+        return [state for a in sorted(apps) if (state := self._state(a)) is not None]
 
     def __len__(self) -> int:
-        return len(self._states)
+        return len(self._states) + len(self._encoded)

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import heapq
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -67,6 +67,7 @@ log = structlog.get_logger("orchestrator.tick")
 MIN_RECHECK = timedelta(seconds=1)  # something due now but not done (cap, failure): next tick
 HELD_KINDS = frozenset({Kind.START, Kind.RESUME, Kind.RETRY, Kind.DELETE})  # touch the provider
 Gate = Callable[[str], str | None]  # app -> why its provider must not be touched now (None: go)
+URGENT_SPLIT = 1000  # a tick planning more apps carries out the expired ones' actions first
 NAMED_AT_MOST = 20  # applications named in one log line; the count says how many in all
 SECRET_GAP_FIX = ("its identity provider holds one client secret, so the old secret stops "
                   "working when the new one is set, before the application reads it; set "
@@ -105,6 +106,15 @@ class TickReport:
     held: int = 0  # actions the gate kept back (the app's provider contradicts the log, or has
     # not been compared with it yet)
 
+    def merged(self, later: TickReport) -> TickReport:
+        """This part of a tick and its ``later`` part, as one report."""
+        return TickReport(
+            self.at, self.planned + later.planned, self.deferred + later.deferred,
+            self.done + later.done, self.failed + later.failed, self.parked + later.parked,
+            self.refused + later.refused, self.problems + later.problems,
+            self.planned_apps + later.planned_apps, self.alarms + later.alarms,
+            self.held + later.held)
+
 
 class Ticker:
     """Plans the applications that changed or fell due, not the whole fleet, each tick.
@@ -123,8 +133,10 @@ class Ticker:
         policies: Callable[[], Sequence[PlanPolicy]],
         clock: Callable[[], datetime],
         should_stop: Callable[[], bool] = lambda: False,
+        urgent: Callable[[datetime], Iterable[str]] | None = None,
     ) -> None:
         self.service = service
+        self._urgent = urgent  # the apps holding a credential past its expiry (an index)
         self.rotator = rotator
         self.fleet = fleet
         self.policies = policies
@@ -158,7 +170,7 @@ class Ticker:
             self._last_policies = policies
             self._due.clear()
             self._heap.clear()
-            return {s.app for s in self.fleet.all()}
+            return self.fleet.apps()
         while self._heap and self._heap[0][0] <= now:
             due, app = heapq.heappop(self._heap)
             if self._due.get(app) == due:
@@ -186,7 +198,11 @@ class Ticker:
         policies = self.policies()
         apps = self._candidates(policies, now)
         try:
-            return self._carry(policies, apps, now)
+            first = self._urgent_first(apps, now)
+            if not first:
+                return self._carry(policies, apps, now)
+            early = self._carry(policies, first, now, judged=set())
+            return early.merged(self._carry(policies, apps - first, now, judged=apps))
         except BaseException:
             # taken off the heap and the changed set: due again at the next tick, or a tick that
             # fails (the database away, a lost lease) would forget them until their log moves
@@ -195,9 +211,19 @@ class Ticker:
                 heapq.heappush(self._heap, (now, app))
             raise
 
-    def _carry(self, policies: Sequence[PlanPolicy], apps: set[str], now: datetime
-               ) -> TickReport:
-        """Plan ``apps`` and carry the plan out."""
+    def _urgent_first(self, apps: set[str], now: datetime) -> set[str]:
+        """Of a large tick's ``apps`` (a new leader's first: the whole fleet), those holding a
+        credential past its expiry, planned and carried out before the rest are even decoded:
+        expiry is enforced without waiting for the fleet. Empty for a tick of the usual size."""
+        if self._urgent is None or len(apps) <= URGENT_SPLIT:
+            return set()
+        return apps.intersection(self._urgent(now))
+
+    def _carry(self, policies: Sequence[PlanPolicy], apps: set[str], now: datetime,
+               judged: set[str] | None = None) -> TickReport:
+        """Plan ``apps`` and carry the plan out; then judge ``judged`` (default: ``apps``) for
+        alarms, and log them (an empty set: none judged, none logged: a later part of the same
+        tick does it)."""
         the_plan = plan(policies, self.fleet.states(apps), now)
         report = TickReport(now, len(the_plan.actions), len(the_plan.deferred),
                             problems=the_plan.problems, planned_apps=len(apps))
@@ -242,7 +268,8 @@ class Ticker:
                       count=len(gaps), fix=SECRET_GAP_FIX)
         self.fleet.refresh()
         self._note_due(apps, the_plan, policies, now, held)
-        report.alarms = self._raise_alarms(apps, now)
+        if judged is None or judged:
+            report.alarms = self._raise_alarms(apps if judged is None else judged, now)
         if report.planned or report.failed or report.problems:
             (log.warning if report.failed or report.refused else log.info)(
                 "tick_completed", planned=report.planned, deferred=report.deferred,

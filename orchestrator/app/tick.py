@@ -105,6 +105,7 @@ class TickReport:
     alarms: tuple[Alarm, ...] = ()
     held: int = 0  # actions the gate kept back (the app's provider contradicts the log, or has
     # not been compared with it yet)
+    capped: int = 0  # starts due now that the per-tick cap left for the next tick
 
     def merged(self, later: TickReport) -> TickReport:
         """This part of a tick and its ``later`` part, as one report."""
@@ -113,7 +114,7 @@ class TickReport:
             self.done + later.done, self.failed + later.failed, self.parked + later.parked,
             self.refused + later.refused, self.problems + later.problems,
             self.planned_apps + later.planned_apps, self.alarms + later.alarms,
-            self.held + later.held)
+            self.held + later.held, self.capped + later.capped)
 
 
 class Ticker:
@@ -123,6 +124,14 @@ class Ticker:
     (``planner.next_due``, or a deferred start's not-before); a heap hands it back then. Any
     change to an application (its stream moved) or to the policies plans it again at once. A
     tick that fails part way (it raises) leaves every application it took due at the next.
+
+    ``next_wake`` tells the daemon when to tick before its interval ends: at once when the
+    per-tick cap left starts due now (a fleet due together runs tick after tick, at the pace
+    of its provider, not one cap's worth per interval), else the earliest instant planned by
+    time (an overlap ending, a retry's backoff, a start's slot in its window). An application
+    looked at again only because something due was not done (held by the gate, a failed
+    action) wakes nobody: it waits for the next tick, or a provider that is down would be
+    asked every second.
     """
 
     def __init__(
@@ -144,6 +153,8 @@ class Ticker:
         self.should_stop = should_stop
         self._due: dict[str, datetime] = {}
         self._heap: list[tuple[datetime, str]] = []
+        self._wakes: list[tuple[datetime, str]] = []  # the instants planned by time (lazy)
+        self._capped = False  # the last tick's cap left starts due now
         self._last_policies: Sequence[PlanPolicy] | None = None
         self._alarms: dict[str, tuple[Alarm, ...]] = {}  # by app, for the apps planned so far
         self._gate: Gate | None = None
@@ -160,6 +171,15 @@ class Ticker:
         """The ``count`` applications planned so far that fall due first, with when."""
         return heapq.nsmallest(count, ((at, app) for app, at in self._due.items()))
 
+    def next_wake(self, now: datetime) -> datetime | None:
+        """When the next tick has work (class docstring): ``now``, an instant planned by time,
+        or None."""
+        if self._capped:
+            return now
+        while self._wakes and self._due.get(self._wakes[0][1]) != self._wakes[0][0]:
+            heapq.heappop(self._wakes)  # replanned since, or taken
+        return self._wakes[0][0] if self._wakes else None
+
     def plan(self, at: datetime | None = None) -> Plan:
         """The whole fleet's plan at ``at`` (for ``orchestrator plan``)."""
         return plan(self.policies(), self.fleet.all(), at or self.clock())
@@ -170,6 +190,7 @@ class Ticker:
             self._last_policies = policies
             self._due.clear()
             self._heap.clear()
+            self._wakes.clear()
             return self.fleet.apps()
         while self._heap and self._heap[0][0] <= now:
             due, app = heapq.heappop(self._heap)
@@ -181,6 +202,7 @@ class Ticker:
     def _note_due(self, apps: set[str], the_plan: Plan, policies: Sequence[PlanPolicy],
                   now: datetime, held: set[str]) -> None:
         waiting: dict[str, datetime] = dict.fromkeys(held, now)  # the gate may let them go
+        capped = {a.app for a in the_plan.capped}
         for action in the_plan.deferred:
             at = action.not_before if action.not_before and action.not_before > now else now
             waiting[action.app] = min(at, waiting.get(action.app, at))
@@ -190,13 +212,18 @@ class Ticker:
                 self._due.pop(state.app, None)
                 continue
             due = max(min(times), now + MIN_RECHECK) if min(times) <= now else min(times)
+            if state.app in capped:
+                due = now  # the cap's leftovers: the next tick takes them, however soon
             self._due[state.app] = due
             heapq.heappush(self._heap, (due, state.app))
+            if min(times) > now:
+                heapq.heappush(self._wakes, (due, state.app))
 
     def tick(self) -> TickReport:
         now = self.clock()
         policies = self.policies()
         apps = self._candidates(policies, now)
+        self._capped = False
         try:
             first = self._urgent_first(apps, now)
             if not first:
@@ -226,7 +253,8 @@ class Ticker:
         tick does it)."""
         the_plan = plan(policies, self.fleet.states(apps), now)
         report = TickReport(now, len(the_plan.actions), len(the_plan.deferred),
-                            problems=the_plan.problems, planned_apps=len(apps))
+                            problems=the_plan.problems, planned_apps=len(apps),
+                            capped=len(the_plan.capped))
         for problem in the_plan.problems:
             log.warning("policy_conflict_found", problem=problem)
         by_name = {p.name: p for p in policies}
@@ -268,13 +296,15 @@ class Ticker:
                       count=len(gaps), fix=SECRET_GAP_FIX)
         self.fleet.refresh()
         self._note_due(apps, the_plan, policies, now, held)
+        self._capped = self._capped or bool(the_plan.capped)  # either part of a tick
         if judged is None or judged:
             report.alarms = self._raise_alarms(apps if judged is None else judged, now)
         if report.planned or report.failed or report.problems:
             (log.warning if report.failed or report.refused else log.info)(
                 "tick_completed", planned=report.planned, deferred=report.deferred,
                 failed=report.failed, parked=report.parked, refused=report.refused,
-                held=report.held, apps=len(apps), **{k: v for k, v in report.done.items()})
+                held=report.held, capped=report.capped, apps=len(apps),
+                **{k: v for k, v in report.done.items()})
         return report
 
     def _kept_back(self, action: Action) -> bool:

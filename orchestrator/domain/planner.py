@@ -58,6 +58,7 @@ class Plan:
     deferred: tuple[Action, ...] = ()  # due but waiting: window, jitter or the per-tick cap
     problems: tuple[str, ...] = ()
     alarms: tuple[Alarm, ...] = ()
+    capped: tuple[Action, ...] = ()  # of ``deferred``, the starts due now the per-tick cap left
 
 
 def _gate(action: Action, policy: PlanPolicy, now: datetime) -> Action | None:
@@ -132,14 +133,16 @@ def plan(policies: Sequence[PlanPolicy], fleet: Sequence[AppState], now: datetim
                     actions.append(action)
                 break
     caps = {p.name: p.max_per_tick for p in policies}
+    capped: list[Action] = []
     for name, due in starts.items():
         due.sort(key=lambda a: (not a.urgent, a.reason != Reason.EXPIRING, a.app))
         actions.extend(due[: caps[name]])
         deferred.extend(due[caps[name]:])
+        capped.extend(due[caps[name]:])
     order = {Kind.EXPIRE: 0, Kind.ABANDON: 1, Kind.RETRY: 1, Kind.RESUME: 1, Kind.START: 2,
              Kind.DELETE: 3}
     actions.sort(key=lambda a: (order[a.kind], not a.urgent, a.app))
-    return Plan(tuple(actions), tuple(deferred), tuple(problems), tuple(alarms))
+    return Plan(tuple(actions), tuple(deferred), tuple(problems), tuple(alarms), tuple(capped))
 
 
 def _select(state: AppState, policies: Sequence[PlanPolicy]) -> tuple[list[PlanPolicy], list[str]]:

@@ -1,7 +1,10 @@
 """The daemon: a metronome on the injected clock, a leader lease, and clean signals.
 
-The loop runs ``tick`` every interval, and again at the next credential expiry instant when
-that comes first, so expiry is enforced within a second of it whatever the interval. Every
+The loop runs ``tick`` every interval, and again at the next instant a tick has work when
+that comes first (``next_wake``: a credential's expiry, so expiry is enforced within a second of
+it whatever the interval; and the ticker's ``next_wake``: at once while the per-tick cap leaves
+starts due, so a fleet due together is rotated at its provider's pace, and when an overlap
+ends or a backoff or a window's slot comes). Every
 instant is read from the clock the composition root was given (never from the machine's clock
 directly), and the loop reads it again at least every ``poll`` seconds while it waits: a test
 that moves a virtual clock sees the daemon act at the virtual instant. The event log is the only
@@ -59,7 +62,7 @@ class Daemon:
     def __init__(
         self,
         tick: Callable[[], Any],
-        next_expiry: Callable[[datetime], datetime | None],
+        next_wake: Callable[[datetime], datetime | None],
         lease: Lease,
         clock: Callable[[], datetime],
         interval: timedelta = timedelta(seconds=30),
@@ -73,7 +76,7 @@ class Daemon:
         record: Callable[[int | None, datetime, datetime, Any], None] | None = None,
     ) -> None:
         self._tick = tick
-        self._next_expiry = next_expiry
+        self._next_expiry = next_wake
         self.lease = lease
         self.clock = clock
         self.interval = interval
@@ -82,7 +85,7 @@ class Daemon:
         self._describe = describe  # what the heartbeat says besides role and ticks
         self.ticks = 0
         self.stopping = threading.Event()
-        self.expiry_at: datetime | None = None  # the next expiry instant within an interval
+        self.expiry_at: datetime | None = None  # the next wake instant within an interval
         self._leader = False
         self._epoch: int | None = None  # the epoch it leads at
         self._waiting_logged = False

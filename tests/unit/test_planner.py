@@ -441,6 +441,7 @@ def test_fifty_apps_due_at_once_are_spread_over_the_first_half_of_the_window() -
     # once the window's first half has passed, every one of them is due
     later = plan([WINDOWED], fleet, OPENS + 2 * HOUR)
     assert len(later.actions) == 50 and later.deferred == ()
+    assert again.capped == ()  # waiting for their slots in the window is not the cap's doing
 
 
 def test_the_per_tick_cap_starts_the_most_urgent_first_and_defers_the_rest() -> None:
@@ -452,6 +453,7 @@ def test_the_per_tick_cap_starts_the_most_urgent_first_and_defers_the_rest() -> 
     the_plan = plan([capped], routine + expiring, NOW)
     assert len(the_plan.actions) == 5
     assert len(the_plan.deferred) == 7
+    assert the_plan.capped == the_plan.deferred  # due now: the daemon ticks again at once for them
     assert [a.app for a in the_plan.actions[:3]] == ["exp-00", "exp-01", "exp-02"]
     assert all(a.urgent and a.reason is Reason.EXPIRING for a in the_plan.actions[:3])
     assert {a.app for a in the_plan.actions[3:]} == {"age-00", "age-01"}

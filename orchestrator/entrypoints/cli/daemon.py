@@ -166,7 +166,12 @@ def daemon(ctx: click.Context, policies_dir: Path | None, once: bool, interval: 
             "last_error": last_problem()})
 
     poll = ctx.find_root().obj.get("daemon_poll")  # main()'s daemon_poll=, for a virtual clock
-    runner = Daemon(tick, projector.next_expiry, lease, system.clock,
+    def next_wake(now: datetime) -> datetime | None:
+        """A credential's expiry, or work the ticker has before the interval ends."""
+        return min((at for at in (projector.next_expiry(now), system.ticker.next_wake(now))
+                    if at is not None), default=None)
+
+    runner = Daemon(tick, next_wake, lease, system.clock,
                     interval=timedelta(seconds=interval), describe=describe, fault=fault,
                     database=connections.named(system.engine), record=record,
                     on_tick=(lambda _seconds: None) if metrics is None else metrics.tick,

@@ -10,7 +10,8 @@ checks a tick (the provider's rate limit is shared with the rotations):
 * ``gate(app)``: the ticker asks it right before each such action. An app compared within
   ``every`` is answered from memory. One never compared since the daemon started, or longer
   ago, is compared there and then (one read of its client) while the tick's budget lasts;
-  beyond it, it waits for a later tick (held: the ticker counts it and plans it again).
+  beyond it, it waits for a later tick (held: the ticker counts it and plans it again;
+  ``backlog`` tells the daemon to tick again right after, not at its interval).
 * ``run()``: after the ticker, what is left of the budget compares the apps due by time, the
   longest unchecked first, so a drifted app is found and said even when nothing of it is due.
   Then the next tick's budget begins.
@@ -96,6 +97,8 @@ class DriftWatch:
         self._compared: set[str] = set()  # compared since the daemon started (whatever found)
         self._spent = 0  # checks made in this tick
         self._down: dict[str, str] = {}  # provider -> why it could not be reached this tick
+        self._turned_away = False  # this tick's gate kept an app back for lack of budget
+        self.backlog = False  # the last tick's did: the next tick has work at once
 
     @property
     def held(self) -> Mapping[str, str]:
@@ -139,6 +142,7 @@ class DriftWatch:
             return (f"provider {provider!r} could not be reached in this tick "
                     f"({self._down[provider]}); not rotated until a check succeeds")
         if self._spent >= self.batch:
+            self._turned_away = True
             look = self._looks.get(state.app)
             since = "since the daemon started" if look is None else f"since {look.at.isoformat()}"
             return (f"not compared with provider {provider!r} {since}: at most {self.batch} "
@@ -177,6 +181,7 @@ class DriftWatch:
         finally:
             self._spent = 0
             self._down.clear()
+            self.backlog, self._turned_away = self._turned_away, False
 
     def _order(self, app: str, now: datetime) -> tuple[bool, datetime, str]:
         look = self._looks.get(app)

@@ -114,16 +114,18 @@ def test_no_app_is_rotated_before_it_is_compared_and_every_one_is_after() -> Non
     apps = [f"app-{n:03d}" for n in range(200)]
     for app in apps:  # none has a key yet: all 200 are due at once
         w.bind(app)
-    read, started, held = [], [], []
+    read, started, held, backlog = [], [], [], []
     for _ in range(6):
         before, seen = len(w.tenant.journal), w.started()
         held.append(w.tick().held)
+        backlog.append(w.watch.backlog)
         read.append({c for m, c in w.tenant.journal[before:] if m == "client"})
         started.append(w.started() - seen)
         w.advance(MINUTE)
     assert [len(r) for r in read] == [50, 50, 50, 50, 0, 0]  # the budget: 50 checks a tick
     assert started == read  # each tick rotated exactly the apps it compared
     assert held == [150, 100, 50, 0, 0, 0]
+    assert backlog == [True, True, True, False, False, False]  # the daemon ticks again soon
     first: dict[str, str] = {}
     for method, client_id in w.tenant.journal:
         first.setdefault(client_id, method)

@@ -62,6 +62,7 @@ def daemon(ctx: click.Context, policies_dir: Path | None, once: bool, interval: 
     from events import connections
     from events.store import LeaseLost
     from orchestrator.adapters.daemon_status import DaemonStatus
+    from orchestrator.app.tick import MIN_RECHECK
     from orchestrator.entrypoints.daemon import Daemon
     from orchestrator.entrypoints.logs import configure, last_problem
 
@@ -167,9 +168,12 @@ def daemon(ctx: click.Context, policies_dir: Path | None, once: bool, interval: 
 
     poll = ctx.find_root().obj.get("daemon_poll")  # main()'s daemon_poll=, for a virtual clock
     def next_wake(now: datetime) -> datetime | None:
-        """A credential's expiry, or work the ticker has before the interval ends."""
-        return min((at for at in (projector.next_expiry(now), system.ticker.next_wake(now))
-                    if at is not None), default=None)
+        """A credential's expiry, or work the ticker has before the interval ends: its own,
+        or the apps the drift gate kept back for lack of budget (due again a second after they
+        were held: ``tick.MIN_RECHECK``)."""
+        checks = now + MIN_RECHECK if watch is not None and watch.backlog else None
+        return min((at for at in (projector.next_expiry(now), system.ticker.next_wake(now),
+                                  checks) if at is not None), default=None)
 
     runner = Daemon(tick, next_wake, lease, system.clock,
                     interval=timedelta(seconds=interval), describe=describe, fault=fault,

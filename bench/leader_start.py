@@ -39,15 +39,14 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from run import fill_ours, pg_conninfo, pg_url  # bench/run.py: the event store benchmark's
 
 from events import catalog as ev
 from events.chain import GENESIS
 from events.projector import Projector
-from events.sql import _COLUMNS, SQLEventStore, create_engine, upgrade
+from events.sql import SQLEventStore, create_engine, upgrade
 from events.store import NewEvent, ReadFilter, build_records
 
-PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
-PG_INFO = "host=127.0.0.1 port=5432 user=postgres dbname=test"
 NOW = datetime.now(UTC).replace(microsecond=0)
 POLICY = """apiVersion: orchestrator/v1
 kind: RotationPolicy
@@ -86,8 +85,9 @@ def script(app: int) -> list[ev.Event]:
     ]
 
 
-def fill(url: str, dialect: str, apps: int) -> tuple[int, float, float]:
-    """Write the log and project it: (events, seconds writing, projector events/s)."""
+def fill(url: str, dialect: str, location: str, apps: int) -> tuple[int, float, float]:
+    """Write the log (``location``: the SQLite file or the PostgreSQL schema) and project it:
+    (events, seconds writing, projector events/s)."""
     engine = create_engine(url)
     upgrade(engine)
     store = SQLEventStore(engine)
@@ -99,23 +99,7 @@ def fill(url: str, dialect: str, apps: int) -> tuple[int, float, float]:
         recs = build_records(f"app:app-{app}", news, 1, pos, head, at)
         pos, head = recs[-1].position, recs[-1].hash
         rows.extend(store._rows(recs))
-    if dialect == "sqlite":
-        raw = engine.raw_connection()
-        cur = raw.cursor()
-        sql = f"INSERT INTO events ({_COLUMNS}) VALUES ({','.join('?' * 14)})"
-        for i in range(0, len(rows), 10_000):
-            cur.executemany(sql, rows[i:i + 10_000])
-            raw.commit()
-        raw.close()
-    else:
-        schema = url.rsplit("%3D", 1)[1]
-        with psycopg.connect(f"{PG_INFO} options=-csearch_path={schema}") as conn:
-            with conn.cursor().copy(f"COPY events ({_COLUMNS}) FROM STDIN") as copy:
-                for row in rows:
-                    copy.write_row(row)
-            conn.commit()
-            conn.autocommit = True
-            conn.execute("ANALYZE events")
+    fill_ours(dialect, location, rows)
     written = time.perf_counter() - began
     began = time.perf_counter()
     applied = Projector(engine, store).catch_up()
@@ -209,13 +193,14 @@ def main() -> int:
         (work / "policies" / "fleet.yaml").write_text(POLICY)
         schema = f"bench_start_{uuid.uuid4().hex[:8]}"
         if args.dialect == "postgresql":
-            with psycopg.connect(PG_INFO, autocommit=True) as conn:
+            with psycopg.connect(pg_conninfo(), autocommit=True) as conn:
                 conn.execute(f"CREATE SCHEMA {schema}")
-            url = f"{PG}?options=-csearch_path%3D{schema}"
+            url, location = pg_url(schema), schema
         else:
-            url = f"sqlite:///{work / 'bench.db'}"
+            location = str(work / "bench.db")
+            url = f"sqlite:///{location}"
         try:
-            events, written, rate = fill(url, args.dialect, args.apps)
+            events, written, rate = fill(url, args.dialect, location, args.apps)
             print(f"log: {events} events, {args.apps} applications, written in {written:.1f}s; "
                   f"projected at {rate:,.0f} events/s", flush=True)
             env = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRATOR_")}
@@ -251,7 +236,7 @@ def main() -> int:
             print(json.dumps(summary, indent=2) if args.json else summary)
         finally:
             if args.dialect == "postgresql":
-                with psycopg.connect(PG_INFO, autocommit=True) as conn:
+                with psycopg.connect(pg_conninfo(), autocommit=True) as conn:
                     conn.execute(f"DROP SCHEMA {schema} CASCADE")
     return 0
 

@@ -39,12 +39,25 @@ def dumps(value: Any) -> str:
     return json.dumps(_plain(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
 
 
+def _time_text(value: Any) -> str:
+    if isinstance(value, datetime):
+        return format_time(value)
+    raise TypeError(f"{type(value).__name__} is not a payload value")
+
+
+# Canonical JSON of a payload as ``model_dump`` (Python mode) gives it: string enums are str and
+# encode as their values; times are the one kind of value JSON lacks (``catalog.Time``).
+_PAYLOAD = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                            default=_time_text)
+
+
 def encode_payload(event: Event) -> str:
-    """Canonical JSON text of an event's payload. pydantic's JSON-mode dump already gives plain
-    data (enums as values, times in the log's form through ``catalog.Time``), so only the
-    canonical JSON text is left to make."""
-    return json.dumps(event.model_dump(mode="json"), sort_keys=True, separators=(",", ":"),
-                      ensure_ascii=False)
+    """Canonical JSON text of an event's payload: the same text as ``dumps`` of its JSON-mode
+    dump, without pydantic's JSON-mode conversion of every field."""
+    return _PAYLOAD.encode(event.model_dump())
+
+
+_RECORD = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
 def record_bytes(
@@ -62,7 +75,7 @@ def record_bytes(
     payload: str,
 ) -> bytes:
     """The canonical bytes of one stored record (everything but position and hashes)."""
-    return json.dumps(
+    return _RECORD.encode(
         [
             stream_id,
             stream_version,
@@ -75,7 +88,5 @@ def record_bytes(
             correlation_id,
             causation_id,
             payload,
-        ],
-        separators=(",", ":"),
-        ensure_ascii=False,
+        ]
     ).encode()

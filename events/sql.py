@@ -6,6 +6,14 @@ transaction-scoped advisory lock (``pg_advisory_xact_lock``), which readers neve
 which, unlike ``LOCK TABLE ... EXCLUSIVE``, leaves group commit alone. Positions are assigned
 from the head read under that lock, never from a sequence (a sequence leaves gaps on rollback).
 
+A store remembers the head (position, hash) its last append left. Its next append, when it
+claims nothing (SQLite) and holds at most ``_GUARDED_ROWS`` events, is one ``INSERT ... SELECT``
+statement in autocommit whose rows go in only if the head, the stream's version and the writer's
+lease are as guessed (PostgreSQL: ``events_append_ready``, migration 0007, takes the append lock
+first and reads them under it). That is one statement and one round trip, as a bare insert is.
+A wrong guess writes nothing, and the exact path (the lock, the reads, then the inserts) runs
+and says precisely what failed. The position's primary key keeps the chain's order either way.
+
 Durability: SQLite runs in WAL mode with ``synchronous=FULL`` by default: an audit log must not
 lose a committed event on power loss (``?synchronous=normal`` in the URL trades that for ~4x
 faster single-event appends). PostgreSQL uses the server's settings (``synchronous_commit=on``).
@@ -59,6 +67,17 @@ READ_PAGE = 2000
 _NO_POSITION = 2**62  # above any position: "before the head" for the first backwards page
 MAX_ROWS_PER_STATEMENT = 1000  # psycopg's pipeline hung on a single 15,000+-row batch here
 CLAIMS_PER_QUERY = 400  # SQLite refuses an OR chain deeper than 1000 (its expression depth limit)
+# an append of at most this many events goes in as one guarded INSERT ... SELECT (its 14
+# parameters a row stay well under SQLite's 32,766 and PostgreSQL's 65,535 a statement)
+_GUARDED_ROWS = 100
+_SQLITE_ROW = f"({','.join('?' * 14)})"
+_PG_ROW = ("(%s::bigint, %s::text, %s::integer, %s::text, %s::text, %s::smallint, %s::text, "
+           "%s::text, %s::text, %s::text, %s::text, %s::text, %s::text, %s::text)")
+_PG_CLAIM = "(%s::text, %s::text, %s::text, %s::bigint)"
+# the head's position (0: empty) and a stream's version, each read from one end of an index
+_SQLITE_HEAD = "SELECT coalesce((SELECT position FROM events ORDER BY position DESC LIMIT 1), 0)"
+_SQLITE_VERSION = ("SELECT coalesce((SELECT stream_version FROM events WHERE stream_id = ? "
+                   "ORDER BY stream_version DESC LIMIT 1), 0)")
 
 _COLUMNS = (
     "position, stream_id, stream_version, event_id, type, schema_version, occurred_at, "
@@ -164,8 +183,7 @@ class SQLEventStore:
         self.engine = engine
         self._fence = fence  # the writer's (epoch, lock session); None from it: not the leader
         self._pg = is_postgres(engine)
-        self._pg_head: tuple[int, str] | None = None  # (position, hash) after our last append
-        self._fast_records: list[Recorded] = []
+        self._head: tuple[int, str] | None = None  # (position, hash) after our last append
         self._clock = clock or (lambda: datetime.now(UTC))
 
     def _sql(self, text: str) -> str:
@@ -222,17 +240,16 @@ class SQLEventStore:
             for r in records
         ]
 
-    def _insert(self, cur: Any, stream_id: str, records: list[Recorded],
+    def _insert(self, cur: Any, stream_id: str, rows: list[tuple[Any, ...]],
                 claims: list[tuple[str, str]]) -> None:
         """The claims and the events of one append, in statements of bounded size."""
         if claims:
-            first = records[0].position
+            first = rows[0][0]
             cur.executemany(
                 self._sql("INSERT INTO event_claims (namespace, value, stream_id, position) "
                           "VALUES (?, ?, ?, ?)"),
                 [(ns, value, stream_id, first) for ns, value in claims],
             )
-        rows = self._rows(records)
         statement = self._sql(f"INSERT INTO events ({_COLUMNS}) VALUES ({','.join('?' * 14)})")
         for start in range(0, len(rows), MAX_ROWS_PER_STATEMENT):
             cur.executemany(statement, rows[start : start + MAX_ROWS_PER_STATEMENT])
@@ -246,19 +263,66 @@ class SQLEventStore:
         self, conn: Any, stream_id: str, events: Sequence[NewEvent], expected: int,
         mine: leader_epoch.Fence | None,
     ) -> list[Recorded]:
+        """One statement when the head this store appended last is still the head and nothing
+        is claimed (the usual case: one writer), else the exact path, which also says precisely
+        what failed (a stale version, a claim already taken)."""
         claims = [c for new in events for c in new.claims]
+        head = self._head
+        if head is not None and not claims and len(events) <= _GUARDED_ROWS:
+            records = self._append_sqlite_guarded(conn, stream_id, events, expected, head, mine)
+            if records:
+                return records
+        return self._append_sqlite_exact(conn, stream_id, events, expected, mine, claims)
+
+    def _append_sqlite_guarded(
+        self, conn: Any, stream_id: str, events: Sequence[NewEvent], expected: int,
+        head: tuple[int, str], mine: leader_epoch.Fence | None,
+    ) -> list[Recorded]:
+        """The whole append as one ``INSERT ... SELECT`` in autocommit, which SQLite runs as
+        one write transaction: its rows go in only when the head, the stream version (and the
+        leader epoch) are as guessed. Empty (nothing written) when a guess is wrong."""
+        rows: list[tuple[Any, ...]] = []
+        records = build_records(stream_id, events, expected + 1, head[0], head[1],
+                                self._clock(), rows)
+        values = ",".join([_SQLITE_ROW] * len(rows))
+        fenced = "" if mine is None else f" AND ({leader_epoch.CURRENT}) = ?"
+        params: list[Any] = [x for row in rows for x in row]
+        params += [head[0], stream_id, expected, *(() if mine is None else (mine[0],))]
+        cur = conn.cursor()
+        try:
+            cur.execute(
+                f"INSERT INTO events ({_COLUMNS}) SELECT * FROM (VALUES {values}) WHERE "
+                f"({_SQLITE_HEAD}) = ? AND ({_SQLITE_VERSION}) = ?{fenced}",
+                params,
+            )
+            written = cur.rowcount
+        finally:
+            cur.close()
+        return self._guessed(records, written)
+
+    def _guessed(self, records: list[Recorded], written: int) -> list[Recorded]:
+        """A guarded append's outcome: its records when all of them went in (the head moves to
+        the last), else empty (none went in: the guess was wrong, the head is unknown)."""
+        if written != len(records):
+            self._head = None
+            return []
+        self._head = (records[-1].position, records[-1].hash)
+        return records
+
+    def _append_sqlite_exact(
+        self, conn: Any, stream_id: str, events: Sequence[NewEvent], expected: int,
+        mine: leader_epoch.Fence | None, claims: list[tuple[str, str]],
+    ) -> list[Recorded]:
         cur = conn.cursor()
         cur.execute("BEGIN IMMEDIATE")
         try:
             if mine is not None:
                 leader_epoch.check(mine[0], leader_epoch.current(cur))
-            head = cur.execute(
-                "SELECT position, hash FROM events ORDER BY position DESC LIMIT 1"
-            ).fetchone()
-            actual = cur.execute(
-                "SELECT coalesce(max(stream_version), 0) FROM events WHERE stream_id = ?",
+            position, last_hash, actual = cur.execute(
+                f"SELECT ({_SQLITE_HEAD}), (SELECT hash FROM events ORDER BY position DESC "
+                f"LIMIT 1), ({_SQLITE_VERSION})",
                 (stream_id,),
-            ).fetchone()[0]
+            ).fetchone()
             taken = [
                 row
                 for start in range(0, len(claims), CLAIMS_PER_QUERY)
@@ -267,70 +331,73 @@ class SQLEventStore:
                 ).fetchall()
             ]
             self._check(stream_id, expected, actual, claims, taken)
-            records = build_records(
-                stream_id, events, expected + 1, head[0] if head else 0,
-                head[1] if head else GENESIS, self._clock(),
-            )
-            self._insert(cur, stream_id, records, claims)
+            rows: list[tuple[Any, ...]] = []
+            records = build_records(stream_id, events, expected + 1, position,
+                                    last_hash or GENESIS, self._clock(), rows)
+            self._insert(cur, stream_id, rows, claims)
             cur.execute("COMMIT")
-            return records
         except BaseException:
+            self._head = None
             if conn.in_transaction:
                 cur.execute("ROLLBACK")
             raise
         finally:
             cur.close()
+        self._head = (records[-1].position, records[-1].hash)
+        return records
 
     def _append_pg(
         self, conn: Any, stream_id: str, events: Sequence[NewEvent], expected: int,
         mine: leader_epoch.Fence | None,
     ) -> list[Recorded]:
-        """One round trip when the head this store appended last is still the head (the usual
+        """One statement when the head this store appended last is still the head (the usual
         case: one writer, the leader), else the exact path, which also says precisely what
         failed (a stale version, a claim already taken)."""
-        head = self._pg_head
-        if head is not None and self._append_pg_fast(conn, stream_id, events, expected, head,
-                                                     mine):
-            return self._fast_records
+        head = self._head
+        if head is not None and len(events) <= _GUARDED_ROWS:
+            records = self._append_pg_guarded(conn, stream_id, events, expected, head, mine)
+            if records:
+                return records
         return self._append_pg_exact(conn, stream_id, events, expected, mine)
 
-    def _append_pg_fast(
+    def _append_pg_guarded(
         self, conn: Any, stream_id: str, events: Sequence[NewEvent], expected: int,
         head: tuple[int, str], mine: leader_epoch.Fence | None,
-    ) -> bool:
-        """The whole append in one pipeline: BEGIN, lock, a guard that the head and the stream
-        version are as guessed, the inserts, COMMIT. False (nothing written) when a guess or a
-        claim fails."""
+    ) -> list[Recorded]:
+        """The whole append as one ``INSERT ... SELECT`` in autocommit (one round trip, one
+        statement): its rows, and its claims', go in only when ``events_append_ready`` (migration
+        0007) finds, under the append lock, the head, the stream version and the writer's lease
+        as guessed. Empty (nothing written) when a guess is wrong or a claim is taken."""
         import psycopg
 
         claims = [c for new in events for c in new.claims]
-        records = build_records(stream_id, events, expected + 1, head[0], head[1], self._clock())
+        rows: list[tuple[Any, ...]] = []
+        records = build_records(stream_id, events, expected + 1, head[0], head[1],
+                                self._clock(), rows)
+        params: list[Any] = [ADVISORY_LOCK_KEY, head[0], stream_id, expected,
+                             *((None, None) if mine is None else mine)]
+        claimed = ""
+        if claims:
+            claimed = (", claimed AS (INSERT INTO event_claims (namespace, value, stream_id, "
+                       "position) SELECT c.* FROM ready, (VALUES "
+                       f"{','.join([_PG_CLAIM] * len(claims))}) AS c WHERE ready.ok)")
+            params += [x for ns, value in claims for x in (ns, value, stream_id, rows[0][0])]
+        params += [x for row in rows for x in row]
         conn.autocommit = True
         try:
-            with conn.pipeline(), conn.cursor() as cur:
-                cur.execute("BEGIN")
-                cur.execute("SELECT pg_advisory_xact_lock(%s)", (ADVISORY_LOCK_KEY,))
-                fenced = ("" if mine is None else
-                          f" AND ({leader_epoch.CURRENT}) = %s AND {leader_epoch.HELD}")
+            with conn.cursor() as cur:
                 cur.execute(
-                    "SELECT events_guard("
-                    "(SELECT coalesce(max(position), 0) FROM events) = %s AND "
-                    "(SELECT coalesce(max(stream_version), 0) FROM events "
-                    f" WHERE stream_id = %s) = %s{fenced})",
-                    (head[0], stream_id, expected, *(() if mine is None else mine)),
+                    "WITH ready AS MATERIALIZED (SELECT events_append_ready(%s, %s, %s, %s, %s, "
+                    f"%s) AS ok){claimed} INSERT INTO events ({_COLUMNS}) SELECT v.* FROM ready, "
+                    f"(VALUES {','.join([_PG_ROW] * len(rows))}) AS v WHERE ready.ok",
+                    params,
                 )
-                self._insert(cur, stream_id, records, claims)
-                cur.execute("COMMIT")
-        except psycopg.Error:
-            if conn.info.transaction_status != psycopg.pq.TransactionStatus.IDLE:
-                conn.execute("ROLLBACK")
-            self._pg_head = None
-            return False
+                written = cur.rowcount
+        except psycopg.errors.UniqueViolation:
+            written = 0  # a claim already taken (or a position a writer took): the exact path
         finally:
             conn.autocommit = False
-        self._pg_head = (records[-1].position, records[-1].hash)
-        self._fast_records = records
-        return True
+        return self._guessed(records, written)
 
     def _append_pg_exact(
         self, conn: Any, stream_id: str, events: Sequence[NewEvent], expected: int,
@@ -364,14 +431,15 @@ class SQLEventStore:
                 actual = ver_cur.fetchone()[0]
                 taken = claim_cur.fetchall() if claims else []
                 self._check(stream_id, expected, actual, claims, taken)
+                rows: list[tuple[Any, ...]] = []
                 records = build_records(
                     stream_id, events, expected + 1, head[0] if head else 0,
-                    head[1] if head else GENESIS, self._clock(),
+                    head[1] if head else GENESIS, self._clock(), rows,
                 )
                 with conn.pipeline():
-                    self._insert(cur, stream_id, records, claims)
+                    self._insert(cur, stream_id, rows, claims)
             conn.commit()
-            self._pg_head = (records[-1].position, records[-1].hash)
+            self._head = (records[-1].position, records[-1].hash)
             return records
         except BaseException:
             conn.rollback()

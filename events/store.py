@@ -160,8 +160,12 @@ def build_records(
     head_position: int,
     head_hash: str,
     recorded_at: datetime,
+    rows: list[tuple[Any, ...]] | None = None,
 ) -> list[Recorded]:
-    """Number, encode and chain ``events`` after the current head: shared by every store."""
+    """Number, encode and chain ``events`` after the current head: shared by every store.
+
+    With ``rows``, each record's storage row (its columns in the ``events`` table's order, times
+    as the log's text) is appended to it as well, so that a SQL store formats nothing twice."""
     out: list[Recorded] = []
     prev = head_hash
     recorded_text = codec.format_time(recorded_at)
@@ -169,14 +173,17 @@ def build_records(
     for offset, new in enumerate(events):
         position = head_position + 1 + offset
         version = first_version + offset
-        payload = codec.encode_payload(new.event)
-        occurred_text = codec.format_time(new.occurred_at)
+        event = new.event
+        type_name, schema_version = event.type_name, event.schema_version
+        payload = codec.encode_payload(event)
+        occurred = new.occurred_at  # a UTC time is its own text's value: no parse back needed
+        occurred_text = codec.format_time(occurred)
         rec_bytes = codec.record_bytes(
             stream_id=stream_id,
             stream_version=version,
             event_id=new.event_id,
-            type=new.event.type_name,
-            schema_version=new.event.schema_version,
+            type=type_name,
+            schema_version=schema_version,
             occurred_at=occurred_text,
             recorded_at=recorded_text,
             actor=new.actor,
@@ -187,22 +194,26 @@ def build_records(
         digest = link(prev, position, rec_bytes)
         out.append(
             Recorded(
-                position=position,
-                stream_id=stream_id,
-                stream_version=version,
-                event_id=new.event_id,
-                type=new.event.type_name,
-                schema_version=new.event.schema_version,
-                occurred_at=codec.parse_time(occurred_text),
-                recorded_at=recorded_at,
-                actor=new.actor,
-                correlation_id=new.correlation_id,
-                causation_id=new.causation_id,
-                payload_json=payload,
-                prev_hash=prev,
-                hash=digest,
+                position,
+                stream_id,
+                version,
+                new.event_id,
+                type_name,
+                schema_version,
+                occurred if occurred.tzinfo is UTC else codec.parse_time(occurred_text),
+                recorded_at,
+                new.actor,
+                new.correlation_id,
+                new.causation_id,
+                payload,
+                prev,
+                digest,
             )
         )
+        if rows is not None:
+            rows.append((position, stream_id, version, new.event_id, type_name, schema_version,
+                         occurred_text, recorded_text, new.actor, new.correlation_id,
+                         new.causation_id, payload, prev, digest))
         prev = digest
     return out
 

@@ -10,12 +10,13 @@ __all__ = ["format_time", "parse_time"]
 
 
 def format_time(value: datetime) -> str:
-    """Fixed-width UTC text for an aware datetime (``isoformat`` is 3x faster than strftime)."""
+    """Fixed-width UTC text for an aware datetime (``isoformat`` is 3x faster than strftime).
+    Years have four digits, so a UTC time's ISO text is its first 26 characters and a ``Z``."""
     if value.tzinfo is not UTC:
         if value.utcoffset() is None:
             raise ValueError("naive datetime: times must carry a UTC offset")
         value = value.astimezone(UTC)
-    return value.replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+    return value.isoformat(timespec="microseconds")[:26] + "Z"
 
 
 def parse_time(text: str) -> datetime:

@@ -99,7 +99,7 @@ DEFAULT_DB = "sqlite:///var/orchestrator.db"
 DEFAULT_KEYSTORE = "var/keystore"
 DEFAULT_POLICIES = "policies"
 DEFAULT_DELIVERY = "var/delivery"
-HEAD_REVISION = "0006"
+HEAD_REVISION = "0007"
 
 
 def utc_now() -> datetime:

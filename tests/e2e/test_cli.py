@@ -126,9 +126,9 @@ def test_init_then_credentials_from_pem_files_subject_dns_and_generated_keys(
     credentials are added from SPKI and PKCS#1 keys, self-signed and CA-issued certificates, a
     subject DN, and generated for every usage; --json shows each credential's public facts;
     the lists show them all."""
-    assert "is at schema 0006 (created)" in cli.history[0].stdout
+    assert "is at schema 0007 (created)" in cli.history[0].stdout
     again = cli("init")
-    assert "is at schema 0006" in again.stdout and "(created)" not in again.stdout
+    assert "is at schema 0007" in again.stdout and "(created)" not in again.stdout
     assert cli("app", "register", "payments", "--label", "env=prod", "--label",
                "team=core").stdout == "registered payments\n"
     assert cli("app", "register", "shop").stdout == "registered shop\n"

@@ -86,5 +86,5 @@ def test_a_schema_newer_than_the_code_is_refused_and_left_alone(
     before = dump_tables(db_url)
     for command in (("app", "list"), ("verify",), ("init",), ("daemon", "--once")):
         assert_refused(cli.run(*command), "is at schema 0099, newer than this orchestrator "
-                                          "(0006): upgrade the orchestrator")
+                                          "(0007): upgrade the orchestrator")
     assert dump_tables(db_url) == before

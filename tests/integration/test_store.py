@@ -471,18 +471,18 @@ def test_postgres_refusal_is_insufficient_privilege(pg_engine: Engine) -> None:
 
 
 def test_upgrade_is_idempotent(db_url: str) -> None:
-    """upgrade brings a blank database to revision 0006 (head) and running it again changes nothing."""
+    """upgrade brings a blank database to revision 0007 (head) and running it again changes nothing."""
     engine = create_engine(db_url)
     try:
         assert current_revision(engine) is None
         upgrade(engine)
-        assert current_revision(engine) == "0006"
+        assert current_revision(engine) == "0007"
         store = SQLEventStore(engine)
         store.append(A, [new(registered("a"), claims=(("kid", "k"),))], 0)
         before = list(store.read())
         upgrade(engine)
-        upgrade(engine, "0006")
-        assert current_revision(engine) == "0006"
+        upgrade(engine, "0007")
+        assert current_revision(engine) == "0007"
         assert list(store.read()) == before
         with engine.connect() as conn:
             assert conn.execute(sa.text("SELECT count(*) FROM alembic_version")).scalar_one() == 1
@@ -547,12 +547,12 @@ def test_in_memory_store_matches_sql_store(engine: Engine) -> None:
     assert verify(sql_all) == verify(mem_all)
 
 
-@pytest.mark.postgres
-def test_postgres_appends_stay_exact_when_two_stores_alternate(pg_url: str) -> None:
-    """Each PostgreSQL store guesses the head from its own last append (one round trip); two
-    stores alternating on one database keep invalidating each other's guess, and every append
-    still lands gap-free, chained, at the right version, with precise errors."""
-    engine = create_engine(pg_url)
+def test_appends_stay_exact_when_two_stores_alternate(db_url: str) -> None:
+    """Each store guesses the head from its own last append (one statement on SQLite, one round
+    trip on PostgreSQL); two stores alternating on one database keep invalidating each other's
+    guess, and every append still lands gap-free, chained, at the right version, with precise
+    errors."""
+    engine = create_engine(db_url)
     try:
         upgrade(engine)
         first, second = SQLEventStore(engine), SQLEventStore(engine)
@@ -560,13 +560,15 @@ def test_postgres_appends_stay_exact_when_two_stores_alternate(pg_url: str) -> N
             store = first if n % 2 == 0 else second
             store.append(A, [new(registered("a"))], n)
             store.append(f"app:other{n}", [new(registered("o"), claims=(("kid", f"k{n}"),))], 0)
+            store.append(f"app:plain{n}", [new(registered("p")), new(registered("q"))], 0)
         with pytest.raises(ConcurrencyError):
             first.append(A, [new(registered("a"))], 3)  # stale: the stream is at 6
         with pytest.raises(DuplicateClaimError) as taken:
             second.append("app:late", [new(registered("l"), claims=(("kid", "k0"),))], 0)
         assert taken.value.owner == "app:other0"
         records = list(first.read())
-        assert [r.position for r in records] == list(range(1, 13))
+        assert [r.position for r in records] == list(range(1, 25))
+        assert [r.stream_version for r in records if r.stream_id == A] == list(range(1, 7))
         assert isinstance(verify(records), Verified)
     finally:
         engine.dispose()

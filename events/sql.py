@@ -64,6 +64,7 @@ __all__ = [
 
 ADVISORY_LOCK_KEY = 0x6F72636865737472  # "orchestr": one lock for all appends in the database
 READ_PAGE = 2000
+CONNECT_TIMEOUT = 10  # seconds a PostgreSQL connect may take
 _NO_POSITION = 2**62  # above any position: "before the head" for the first backwards page
 MAX_ROWS_PER_STATEMENT = 1000  # psycopg's pipeline hung on a single 15,000+-row batch here
 CLAIMS_PER_QUERY = 400  # SQLite refuses an OR chain deeper than 1000 (its expression depth limit)
@@ -98,7 +99,13 @@ def create_engine(url: str, **kwargs: Any) -> Engine:
         if parsed.drivername == "postgresql":
             parsed = parsed.set(drivername="postgresql+psycopg")
         # no pre-ping: it would cost every append a round trip; recycle idle connections instead,
-        # and throw them all away when one meets a restarted server
+        # and throw them all away when one meets a restarted server. A server that takes the
+        # connection but never answers (a host gone silent) fails a connect after
+        # CONNECT_TIMEOUT seconds rather than the kernel's minutes (``?connect_timeout=`` in the
+        # URL sets another)
+        if "connect_timeout" not in parsed.query:
+            kwargs["connect_args"] = {"connect_timeout": CONNECT_TIMEOUT,
+                                      **kwargs.get("connect_args", {})}
         engine = sa.create_engine(parsed, pool_recycle=1800, **kwargs)
         watch(engine)
         return engine

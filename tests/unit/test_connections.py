@@ -65,3 +65,26 @@ def test_the_first_line_of_the_drivers_message_is_said() -> None:
 
 def test_a_log_names_the_database_without_its_password() -> None:
     assert named(POSTGRES) == "postgresql+psycopg://orchestrator:***@db.example:5432/log"
+
+
+def test_a_postgres_server_that_never_answers_fails_the_connect(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A host that takes the TCP connection but never speaks (a server gone silent) fails a
+    connect after the store's CONNECT_TIMEOUT (1 s here) rather than the kernel's minutes, and
+    that is a fault; a ``connect_timeout`` in the URL is the user's and is left alone."""
+    import socket
+
+    from events import sql
+
+    monkeypatch.setattr(sql, "CONNECT_TIMEOUT", 1)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)  # the kernel completes the handshake; nobody ever reads or writes
+        engine = sql.create_engine(f"postgresql://orchestrator@127.0.0.1:{silent.getsockname()[1]}/log")
+        with pytest.raises(sa.exc.OperationalError) as refused:
+            engine.connect()
+        engine.dispose()
+    assert "timeout" in str(refused.value).lower()
+    assert fault(engine, refused.value) is not None
+    own = sql.create_engine("postgresql://orchestrator@db.example/log?connect_timeout=30")
+    assert own.dialect.create_connect_args(own.url)[1]["connect_timeout"] == "30"

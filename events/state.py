@@ -7,7 +7,7 @@ rules that refuse belong in ``orchestrator.domain.rules.decide``; an event is a 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -182,13 +182,14 @@ def _with_credential(state: AppState, cred: Credential) -> dict[str, Credential]
     return creds
 
 
-def _copy(obj: Any, **changes: Any) -> Any:
+def _with(obj: Any, changes: Mapping[str, Any]) -> Any:
     """``dataclasses.replace`` for these frozen value objects without re-running ``__init__``:
-    two C-level dict updates instead of a Python loop over every field (the fold is the hot
-    path of a rebuild, which folds every event of the log)."""
+    a C-level copy of the attributes and one update instead of a Python loop over every field
+    (the fold is the hot path of a rebuild, which folds every event of the log)."""
+    attributes = obj.__dict__.copy()
+    attributes.update(changes)
     new = object.__new__(type(obj))
-    new.__dict__.update(obj.__dict__)
-    new.__dict__.update(changes)
+    object.__setattr__(new, "__dict__", attributes)
     return new
 
 
@@ -199,7 +200,8 @@ def _update(state: AppState, credential_id: str, at: datetime, **changes: Any) -
     cred = state.credentials.get(credential_id)
     if cred is None:  # a fact about a credential we never saw: keep the fold total
         return {}
-    return {"credentials": _with_credential(state, _copy(cred, updated_at=at, **changes))}
+    changes["updated_at"] = at
+    return {"credentials": _with_credential(state, _with(cred, changes))}
 
 
 def _rotation(state: AppState, rotation_id: str, at: datetime, **changes: Any) -> Changes:
@@ -207,118 +209,176 @@ def _rotation(state: AppState, rotation_id: str, at: datetime, **changes: Any) -
     if rot is None:
         return {}
     rotations = dict(state.rotations)
-    rotations[rotation_id] = _copy(rot, updated_at=at, **changes)
+    changes["updated_at"] = at
+    rotations[rotation_id] = _with(rot, changes)
     return {"rotations": rotations}
 
 
-_CATALOG: Any = None  # events.catalog, loaded by the first fold
+# --- what each event changes: one handler per event type -------------------------------------
 
 
-def _load_catalog() -> Any:
-    global _CATALOG
-    from events import catalog
-
-    _CATALOG = catalog
-    return catalog
+def _registered(state: AppState, event: ev.ApplicationRegistered, at: datetime) -> Changes:
+    return {"registered_at": at, "labels": dict(event.labels), "provider": event.provider,
+            "client_id": event.client_id}
 
 
-def _apply(state: AppState, event: ev.Event, at: datetime) -> Changes:
-    ev = _CATALOG or _load_catalog()
-    match event:
-        case ev.ApplicationRegistered(labels=labels):
-            return {"registered_at": at, "labels": dict(labels), "provider": event.provider,
-                    "client_id": event.client_id}
-        case ev.CredentialRegistered(credential_id=cid):
-            return _update(state, cid, at, provider_id=event.provider_credential_id)
-        case ev.CredentialAdded():
-            cred = Credential(
-                id=event.credential_id,
-                usage=event.usage,
-                kind=event.kind,
-                kid=event.kid,
-                fingerprint=event.fingerprint,
-                status=Status.ADDED,
-                added_at=at,
-                updated_at=at,
-                alg=event.alg,
-                key_size=event.key_size,
-                name=event.name,
-                public_pem=event.public_pem,
-                certificate_pem=event.certificate_pem,
-                subject_dn=event.subject_dn,
-                not_before=event.not_before,
-                expires_at=event.expires_at,
-                generated=event.generated,
-            )
-            return {"credentials": _with_credential(state, cred)}
-        case ev.CredentialActivated(credential_id=cid):
-            known = state.credentials.get(cid)
-            first = known.activated_at if known and known.activated_at else at
-            return _update(state, cid, at, status=Status.ACTIVE, activated_at=first)
-        case ev.CredentialDisabled(credential_id=cid):
-            return _update(state, cid, at, status=Status.DISABLED, disabled_at=at)
-        case ev.CredentialExpired(credential_id=cid, expired_at=expired_at):
-            return _update(state, cid, at, status=Status.EXPIRED, expired_at=expired_at)
-        case ev.CredentialDeleted(credential_id=cid):
-            return _update(state, cid, at, status=Status.DELETED, deleted_at=at)
-        case ev.CredentialExpiryChanged(credential_id=cid, expires_at=expires_at):
-            return _update(state, cid, at, expires_at=expires_at)
-        case ev.SecretRotated():
-            secret = Secret(event.version, event.fingerprint, at, event.previous_valid_until)
-            return {"secret": secret}
-        case ev.RotationStarted():
-            rotations = dict(state.rotations)
-            rotations[event.rotation_id] = Rotation(
-                id=event.rotation_id,
-                usage=event.usage,
-                reason=event.reason,
-                new_credential_id=event.new_credential_id,
-                started_at=at,
-                updated_at=at,
-                policy=event.policy,
-                old_credential_id=event.old_credential_id,
-                steps=("started",),
-            )
-            return {"rotations": rotations}
-        case ev.RotationStepRecorded(rotation_id=rid, step=step):
-            rot = state.rotations.get(rid)
-            steps = (*rot.steps, step) if rot else ()
-            tested = {"tested_at": at} if step == "tested" else {}
-            return _rotation(state, rid, at, steps=steps, next_attempt_at=None, **tested)
-        case ev.RotationFailed(rotation_id=rid):
-            return _rotation(
-                state,
-                rid,
-                at,
-                attempts=event.attempt,
-                last_error=event.error,
-                next_attempt_at=event.next_attempt_at,
-            )
-        case ev.RotationParked(rotation_id=rid):
-            return _rotation(
-                state, rid, at, status=RotationStatus.PARKED, last_error=event.error,
-                attempts=event.attempts, next_attempt_at=None,
-            )
-        case ev.RotationRetried(rotation_id=rid):
-            return _rotation(state, rid, at, status=RotationStatus.RUNNING, attempts=0,
-                             next_attempt_at=None)
-        case ev.RotationAbandoned(rotation_id=rid):
-            return _rotation(state, rid, at, status=RotationStatus.ABANDONED)
-        case ev.RotationRolledBack(rotation_id=rid):
-            changes = _rotation(state, rid, at, status=RotationStatus.ROLLED_BACK,
-                                rolled_back_at=at)
-            restored = _update(state, event.restored_credential_id, at, restored_at=at)
-            return {**changes, **restored}
-        case ev.RotationCompleted(rotation_id=rid):
-            return _rotation(state, rid, at, status=RotationStatus.COMPLETED, completed_at=at)
-        case _:
-            return {}
+def _credential_registered(state: AppState, event: ev.CredentialRegistered, at: datetime) -> Changes:
+    return _update(state, event.credential_id, at, provider_id=event.provider_credential_id)
+
+
+def _credential_added(state: AppState, event: ev.CredentialAdded, at: datetime) -> Changes:
+    cred = Credential(
+        id=event.credential_id,
+        usage=event.usage,
+        kind=event.kind,
+        kid=event.kid,
+        fingerprint=event.fingerprint,
+        status=Status.ADDED,
+        added_at=at,
+        updated_at=at,
+        alg=event.alg,
+        key_size=event.key_size,
+        name=event.name,
+        public_pem=event.public_pem,
+        certificate_pem=event.certificate_pem,
+        subject_dn=event.subject_dn,
+        not_before=event.not_before,
+        expires_at=event.expires_at,
+        generated=event.generated,
+    )
+    return {"credentials": _with_credential(state, cred)}
+
+
+def _credential_activated(state: AppState, event: ev.CredentialActivated, at: datetime) -> Changes:
+    cid = event.credential_id
+    known = state.credentials.get(cid)
+    first = known.activated_at if known and known.activated_at else at
+    return _update(state, cid, at, status=Status.ACTIVE, activated_at=first)
+
+
+def _credential_disabled(state: AppState, event: ev.CredentialDisabled, at: datetime) -> Changes:
+    return _update(state, event.credential_id, at, status=Status.DISABLED, disabled_at=at)
+
+
+def _credential_expired(state: AppState, event: ev.CredentialExpired, at: datetime) -> Changes:
+    return _update(state, event.credential_id, at, status=Status.EXPIRED,
+                   expired_at=event.expired_at)
+
+
+def _credential_deleted(state: AppState, event: ev.CredentialDeleted, at: datetime) -> Changes:
+    return _update(state, event.credential_id, at, status=Status.DELETED, deleted_at=at)
+
+
+def _expiry_changed(state: AppState, event: ev.CredentialExpiryChanged, at: datetime) -> Changes:
+    return _update(state, event.credential_id, at, expires_at=event.expires_at)
+
+
+def _secret_rotated(state: AppState, event: ev.SecretRotated, at: datetime) -> Changes:
+    return {"secret": Secret(event.version, event.fingerprint, at, event.previous_valid_until)}
+
+
+def _rotation_started(state: AppState, event: ev.RotationStarted, at: datetime) -> Changes:
+    rotations = dict(state.rotations)
+    rotations[event.rotation_id] = Rotation(
+        id=event.rotation_id,
+        usage=event.usage,
+        reason=event.reason,
+        new_credential_id=event.new_credential_id,
+        started_at=at,
+        updated_at=at,
+        policy=event.policy,
+        old_credential_id=event.old_credential_id,
+        steps=("started",),
+    )
+    return {"rotations": rotations}
+
+
+def _rotation_step(state: AppState, event: ev.RotationStepRecorded, at: datetime) -> Changes:
+    rid, step = event.rotation_id, event.step
+    rot = state.rotations.get(rid)
+    steps = (*rot.steps, step) if rot else ()
+    tested = {"tested_at": at} if step == "tested" else {}
+    return _rotation(state, rid, at, steps=steps, next_attempt_at=None, **tested)
+
+
+def _rotation_failed(state: AppState, event: ev.RotationFailed, at: datetime) -> Changes:
+    return _rotation(state, event.rotation_id, at, attempts=event.attempt,
+                     last_error=event.error, next_attempt_at=event.next_attempt_at)
+
+
+def _rotation_parked(state: AppState, event: ev.RotationParked, at: datetime) -> Changes:
+    return _rotation(state, event.rotation_id, at, status=RotationStatus.PARKED,
+                     last_error=event.error, attempts=event.attempts, next_attempt_at=None)
+
+
+def _rotation_retried(state: AppState, event: ev.RotationRetried, at: datetime) -> Changes:
+    return _rotation(state, event.rotation_id, at, status=RotationStatus.RUNNING, attempts=0,
+                     next_attempt_at=None)
+
+
+def _rotation_abandoned(state: AppState, event: ev.RotationAbandoned, at: datetime) -> Changes:
+    return _rotation(state, event.rotation_id, at, status=RotationStatus.ABANDONED)
+
+
+def _rotation_rolled_back(state: AppState, event: ev.RotationRolledBack, at: datetime) -> Changes:
+    changes = _rotation(state, event.rotation_id, at, status=RotationStatus.ROLLED_BACK,
+                        rolled_back_at=at)
+    restored = _update(state, event.restored_credential_id, at, restored_at=at)
+    return {**changes, **restored}
+
+
+def _rotation_completed(state: AppState, event: ev.RotationCompleted, at: datetime) -> Changes:
+    return _rotation(state, event.rotation_id, at, status=RotationStatus.COMPLETED,
+                     completed_at=at)
+
+
+def _nothing(state: AppState, event: Any, at: datetime) -> Changes:
+    return {}
+
+
+Handler = Callable[[AppState, Any, datetime], Changes]  # a new dict: evolve adds the version
+# by event class; filled with the catalog on the first fold (which loads pydantic), and with
+# each other class the fold meets (a subclass takes its base's handler; any other, _nothing)
+_HANDLERS: dict[type, Handler] = {}
+
+
+def _handler(kind: type) -> Handler:
+    if not _HANDLERS:
+        from events import catalog as ev
+
+        _HANDLERS.update({
+            ev.ApplicationRegistered: _registered,
+            ev.CredentialRegistered: _credential_registered,
+            ev.CredentialAdded: _credential_added,
+            ev.CredentialActivated: _credential_activated,
+            ev.CredentialDisabled: _credential_disabled,
+            ev.CredentialExpired: _credential_expired,
+            ev.CredentialDeleted: _credential_deleted,
+            ev.CredentialExpiryChanged: _expiry_changed,
+            ev.SecretRotated: _secret_rotated,
+            ev.RotationStarted: _rotation_started,
+            ev.RotationStepRecorded: _rotation_step,
+            ev.RotationFailed: _rotation_failed,
+            ev.RotationParked: _rotation_parked,
+            ev.RotationRetried: _rotation_retried,
+            ev.RotationAbandoned: _rotation_abandoned,
+            ev.RotationRolledBack: _rotation_rolled_back,
+            ev.RotationCompleted: _rotation_completed,
+        })
+    found = _HANDLERS.get(kind)
+    if found is None:
+        found = next((h for base, h in _HANDLERS.items() if issubclass(kind, base)), _nothing)
+        _HANDLERS[kind] = found
+    return found
 
 
 def evolve(state: AppState, event: ev.Event, at: datetime) -> AppState:
     """The state after ``event``, which occurred at ``at``. Total: unknown facts change nothing
     but the version."""
-    after: AppState = _copy(state, version=state.version + 1, **_apply(state, event, at))
+    handler = _HANDLERS.get(type(event)) or _handler(type(event))
+    changes = handler(state, event, at)
+    changes["version"] = state.version + 1
+    after: AppState = _with(state, changes)
     return after
 
 

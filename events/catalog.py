@@ -9,6 +9,7 @@ Payloads hold public material and fingerprints only, never private keys or secre
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any, ClassVar
 
@@ -43,6 +44,7 @@ __all__ = [
     "UnknownEventType",
     "Usage",
     "decode",
+    "decode_json",
     "event_types",
     "upcast",
     "upcaster",
@@ -124,6 +126,24 @@ def decode(type_name: str, schema_version: int, payload: dict[str, Any]) -> Even
     if schema_version != cls.schema_version:
         payload = upcast(type_name, schema_version, payload)
     return cls.model_validate(payload)
+
+
+_JSON_VALIDATORS: dict[str, Callable[[str], Event]] = {}
+
+
+def decode_json(type_name: str, schema_version: int, payload_json: str) -> Event:
+    """``decode`` of a stored payload's JSON text: the same event, with the text parsed by
+    pydantic's own JSON parser straight into the model (2-3x cheaper than ``json.loads`` and
+    validating the dict: a rebuild decodes every event of the log). An older schema version
+    goes through ``upcast`` as in ``decode``."""
+    cls = _REGISTRY.get(type_name)
+    if cls is None or schema_version != cls.schema_version:
+        return decode(type_name, schema_version, json.loads(payload_json))
+    validate = _JSON_VALIDATORS.get(type_name)
+    if validate is None:
+        cls.model_rebuild()  # build the deferred validator (a no-op once built)
+        validate = _JSON_VALIDATORS[type_name] = cls.__pydantic_validator__.validate_json
+    return validate(payload_json)
 
 
 # --- applications ------------------------------------------------------------------------------

@@ -13,8 +13,10 @@ what incremental projection produces (a property test holds it to that).
 
 from __future__ import annotations
 
+import itertools
 import json
-from collections.abc import Iterable, Iterator, Mapping
+import operator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields, is_dataclass
 from datetime import datetime
@@ -25,6 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from events.codec import dumps, format_time, parse_time
+from events.connections import borrowed
 from events.kinds import CredentialKind, Usage
 from events.state import (
     STREAM_PREFIX,
@@ -50,6 +53,7 @@ __all__ = [
 
 NAME = "read_models"
 BATCH = 5000
+LOG_PAGE = 5000  # rows a rebuild reads of the log at a time
 LOCK_KEY = 0x70726F6A6563746F  # "projecto": PostgreSQL advisory lock, one projector writing
 
 _meta = sa.MetaData()
@@ -84,37 +88,70 @@ READ_MODEL_TABLES = (rm_applications, rm_credentials, rm_rotations)
 
 
 def state_to_json(state: AppState) -> str:
-    # The same text as ``dumps(dataclasses.asdict(state))``, without ``asdict``: it deep-copies
-    # every leaf (each datetime and enum through ``copy.deepcopy``), which made ``rebuild`` spend
-    # most of its time there. ``_plain_state`` + the codec's JSON settings give identical output.
-    return json.dumps(_plain_state(state), sort_keys=True, separators=(",", ":"),
+    """The canonical JSON text of a state: the same text as ``dumps(dataclasses.asdict(state))``
+    (every field of every dataclass, datetimes as the log's UTC text, enums as their values,
+    sorted keys, the codec's separators), without ``asdict``, which deep-copied every leaf."""
+    return _dump(_plain_state(state))
+
+
+def _dump(plain: Any) -> str:
+    # the json module's C encoder walks dicts, lists, tuples, strs (a ``StrEnum`` is one: its
+    # text is its value) and numbers itself; ``_json_leaf`` answers for anything else
+    return json.dumps(plain, default=_json_leaf, sort_keys=True, separators=(",", ":"),
                       ensure_ascii=False)
 
 
-_SCALARS = frozenset({str, int, float, bool})
-_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
+def _plain_state(state: AppState) -> dict[str, Any]:
+    """A state as plain data for ``_dump``: its fields and those of its credentials, rotations
+    and secret as dicts, their datetimes as text (each formatted once: the read-model rows take
+    theirs from here too)."""
+    texts: dict[datetime, str] = {}  # a state's instants repeat (updated_at is another's)
+    data = _fields_of(state, texts)
+    data["credentials"] = {str(k): _fields_of(c, texts) for k, c in state.credentials.items()}
+    data["rotations"] = {str(k): _fields_of(r, texts) for k, r in state.rotations.items()}
+    if state.secret is not None:
+        data["secret"] = _fields_of(state.secret, texts)
+    return data
 
 
-def _plain_state(value: Any) -> Any:
-    """``codec._plain(dataclasses.asdict(value))`` in one pass: dataclasses as dicts of all their
-    fields, datetimes as canonical text, enums as values, mappings as dicts with str keys,
-    lists and tuples as lists, anything else as is."""
-    if value is None or type(value) in _SCALARS:
-        return value
+# per dataclass: its field names, and those of its fields annotated as datetimes
+_SHAPES: dict[type, tuple[frozenset[str], tuple[str, ...]]] = {}
+
+
+def _fields_of(obj: Any, texts: dict[datetime, str]) -> dict[str, Any]:
+    """A dataclass instance's fields as a new dict, its datetime fields as the log's text
+    (``texts``: the texts of the instants formatted so far)."""
+    shape = _SHAPES.get(type(obj))
+    if shape is None:
+        every = fields(obj)
+        shape = _SHAPES[type(obj)] = (frozenset(f.name for f in every),
+                                      tuple(f.name for f in every if "datetime" in str(f.type)))
+    names, times = shape
+    data: dict[str, Any] = obj.__dict__
+    # the instance's attributes are its fields (frozen: nothing else is ever set): a C copy
+    data = data.copy() if data.keys() == names else {name: getattr(obj, name) for name in names}
+    for name in times:
+        value = data[name]
+        if isinstance(value, datetime):
+            text = texts.get(value)
+            if text is None:
+                text = texts[value] = format_time(value)
+            data[name] = text
+    return data
+
+
+def _json_leaf(value: Any) -> Any:
+    """What ``_dump`` writes for a value JSON has no form of: a datetime's canonical text, a
+    dataclass's fields as a dict, another mapping as a dict, an enum's value."""
     if isinstance(value, datetime):
         return format_time(value)
+    if is_dataclass(value) and not isinstance(value, type):
+        return _fields_of(value, {})
+    if isinstance(value, Mapping):
+        return {str(k): v for k, v in value.items()}
     if isinstance(value, Enum):
         return value.value
-    names = _FIELD_NAMES.get(type(value))
-    if names is None and is_dataclass(value) and not isinstance(value, type):
-        names = _FIELD_NAMES[type(value)] = tuple(f.name for f in fields(value))
-    if names is not None:
-        return {name: _plain_state(getattr(value, name)) for name in names}
-    if isinstance(value, Mapping):
-        return {str(k): _plain_state(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain_state(v) for v in value]
-    return value
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
 def _times(data: dict[str, Any], *names: str) -> dict[str, Any]:
@@ -150,37 +187,29 @@ def state_from_json(text: str) -> AppState:
     )
 
 
-def _t(value: datetime | None) -> str | None:
-    return format_time(value) if value is not None else None
+Row = tuple[Any, ...]
 
 
-def _rows(state: AppState) -> tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]:
-    app_row = {
-        "app": state.app, "version": state.version, "state": state_to_json(state),
-        "registered_at": _t(state.registered_at), "labels": dumps(dict(state.labels)),
-        "secret_version": state.secret.version if state.secret else None,
-        "live_credentials": sum(1 for c in state.credentials.values() if c.live),
-        "running_rotations": sum(
-            1 for r in state.rotations.values() if r.status is RotationStatus.RUNNING),
-    }
+def _rows(state: AppState) -> tuple[Row, list[Row], list[Row]]:
+    """The read-model rows of one state, each a tuple in its table's column order."""
+    app = state.app
+    plain = _plain_state(state)
+    app_row = (
+        app, state.version, _dump(plain), plain["registered_at"], dumps(dict(state.labels)),
+        state.secret.version if state.secret else None,
+        sum(1 for c in state.credentials.values() if c.live),
+        sum(1 for r in state.rotations.values() if r.status is RotationStatus.RUNNING),
+    )
     creds = [
-        {
-            "credential_id": c.id, "app": state.app, "usage": c.usage.value, "kind": c.kind.value,
-            "kid": c.kid, "alg": c.alg, "key_size": c.key_size, "fingerprint": c.fingerprint,
-            "name": c.name, "status": c.status.value, "added_at": _t(c.added_at),
-            "activated_at": _t(c.activated_at), "expires_at": _t(c.expires_at),
-            "updated_at": _t(c.updated_at),
-        }
-        for c in state.credentials.values()
+        (c.id, app, c.usage._value_, c.kind._value_, c.kid, c.alg, c.key_size, c.fingerprint,
+         c.name, c.status._value_, p["added_at"], p["activated_at"], p["expires_at"],
+         p["updated_at"])
+        for c, p in zip(state.credentials.values(), plain["credentials"].values(), strict=True)
     ]
     rotations = [
-        {
-            "rotation_id": r.id, "app": state.app, "usage": r.usage, "reason": r.reason,
-            "status": r.status.value, "policy": r.policy, "attempts": r.attempts,
-            "last_error": r.last_error, "next_attempt_at": _t(r.next_attempt_at),
-            "started_at": _t(r.started_at), "updated_at": _t(r.updated_at),
-        }
-        for r in state.rotations.values()
+        (r.id, app, r.usage, r.reason, r.status._value_, r.policy, r.attempts, r.last_error,
+         p["next_attempt_at"], p["started_at"], p["updated_at"])
+        for r, p in zip(state.rotations.values(), plain["rotations"].values(), strict=True)
     ]
     return app_row, creds, rotations
 
@@ -191,15 +220,31 @@ def app_of(rec: Recorded) -> str | None:
 
 def apply_records(states: dict[str, AppState], records: Iterable[Recorded]) -> int:
     """Fold ``records`` into ``states`` (by app); returns the last position seen (0 if none)."""
-    last = 0
-    for rec in records:
-        last = rec.position
-        app = app_of(rec)
-        if app is None:
-            continue
-        state = states.get(app) or AppState(app=app)
-        states[app] = evolve(state, rec.event, rec.occurred_at)
-    return last
+    return _fold(states, map(_FACT, records))[1]
+
+
+# what the fold reads of a record: position, stream_id, type, schema_version, occurred_at, payload
+Fact = tuple[int, str, str, int, datetime, str]
+_FACT = operator.itemgetter(*map(Recorded._fields.index, (  # a Recorded's Fact
+    "position", "stream_id", "type", "schema_version", "occurred_at", "payload_json")))
+
+
+def _fold(states: dict[str, AppState], facts: Iterable[Fact]) -> tuple[int, int]:
+    """Fold ``facts`` into ``states`` (by app): (how many were read, the last position, 0 if
+    none). Each event is decoded once, from its payload text (``catalog.decode_json``)."""
+    from events.catalog import decode_json  # pydantic loads with the first fold, not at import
+
+    count = last = 0
+    prefix, skip = STREAM_PREFIX, len(STREAM_PREFIX)
+    get = states.get
+    for position, stream, kind, version, at, payload in facts:
+        count += 1
+        last = position
+        if stream.startswith(prefix):
+            app = stream[skip:]
+            event = decode_json(kind, version, payload)
+            states[app] = evolve(get(app) or AppState(app=app), event, at)
+    return count, last
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,34 +332,29 @@ class Projector:
                 states[app] = state_from_json(text)
         return states
 
-    def _write(self, conn: Connection, states: list[AppState], replace: bool) -> None:
-        apps, creds, rotations = [], [], []
-        for state in states:
-            a, c, r = _rows(state)
-            apps.append(a)
-            creds.extend(c)
-            rotations.extend(r)
+    def _write(self, conn: Connection, states: Sequence[AppState], replace: bool) -> None:
         if replace:
             for chunk in _chunks([s.app for s in states], 500):
                 for table in READ_MODEL_TABLES:
                     conn.execute(table.delete().where(table.c.app.in_(chunk)))
-        for table, rows in ((rm_applications, apps), (rm_credentials, creds),
-                            (rm_rotations, rotations)):
-            for chunk in _chunks(rows, 1000):
-                conn.execute(table.insert(), chunk)
+        creds: list[Row] = []
+        rotations: list[Row] = []
+
+        def apps() -> Iterator[Row]:  # written as made: PostgreSQL stores them meanwhile
+            for state in states:
+                app, c, r = _rows(state)
+                creds.extend(c)
+                rotations.extend(r)
+                yield app
+
+        _insert(conn, rm_applications, apps())
+        _insert(conn, rm_credentials, creds)
+        _insert(conn, rm_rotations, rotations)
 
     def rebuild(self) -> int:
         """Replay the whole log from zero into fresh tables; returns the events replayed."""
         states: dict[str, AppState] = {}
-        count = 0
-        last = 0
-        for rec in self.store.read(ReadFilter()):
-            count += 1
-            last = rec.position
-            app = app_of(rec)
-            if app is not None:
-                states[app] = evolve(states.get(app) or AppState(app=app), rec.event,
-                                     rec.occurred_at)
+        count, last = _fold(states, self._facts())
         with self._writing() as conn:
             for table in READ_MODEL_TABLES:
                 conn.execute(table.delete())
@@ -322,6 +362,30 @@ class Projector:
             self._write(conn, list(states.values()), replace=False)
             conn.execute(checkpoints.insert().values(name=NAME, position=last))
         return count
+
+    def _facts(self) -> Iterator[Fact]:
+        """The whole log as the fold reads it, in position order: the store's own keyset read
+        (pages by position, the driver's cursor; on PostgreSQL each page its own transaction)
+        with only the six columns the fold needs, where ``store.read`` fetches all fourteen and
+        builds a ``Recorded`` of each row (a rebuild reads every event of the log)."""
+        pg = self.engine.dialect.name == "postgresql"
+        sql = ("SELECT position, stream_id, type, schema_version, occurred_at, payload FROM events"
+               " WHERE position > {0} ORDER BY position LIMIT {0}").format("%s" if pg else "?")
+        after = 0
+        with borrowed(self.engine) as conn:
+            while True:
+                cursor = conn.cursor()
+                try:
+                    cursor.execute(sql, (after, LOG_PAGE))
+                    rows = cursor.fetchall()
+                finally:
+                    cursor.close()
+                if pg:
+                    conn.rollback()  # end the read transaction between pages
+                yield from [(p, s, t, v, parse_time(at), j) for p, s, t, v, at, j in rows]
+                if len(rows) < LOG_PAGE:
+                    return
+                after = rows[-1][0]
 
     def verify(self) -> tuple[int, list[str]]:
         """Fold the log up to the checkpoint in memory and compare every read-model row with
@@ -342,9 +406,10 @@ class Projector:
         expected: dict[str, dict[Any, dict[str, Any]]] = {t.name: {} for t in READ_MODEL_TABLES}
         for state in states.values():
             app_row, creds, rotations = _rows(state)
-            expected["rm_applications"][app_row["app"]] = app_row
-            expected["rm_credentials"].update((c["credential_id"], c) for c in creds)
-            expected["rm_rotations"].update((r["rotation_id"], r) for r in rotations)
+            for table, rows in zip(READ_MODEL_TABLES, ([app_row], creds, rotations),
+                                   strict=True):
+                names = table.c.keys()
+                expected[table.name].update((row[0], dict(zip(names, row, strict=True))) for row in rows)
         problems = []
         for table in READ_MODEL_TABLES:
             want, have = expected[table.name], actual[table.name]
@@ -422,6 +487,36 @@ class Projector:
                 sa.select(rm_applications.c.state).order_by(rm_applications.c.app)
             ):
                 yield state_from_json(text)
+
+
+COPY_FROM = 100  # PostgreSQL: more rows than this go in by COPY (one statement, no pipeline)
+
+
+def _insert(conn: Connection, table: sa.Table, rows: Iterable[Row]) -> None:
+    """Insert ``rows`` (tuples in the table's column order) with the driver's own cursor, in
+    the connection's transaction: on SQLite one ``executemany``; on PostgreSQL a COPY when they
+    are many (a rebuild writes hundreds of thousands, sent while they are made), else one
+    ``executemany`` (psycopg's pipeline hung on a single 15,000+-row batch here)."""
+    columns = ", ".join(table.c.keys())
+    cursor: Any = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        if conn.dialect.name != "postgresql":
+            marks = ", ".join("?" * len(table.c))
+            cursor.executemany(f"INSERT INTO {table.name} ({columns}) VALUES ({marks})", rows)
+            return
+        rows = iter(rows)
+        first = list(itertools.islice(rows, COPY_FROM + 1))
+        if len(first) <= COPY_FROM:
+            if first:
+                marks = ", ".join(["%s"] * len(table.c))
+                cursor.executemany(f"INSERT INTO {table.name} ({columns}) VALUES ({marks})",
+                                   first)
+            return
+        with cursor.copy(f"COPY {table.name} ({columns}) FROM STDIN") as copy:
+            for row in itertools.chain(first, rows):
+                copy.write_row(row)
+    finally:
+        cursor.close()
 
 
 def _chunks(items: list[Any], size: int) -> Iterator[list[Any]]:

@@ -9,8 +9,8 @@ import random
 import tempfile
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -21,10 +21,12 @@ from hypothesis import strategies as st
 from sqlalchemy.engine import Engine
 
 from events import catalog as ev
+from events import projector as projector_module
+from events.codec import dumps
 from events.projector import NAME, Projector, state_to_json
 from events.sql import SQLEventStore, create_engine, upgrade
-from events.state import fold, stream_id
-from events.store import NewEvent
+from events.state import AppState, fold, stream_id
+from events.store import InMemoryEventStore, NewEvent
 
 NOW = datetime(2026, 11, 22, 12, 0, 0, tzinfo=UTC)  # the fixed instant of tests/conftest.py
 T = TypeVar("T")
@@ -377,6 +379,74 @@ def test_rebuild_resets_a_damaged_read_model(db: Db) -> None:
     assert db.projector.snapshot() != good
     db.projector.rebuild()
     assert db.projector.snapshot() == good
+
+
+@pytest.mark.parametrize("batch", [1, 5000])
+def test_rebuild_in_pages_by_copy_or_by_insert_equals_catch_up(
+        db: Db, batch: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A rebuild reads the log in pages of its own (here 7 events, so a page ends anywhere in
+    a stream) and writes many rows by COPY on PostgreSQL (here from 3 rows, so every table's
+    rows take that path; below that, and on SQLite, executemany): either way the tables equal
+    what catch_up made, whether catch_up wrote by COPY too (one batch) or row by row."""
+    monkeypatch.setattr(projector_module, "LOG_PAGE", 7)
+    monkeypatch.setattr(projector_module, "COPY_FROM", 2)
+    _append_fixed_history(db, seed=5, steps=200, apps=[f"p{n}" for n in range(8)])
+    assert db.projector.catch_up(batch=batch) == db.head() > 100
+    incremental = _assert_incremental_equals_rebuild(db)
+    assert len(incremental["rm_credentials"]) > 2 and len(incremental["rm_rotations"]) > 2
+    monkeypatch.setattr(projector_module, "COPY_FROM", 10**9)  # every table by executemany
+    assert db.projector.rebuild() == db.head()
+    assert db.projector.snapshot() == incremental
+
+
+def test_state_json_is_the_canonical_json_of_asdict() -> None:
+    """``state_to_json`` writes exactly ``codec.dumps(dataclasses.asdict(state))``: after every
+    event of a fixed history, and for times with another UTC offset, labels beyond ASCII and a
+    rolled-back rotation."""
+    from events.state import evolve
+
+    states = []
+    for app, events in _fixed_streams(seed=9, steps=250).items():
+        state = AppState(app=app)
+        for event, at in events:
+            state = evolve(state, event, at)
+            states.append(state)
+    paris = timezone(timedelta(hours=1))
+    at = datetime(2026, 3, 1, 9, 30, 0, 250, tzinfo=paris)
+    state = fold("émile", [
+        (ev.ApplicationRegistered(app="émile", labels={"équipe": "paiements ✓", "a": "\n\""}),
+         at),
+        (ev.CredentialAdded(credential_id="c1", usage=ev.Usage.MTLS,
+                            kind=ev.CredentialKind.X509_CERT, kid="k1", fingerprint="sha256:01",
+                            certificate_pem="-----BEGIN CERTIFICATE-----\nMIIB\n",
+                            expires_at="2027-01-01T00:00:00+05:30"), at),
+        (ev.RotationStarted(rotation_id="r1", usage="mtls", reason="manual",
+                            new_credential_id="c1"), at + timedelta(seconds=1)),
+        (ev.RotationCompleted(rotation_id="r1", new_credential_id="c1"), at),
+        (ev.RotationRolledBack(rotation_id="r1", restored_credential_id="c1",
+                               retired_credential_id="c2"), at),
+        (ev.SecretRotated(version=2, fingerprint="f", previous_valid_until=at), at),
+    ])
+    states.append(state)
+    assert len(states) > 150
+    for state in states:
+        assert state_to_json(state) == dumps(asdict(state))
+
+
+def _fixed_streams(seed: int, steps: int) -> dict[str, list[tuple[ev.Event, datetime]]]:
+    """The events of a fixed random history, by app, without a database (``Scenario`` appends
+    to this in-memory store)."""
+    store = InMemoryEventStore()
+    no_catch_up = [op for op in Scenario.OPS if op != "catch_up"]
+    scenario = Scenario(Draw.seeded(seed), store, None, ops=no_catch_up)  # type: ignore[arg-type]
+    scenario.run(steps)
+    for app in scenario.apps.values():
+        scenario._flush(app)
+    streams: dict[str, list[tuple[ev.Event, datetime]]] = {}
+    for rec in store.read():
+        if rec.stream_id.startswith("app:"):
+            streams.setdefault(rec.stream_id[4:], []).append((rec.event, rec.occurred_at))
+    return streams
 
 
 def _race(projectors: list[Projector], batch: int) -> list[int]:

@@ -56,6 +56,14 @@ BATCH = 5000
 LOG_PAGE = 5000  # rows a rebuild reads of the log at a time
 LOCK_KEY = 0x70726F6A6563746F  # "projecto": PostgreSQL advisory lock, one projector writing
 
+# PostgreSQL compresses a state's JSON (``rm_applications.state``, ~14 kB for an application
+# with seven keys or certificates) as it stores it: a COPY of 4,000 such rows took 2.4-2.6 s
+# with its default, pglz, and 1.0-1.2 s with lz4 (PostgreSQL 14+, when built with it). The same
+# text reads back either way. Set for a rebuild's transaction only, and only where lz4 exists.
+_LZ4 = sa.text(
+    "SELECT set_config('default_toast_compression', 'lz4', true) FROM pg_settings "
+    "WHERE name = 'default_toast_compression' AND 'lz4' = ANY(enumvals)")
+
 _meta = sa.MetaData()
 checkpoints = sa.Table(
     "projection_checkpoints", _meta, sa.Column("name", sa.String, primary_key=True),
@@ -356,6 +364,8 @@ class Projector:
         states: dict[str, AppState] = {}
         count, last = _fold(states, self._facts())
         with self._writing() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.execute(_LZ4)
             for table in READ_MODEL_TABLES:
                 conn.execute(table.delete())
             conn.execute(checkpoints.delete().where(checkpoints.c.name == NAME))

@@ -13,6 +13,7 @@ what incremental projection produces (a property test holds it to that).
 
 from __future__ import annotations
 
+import gc
 import itertools
 import json
 import operator
@@ -362,7 +363,13 @@ class Projector:
     def rebuild(self) -> int:
         """Replay the whole log from zero into fresh tables; returns the events replayed."""
         states: dict[str, AppState] = {}
-        count, last = _fold(states, self._facts())
+        with _collector_paused():
+            count, last = _fold(states, self._facts())
+            self._rewrite(states, last)
+        return count
+
+    def _rewrite(self, states: dict[str, AppState], last: int) -> None:
+        """Every read-model table replaced by ``states``' rows, the checkpoint at ``last``."""
         with self._writing() as conn:
             if conn.dialect.name == "postgresql":
                 conn.execute(_LZ4)
@@ -371,7 +378,6 @@ class Projector:
             conn.execute(checkpoints.delete().where(checkpoints.c.name == NAME))
             self._write(conn, list(states.values()), replace=False)
             conn.execute(checkpoints.insert().values(name=NAME, position=last))
-        return count
 
     def _facts(self) -> Iterator[Fact]:
         """The whole log as the fold reads it, in position order: the store's own keyset read
@@ -497,6 +503,22 @@ class Projector:
                 sa.select(rm_applications.c.state).order_by(rm_applications.c.app)
             ):
                 yield state_from_json(text)
+
+
+@contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cycle collector off for the block, back on after if it was on. A rebuild makes
+    and drops millions of objects that form no reference cycle (events, states, dicts, tuples:
+    each freed by its reference count), and the collector's passes over them, ever more of them
+    as the states grow, cost it about a sixth of its CPU time (26.5-27.8 against 22.9-23.3 us
+    per event, 200,000 events on SQLite, interleaved in one process)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 COPY_FROM = 100  # PostgreSQL: more rows than this go in by COPY (one statement, no pipeline)

@@ -9,15 +9,20 @@ is where the first refresh starts, so a new leader folds only the events after t
 rather than the whole log; every seeded application counts as changed. A seeded application's
 state stays the read model's text until it is first looked at (``state_from_json`` then), so
 the first tick's urgent work does not wait for the whole fleet to be decoded.
+
+``appended`` takes what this process just appended (the write path's records): when they come
+right after the last position seen, nothing else was appended between, so the state after them is
+taken at once and the next refresh need not read them back; otherwise the refresh reads them in
+order.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 
 from events.projector import app_of, state_from_json
 from events.state import AppState, evolve
-from events.store import EventStore, ReadFilter
+from events.store import EventStore, ReadFilter, Recorded
 
 __all__ = ["FleetView"]
 
@@ -51,6 +56,17 @@ class FleetView:
             self._states[app] = evolve(self._state(app) or AppState(app=app), rec.event,
                                        rec.occurred_at)
             self._changed.add(app)
+
+    def appended(self, app: str, records: Sequence[Recorded], state: AppState) -> None:
+        """``records``, just appended to ``app``'s stream by this process, and ``state``, the
+        application's state after them: taken at once if they follow the last position seen
+        (the module docstring), else left to the next refresh."""
+        if self._seed is not None or not records or records[0].position != self.position + 1:
+            return
+        self.position = records[-1].position
+        self._encoded.pop(app, None)
+        self._states[app] = state
+        self._changed.add(app)
 
     def _known(self, app: str) -> bool:
         return app in self._states or app in self._encoded

@@ -142,6 +142,8 @@ class Service:
                 raise ConflictError(_duplicate_message(exc)) from None
             for rec in records:
                 state = evolve(state, rec.event, rec.occurred_at)
+            if self.fleet is not None:
+                self.fleet.appended(app, records, state)
             self._project()
             return state, records
         raise ConflictError(f"application {app!r} kept changing under this command; try again")

@@ -39,7 +39,8 @@ from datetime import datetime, timedelta
 
 import structlog
 
-from events.state import Status
+from events import catalog as ev
+from events.state import AppState, Status
 from orchestrator.app.fleet import FleetView
 from orchestrator.app.ports import Providers
 from orchestrator.app.rotator import Rotator, StepOutcome
@@ -370,6 +371,35 @@ class Ticker:
         policy = by_name.get(policy_name or "")
         return policy.params if policy is not None else Params(usage=usage)
 
+    def _delete(self, action: Action) -> None:
+        """Retention: the credential removed at the provider, its private key forgotten, then
+        its deletion recorded. Whether it is still there is first asked of the fleet as the
+        tick planned it (no read of the log), and decided again on the state the write path
+        reads fresh: a credential gone by then (a rotation of the same tick freed its slot, or
+        another process deleted it between plan and act) is nothing to do, not a failure; the
+        provider's ``remove`` and the keystore's ``delete`` find nothing to remove."""
+        app, cid = action.app, action.credential_id
+        assert cid is not None
+        if _gone(self.service.peek(app), cid):
+            log.debug("credential_already_deleted", app=app, credential_id=cid)
+            return
+        if action.at_provider:  # not when another credential shares its registration
+            self.rotator.provider.remove(app, cid)
+        # before the record: a crash right after it must not leave the private key behind
+        self.service.forget_private(cid)
+
+        def decided(state: AppState) -> tuple[list[ev.Event], datetime]:
+            at = self.clock()
+            if _gone(state, cid):
+                return [], at
+            return rules.decide(rules.DeleteCredential(app, cid, at), state), at
+
+        _, records = self.service.append_decided(app, decided, actor="scheduler")
+        if not records:
+            log.debug("credential_already_deleted", app=app, credential_id=cid)
+            return
+        log.info("credential_deleted", app=app, credential_id=cid, reason=action.reason.value)
+
     def carry_out(self, action: Action, by_name: dict[str, PlanPolicy]) -> StepOutcome | None:
         """Carry one action out; a rotation's outcome (a failed step is recorded, not raised)."""
         app = action.app
@@ -378,22 +408,7 @@ class Ticker:
                                  actor="scheduler")
             log.info("credential_expired", app=app, credential_id=action.credential_id)
         elif action.kind is Kind.DELETE:
-            assert action.credential_id is not None
-            held = self.service.load(app).credentials.get(action.credential_id)
-            if held is None or held.status is Status.DELETED:
-                # already gone: a rotation planned in the same tick freed its slot first, or
-                # another process deleted it; deleting is idempotent, not a failure
-                log.debug("credential_already_deleted", app=app,
-                          credential_id=action.credential_id)
-                return None
-            if action.at_provider:  # not when another credential shares its registration
-                self.rotator.provider.remove(app, action.credential_id)
-            # before the record: a crash right after it must not leave the private key behind
-            self.service.forget_private(action.credential_id)
-            self.service.execute(app, lambda s: rules.DeleteCredential(
-                app, action.credential_id or "", self.clock()), actor="scheduler")
-            log.info("credential_deleted", app=app, credential_id=action.credential_id,
-                     reason=action.reason.value)
+            self._delete(action)
         elif action.kind is Kind.ABANDON:
             rid = action.rotation_id or ""
             self.service.append_decided(
@@ -423,3 +438,9 @@ class Ticker:
             if rotation_id is not None:
                 return self.rotator.advance(app, rotation_id, params)
         return None
+
+
+def _gone(state: AppState, credential_id: str) -> bool:
+    """Whether ``credential_id`` is deleted (or unknown) in ``state``."""
+    held = state.credentials.get(credential_id)
+    return held is None or held.status is Status.DELETED

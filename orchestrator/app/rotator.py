@@ -129,7 +129,12 @@ class Rotator:
     # --- advance -------------------------------------------------------------------------------
 
     def advance(self, app: str, rotation_id: str, params: Params) -> StepOutcome:
-        """Run the steps of a rotation until it waits, completes or a step fails."""
+        """Run the steps of a rotation until it waits, completes or a step fails (the read
+        model caught up once, after them: ``Service.projected_once``)."""
+        with self.service.projected_once():
+            return self._advance(app, rotation_id, params)
+
+    def _advance(self, app: str, rotation_id: str, params: Params) -> StepOutcome:
         done = 0
         nxt = Next(Step.WAIT)
         for _ in range(MAX_STEPS_PER_CALL):

@@ -8,6 +8,7 @@ the keystore lacks.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -72,6 +73,8 @@ class Service:
         self.actor = actor
         self.projector = projector
         self.fleet = fleet
+        self._projecting_later = False  # inside projected_once
+        self._unprojected = False  # appended inside it, not projected yet
 
     # --- the write path ----------------------------------------------------------------------
 
@@ -149,7 +152,32 @@ class Service:
         raise ConflictError(f"application {app!r} kept changing under this command; try again")
 
     def _project(self) -> None:
-        if self.projector is not None:
+        if self.projector is None:
+            return
+        if self._projecting_later:
+            self._unprojected = True
+            return
+        self.projector.catch_up()
+
+    @contextlib.contextmanager
+    def projected_once(self) -> Iterator[None]:
+        """The read model caught up once, at the end, for every append made inside (a
+        rotation's steps, one action of a tick), rather than after each: each catch-up is a
+        transaction of its own, durable like the append's. Inside, the read model lags the log
+        by the appends made so far (the write path reads the fleet or the log, never the read
+        model). When the body raises, nothing is projected here (the daemon's next tick, or
+        the next command that reads the read model, catches it up), so the body's error is
+        the one raised. Nested: the outermost projects."""
+        if self.projector is None or self._projecting_later:
+            yield
+            return
+        self._projecting_later, self._unprojected = True, False
+        try:
+            yield
+        finally:
+            self._projecting_later = False
+        if self._unprojected:
+            self._unprojected = False
             self.projector.catch_up()
 
     # --- use cases -----------------------------------------------------------------------------

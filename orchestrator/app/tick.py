@@ -277,7 +277,8 @@ class Ticker:
                 if self.secret_gap_refused(action, by_name):
                     gaps.append(action.app)
                     continue
-                outcome = self.carry_out(action, by_name)
+                with self.service.projected_once():  # one catch-up per action
+                    outcome = self.carry_out(action, by_name)
             except OrchestratorError as exc:
                 report.failed += 1
                 log.warning("action_failed", app=action.app, kind=action.kind.value,

@@ -429,3 +429,24 @@ def test_credential_id_format():
     ids = {crypto.new_credential_id() for _ in range(200)}
     assert len(ids) == 200
     assert all(re.fullmatch(r"cred_[1-9A-HJ-NP-Za-km-z]{22}", i) for i in ids)
+
+
+def test_pooled_prime_keys_are_whole_rsa_keys_each_with_its_own_modulus() -> None:
+    """The simulator's keys: 40 from a pool of pairs, each one passing OpenSSL's full RSA check
+    (p and q prime, d, and the CRT values d mod p-1, d mod q-1 and q^-1 mod p, the last
+    computed for a whole batch at once), each modulus new, each signing what its public key
+    verifies."""
+    source = crypto.PrimePairKeys()
+    moduli = set()
+    for _ in range(40):
+        der = crypto.generate_rsa(2048, source).private_key_der
+        key = serialization.load_der_private_key(der, password=None)  # validated: CRT included
+        assert isinstance(key, rsa.RSAPrivateKey) and key.key_size == 2048
+        numbers = key.private_numbers()
+        assert numbers.iqmp == rsa.rsa_crt_iqmp(numbers.p, numbers.q)
+        moduli.add(numbers.public_numbers.n)
+        token = crypto.sign_client_assertion(der, alg="PS256", kid="k", client_id="app",
+                                             audience="aud", now=NOW)
+        jwt.decode(token, key.public_key(), algorithms=["PS256"], audience="aud",
+                   options={"verify_exp": False, "verify_iat": False})
+    assert len(moduli) == 40

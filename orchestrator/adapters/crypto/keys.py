@@ -5,6 +5,7 @@ Reads no clock: every time is a parameter.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 from datetime import datetime
 
@@ -182,28 +183,49 @@ def fingerprint_of_private_key(private_key_der: bytes) -> str:
 
 class PrimePairKeys:
     """RSA keys from distinct pairs of pooled primes: fast, real, unique, and weak. Only for
-    the simulator. k pooled primes give k(k-1)/2 keys; the pool grows as keys are taken."""
+    the simulator. k pooled primes give k(k-1)/2 keys; the pool grows as keys are taken.
+
+    Each new prime ``p`` is paired with every prime ``q`` already pooled, so the CRT
+    coefficients (q^-1 mod p) of its pairs share the modulus ``p``: they are computed
+    together with one modular inverse and three multiplications a pair (Montgomery's batch
+    inversion) rather than an extended Euclid each (0.25-0.5 ms a key, more than all the rest
+    of a pooled key but the prime search)."""
 
     def __init__(self) -> None:
-        self._pairs: dict[int, Iterator[tuple[int, int]]] = {}
+        self._pairs: dict[int, Iterator[tuple[int, int, int]]] = {}
 
     @staticmethod
-    def _pair_stream(key_size: int) -> Iterator[tuple[int, int]]:
+    def _pair_stream(key_size: int) -> Iterator[tuple[int, int, int]]:
+        """(p, q, q^-1 mod p) for each new pair of pooled primes."""
         primes: list[int] = []
         while True:
             numbers = rsa.generate_private_key(65537, key_size).private_numbers()
             for fresh in (numbers.p, numbers.q):
-                for old in primes:
-                    yield old, fresh
+                for old, iqmp in zip(primes, _inverses(primes, fresh), strict=True):
+                    yield fresh, old, iqmp
                 primes.append(fresh)
 
     def __call__(self, key_size: int) -> rsa.RSAPrivateKey:
         stream = self._pairs.setdefault(key_size, self._pair_stream(key_size))
-        p, q = next(stream)
+        p, q, iqmp = next(stream)
         e = 65537
         d = pow(e, -1, (p - 1) * (q - 1))
         public = rsa.RSAPublicNumbers(e, p * q)
         return rsa.RSAPrivateNumbers(
-            p, q, d, rsa.rsa_crt_dmp1(d, p), rsa.rsa_crt_dmq1(d, q), rsa.rsa_crt_iqmp(p, q),
-            public,
+            p, q, d, rsa.rsa_crt_dmp1(d, p), rsa.rsa_crt_dmq1(d, q), iqmp, public,
         ).private_key(unsafe_skip_rsa_key_validation=True)  # p and q are primes by construction
+
+
+def _inverses(values: list[int], prime: int) -> list[int]:
+    """Each of ``values`` inverted modulo ``prime`` (none a multiple of it): Montgomery's batch
+    inversion, one ``pow(x, -1, prime)`` for all of them."""
+    prefix = list(itertools.accumulate(values, lambda a, b: a * b % prime))
+    if not prefix:
+        return []
+    inverse = pow(prefix[-1], -1, prime)  # (v0 * ... * vn)^-1
+    out = [0] * len(values)
+    for i in range(len(values) - 1, 0, -1):
+        out[i] = inverse * prefix[i - 1] % prime
+        inverse = inverse * values[i] % prime  # now (v0 * ... * v(i-1))^-1
+    out[0] = inverse
+    return out

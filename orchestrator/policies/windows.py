@@ -108,10 +108,20 @@ class CronWindow:
         400 days after ``at``.
         """
         at = _utc(at)
+        last = self.__dict__.get("_last")  # (asked, open, close) of the previous answer
+        if last is not None:
+            asked, opening, close = last
+            if asked <= at < opening + self.duration and close < asked + DEFAULT_HORIZON:
+                # No opening lies in [asked - duration, opening), so none in [at - duration,
+                # opening): the same open; and a close found before the horizon does not
+                # depend on it. So every tick until the window's next opening ends asks once.
+                return opening, close
         opening = self._next(at - self.duration + _TICK)
         if opening is None:
             return None
-        return opening, self._close_and_next(opening, at + DEFAULT_HORIZON)[0]
+        close = self._close_and_next(opening, at + DEFAULT_HORIZON)[0]
+        object.__setattr__(self, "_last", (at, opening, close))  # not a field: eq, hash as before
+        return opening, close
 
     def longest_gap(self, start: datetime, horizon: timedelta = DEFAULT_HORIZON) -> timedelta:
         """The longest closed stretch: from ``start`` to the first opening, and from each close

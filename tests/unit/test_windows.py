@@ -242,3 +242,33 @@ def test_validate_timezone_accepts_iana_names() -> None:
 def test_a_window_must_last() -> None:
     with pytest.raises(ValueError, match="must be positive"):
         CronWindow("0 2 * * *", timedelta(0))
+
+
+@pytest.mark.parametrize("window", [
+    CronWindow("0 2 * * 1-5", 3 * H, "Europe/Berlin"),
+    CronWindow("0 9 * * 2-4", 8 * H, "Europe/London"),
+    CronWindow("0 2-4 * * *", 90 * M),
+    CronWindow("30 2 * * *", H, "Europe/Berlin"),
+], ids=str)
+def test_current_or_next_reuses_its_last_answer_only_where_it_is_the_answer(
+        window: CronWindow) -> None:
+    """The window keeps its last answer for the ticks that follow; every answer, hour by hour
+    through the spring and autumn clock changes and with steps back in time, equals a fresh
+    window's."""
+    answers = 0
+    for start, end in ((utc(2026, 3, 23), utc(2026, 4, 3)), (utc(2026, 10, 19), utc(2026, 10, 30))):
+        at = start
+        while at < end:
+            fresh = CronWindow(window.cron, window.duration, window.timezone)
+            assert window.current_or_next(at) == fresh.current_or_next(at), at
+            answers += 1
+            at += 23 * M if answers % 17 else -5 * H  # now and then back in time
+    assert answers > 1_000
+
+
+def test_a_window_that_never_closes_is_asked_again_as_its_horizon_moves() -> None:
+    window = CronWindow("* * * * *", 2 * M)
+    first = window.current_or_next(utc(2026, 1, 5))
+    later = window.current_or_next(utc(2026, 1, 5) + TICK)
+    assert first is not None and later is not None
+    assert later[1] == utc(2026, 1, 5) + TICK + timedelta(days=400) != first[1]

@@ -18,7 +18,6 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from orchestrator.adapters.crypto.material import (
     _SPKI,
-    _certificate_material,
     _key_material,
     parse_dn,
     parse_pem,
@@ -91,7 +90,8 @@ def _issue(
     signer = signer or key
     edwards = isinstance(signer, ed25519.Ed25519PrivateKey | ed448.Ed448PrivateKey)
     cert = builder.sign(signer, None if edwards else hashes.SHA256())  # type: ignore[arg-type]
-    return GeneratedKey(private_key_der=_pkcs8_der(key), material=_certificate_material(cert))
+    pem = cert.public_bytes(serialization.Encoding.PEM)  # read as the test will read it
+    return GeneratedKey(private_key_der=_pkcs8_der(key), material=parse_pem(pem, "new certificate"))
 
 
 def generate_rsa(key_size: int = 2048, key_source: KeySource | None = None) -> GeneratedKey:

@@ -12,6 +12,7 @@ import itertools
 import json
 import re
 from dataclasses import replace
+from functools import lru_cache
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -69,7 +70,7 @@ def parse_pem(data: bytes, source: str = "PEM") -> PublicMaterial:
             return _certificate_material(_leaf_of_chain(blocks, source))
         label, block = blocks[0]
         if label == b"CERTIFICATE":
-            return _certificate_material(x509.load_pem_x509_certificate(block))
+            return _certificate_block_material(block)
         if label in (b"PUBLIC KEY", b"RSA PUBLIC KEY"):
             return _key_material(serialization.load_pem_public_key(block))
     except UnsupportedAlgorithm:
@@ -167,6 +168,15 @@ def _key_material(public_key: PublicKeyTypes) -> PublicMaterial:
         rsa_exponent=numbers.e if numbers else None,
         rsa_modulus=numbers.n if numbers else None,
     )
+
+
+@lru_cache(maxsize=256)
+def _certificate_block_material(block: bytes) -> PublicMaterial:
+    """The material of one PEM certificate block, remembered for the last 256 blocks (the
+    answer is a pure function of the bytes and immutable): a rotation reads its new
+    certificate three times, when it is made, when the rotator checks the stored key is its
+    own, and when the provider verifies it, and each read costs a signature check."""
+    return _certificate_material(x509.load_pem_x509_certificate(block))
 
 
 def _certificate_material(cert: x509.Certificate) -> PublicMaterial:

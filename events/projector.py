@@ -301,6 +301,8 @@ class Projector:
         applied = 0
         while (n := self._step(batch)) is not None:
             applied += n
+            if 0 < n < batch:
+                break  # a short batch read the log to its head: no second, empty look
         return applied
 
     def _step(self, batch: int) -> int | None:

@@ -30,13 +30,16 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from rotations import DAY, _fleet_events  # bench/rotations.py: the tick benchmark's histories
+from rotations import (  # bench/rotations.py: the tick benchmark's fleet and due work
+    DAY,
+    _fleet_events,
+    delete_directly,
+    due_later,
+)
 
-from events import catalog as ev
 from events.state import stream_id
 from events.store import NewEvent
 from orchestrator.bootstrap import fast_keys, in_memory
-from orchestrator.domain import rules
 from orchestrator.domain.planner import PlanPolicy
 from orchestrator.domain.rotation import Params
 from orchestrator.entrypoints.logs import configure
@@ -76,12 +79,7 @@ def run(apps: int, profile: Path | None = None) -> dict[str, float]:
     first_s = time.perf_counter() - began
     assert first.done["delete"] == -(-apps // DUE_EVERY), first
     shifted = [f"app-{n:07d}" for n in range(apps) if n % DUE_EVERY == 1]
-    for app in shifted:  # disabled earlier: past retention at t0 + 90 minutes
-        state = service.load(app)
-        old = next(c for c in state.credentials.values() if c.status.value == "disabled")
-        store.append(stream_id(app), [NewEvent(ev.CredentialDisabled(credential_id=old.id),
-                                               t0 - 7 * DAY + timedelta(minutes=90), "bench")],
-                     state.version)
+    due_later(store, service, shifted, t0)
     now[0] = t0 + timedelta(hours=1)
     ticker.tick()  # notices the appends above (they changed those apps): not yet due
     now[0] = t0 + timedelta(hours=2)
@@ -91,16 +89,7 @@ def run(apps: int, profile: Path | None = None) -> dict[str, float]:
     tick_s = time.perf_counter() - began
     assert steady.done["delete"] == len(shifted), steady
     more = [f"app-{n:07d}" for n in range(apps) if n % DUE_EVERY == 3][:len(shifted)]
-    pending = []
-    for app in more:
-        state = service.load(app)
-        pending.append((app, next(c.id for c in state.credentials.values()
-                                  if c.status.value == "disabled")))
-    began = time.perf_counter()
-    for app, cid in pending:
-        service.execute(app, lambda s, a=app, c=cid: rules.DeleteCredential(a, c, now[0]))
-        service.forget_private(cid)
-    direct_s = time.perf_counter() - began
+    direct_s, _ = delete_directly(service, more, now[0])
     if profiler is not None and profile is not None:
         profiler.dump_stats(profile)  # the steady tick alone (its times are the profiler's)
     return {

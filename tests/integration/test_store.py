@@ -558,16 +558,19 @@ def test_appends_stay_exact_when_two_stores_alternate(db_url: str) -> None:
         first, second = SQLEventStore(engine), SQLEventStore(engine)
         for n in range(6):
             store = first if n % 2 == 0 else second
+            # a larger append first: its guess (the other store's head) is wrong from n = 1 on
+            store.append(f"app:batch{n}", [new(registered(f"b{i}")) for i in range(6)], 0)
             store.append(A, [new(registered("a"))], n)
             store.append(f"app:other{n}", [new(registered("o"), claims=(("kid", f"k{n}"),))], 0)
             store.append(f"app:plain{n}", [new(registered("p")), new(registered("q"))], 0)
+            store.append(f"app:tail{n}", [new(registered(f"t{i}")) for i in range(6)], 0)
         with pytest.raises(ConcurrencyError):
             first.append(A, [new(registered("a"))], 3)  # stale: the stream is at 6
         with pytest.raises(DuplicateClaimError) as taken:
             second.append("app:late", [new(registered("l"), claims=(("kid", "k0"),))], 0)
         assert taken.value.owner == "app:other0"
         records = list(first.read())
-        assert [r.position for r in records] == list(range(1, 25))
+        assert [r.position for r in records] == list(range(1, 97))
         assert [r.stream_version for r in records if r.stream_id == A] == list(range(1, 7))
         assert isinstance(verify(records), Verified)
     finally:

@@ -49,7 +49,7 @@ def _events() -> st.SearchStrategy[catalog.Event]:
     return st.one_of(*(of(cls) for cls in catalog.event_types().values()))
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=200, deadline=None)
 @given(_events())
 def test_encode_payload_is_the_canonical_json_of_the_json_dump(event: catalog.Event) -> None:
     text = codec.encode_payload(event)

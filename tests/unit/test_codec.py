@@ -88,3 +88,37 @@ def test_time_text_is_fixed_width_utc_and_reads_back(value: datetime) -> None:
     assert text == value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ").rjust(27, "0")
     assert codec.parse_time(text) == value.astimezone(UTC)
     assert codec.parse_time(text).tzinfo is UTC
+
+
+_ANY_TEXT = st.text()  # every code point but lone surrogates (not UTF-8), control characters too
+_VERSION = st.integers(0, 2**63 - 1)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_ANY_TEXT, _VERSION, _ANY_TEXT, _ANY_TEXT, _VERSION, _ANY_TEXT, _ANY_TEXT, _ANY_TEXT,
+       st.none() | _ANY_TEXT, st.none() | _ANY_TEXT, _ANY_TEXT)
+def test_record_bytes_are_the_utf8_of_the_canonical_json_list(
+        stream_id: str, version: int, event_id: str, type_: str, schema: int, occurred: str,
+        recorded: str, actor: str, correlation: str | None, causation: str | None,
+        payload: str) -> None:
+    """The hashed form of a record, by definition: the compact JSON list of its fields with
+    UTF-8 as is (``codec.dumps``), as bytes: whatever the serializer that writes it."""
+    fields = [stream_id, version, event_id, type_, schema, occurred, recorded, actor,
+              correlation, causation, payload]
+    expected = codec.dumps(fields).encode()
+    assert codec.record_bytes(
+        stream_id=stream_id, stream_version=version, event_id=event_id, type=type_,
+        schema_version=schema, occurred_at=occurred, recorded_at=recorded, actor=actor,
+        correlation_id=correlation, causation_id=causation, payload=payload) == expected
+
+
+def test_record_bytes_escape_every_control_character_as_json_does() -> None:
+    """Each character JSON must escape, and a sample of those it need not, one by one."""
+    for code in [*range(0x20), 0x22, 0x5C, 0x7F, 0x2028, 0x2029, 0xFEFF, 0x1F600]:
+        char = chr(code)
+        assert codec.record_bytes(
+            stream_id=char, stream_version=1, event_id="e", type="t", schema_version=1,
+            occurred_at="o", recorded_at="r", actor="a", correlation_id=None,
+            causation_id=None, payload=char,
+        ) == json.dumps([char, 1, "e", "t", 1, "o", "r", "a", None, None, char],
+                        separators=(",", ":"), ensure_ascii=False).encode(), hex(code)

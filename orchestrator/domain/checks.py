@@ -22,6 +22,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+from fnmatch import fnmatchcase
+from typing import Any
 
 from events.state import AppState, Credential, Rotation, RotationStatus, Status
 from orchestrator.domain.rotation import (
@@ -87,8 +89,6 @@ class PlanPolicy:
     def selects(self, app: AppState) -> bool:
         if self.matches is not None:
             return self.matches(app.app, app.labels)
-        from fnmatch import fnmatchcase
-
         return any(fnmatchcase(app.app, p) for p in self.apps) and all(
             app.labels.get(k) == v for k, v in self.labels.items())
 
@@ -111,15 +111,35 @@ class Action:
         return self.not_before is None or self.not_before <= now
 
 
+_UNSEEN: Any = object()  # a fact of ``Input`` not looked up yet
+
+
 @dataclass(frozen=True, slots=True)
 class Input:
+    """One application under one policy at ``now``. The facts several checks read (the newest
+    usable credential, the rotation in flight) are looked up once, on first use: the input is
+    immutable, so each is a function of it."""
+
     state: AppState
     policy: PlanPolicy
     now: datetime
+    _newest: Credential | None = field(default=_UNSEEN, init=False, repr=False, compare=False)
+    _running: Rotation | None = field(default=_UNSEEN, init=False, repr=False, compare=False)
 
     @property
     def newest(self) -> Credential | None:
-        return replaced_credential(self.state, self.policy.usage, self.now)
+        """The credential a new rotation replaces: the newest usable one of the usage."""
+        if self._newest is _UNSEEN:
+            object.__setattr__(self, "_newest",
+                               replaced_credential(self.state, self.policy.usage, self.now))
+        return self._newest
+
+    @property
+    def running(self) -> Rotation | None:
+        """The rotation of the usage in flight (running, or parked), if any."""
+        if self._running is _UNSEEN:
+            object.__setattr__(self, "_running", self.state.running_rotation(self.policy.usage))
+        return self._running
 
 
 # --- the chain of checks -----------------------------------------------------------------------
@@ -136,7 +156,7 @@ def _has_usable(i: Input) -> bool:
 
 def _parked_stranded(i: Input) -> Rotation | None:
     """The parked rotation of an application that has no usable credential of the usage."""
-    rot = i.state.running_rotation(i.policy.usage)
+    rot = i.running
     if rot is None or rot.status is not RotationStatus.PARKED or _has_usable(i):
         return None
     return rot
@@ -184,7 +204,7 @@ def _stranded_due(i: Input) -> datetime | None:
 
 
 def _running(i: Input) -> Action | None:
-    rot = i.state.running_rotation(i.policy.usage)
+    rot = i.running
     if rot is None:
         return None
     if rot.status is RotationStatus.PARKED:
@@ -206,7 +226,7 @@ def _running(i: Input) -> Action | None:
 
 
 def _running_due(i: Input) -> datetime | None:
-    rot = i.state.running_rotation(i.policy.usage)
+    rot = i.running
     if rot is None:
         return None
     if rot.status is RotationStatus.PARKED:

@@ -3,7 +3,10 @@
 For each application and each policy that selects it, the chain of checks
 (``orchestrator.domain.checks.CHAIN``) reads an immutable input; the first that fires wins.
 ``next_due`` is the earliest instant any check (or housekeeping) could fire by time alone, read
-from the same table.
+from the same table. ``assess`` looks at one application once: its part of the plan, its next
+instant and its alarms come from the same inputs (``plan`` and ``next_due`` are made of it), so
+the tick, which needs the plan before its actions and the next instant and alarms after them,
+reads each application's facts once for each state it has.
 
 Independently: credentials past their expiry are expired (every app, policy or not), and
 disabled or expired credentials past the policy's retention are deleted. Every application left
@@ -18,7 +21,7 @@ spread over the window by a deterministic per-application offset, and capped per
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -37,8 +40,9 @@ from orchestrator.domain.checks import (
 from orchestrator.domain.rotation import Reason, held_usable, shares_registration, undelivered
 from orchestrator.domain.timemath import later
 
-__all__ = ["CHAIN", "Action", "Alarm", "Check", "Kind", "Plan", "PlanPolicy", "Reason",
-           "RotationDue", "next_due", "next_rotations", "plan", "policy_for", "stranded"]
+__all__ = ["CHAIN", "Action", "Alarm", "Assessment", "Check", "Kind", "Plan", "PlanPolicy",
+           "Reason", "RotationDue", "assess", "next_due", "next_rotations", "plan", "plan_of",
+           "policy_for", "stranded"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,37 +105,133 @@ def _housekeeping(state: AppState, policies: Sequence[PlanPolicy], now: datetime
     return out
 
 
+class Assessment:
+    """One application under ``policies`` at ``now``, looked at once: its part of the plan
+    (``part``), when it is next due (``next_due``) and its alarms (``alarms``), each computed
+    on first use from the same inputs (one ``checks.Input`` per applied policy, whose facts the
+    checks share), so a caller that needs two of them walks the chain's facts once. ``like``:
+    an assessment of an earlier state of the same application under the same policies, whose
+    selection is taken when the application's labels are unchanged."""
+
+    __slots__ = ("_alarms", "_next", "_part", "inputs", "now", "policies", "problems", "state")
+    state: AppState
+    policies: Sequence[PlanPolicy]
+    now: datetime
+    problems: tuple[str, ...]
+    inputs: tuple[Input, ...]
+
+    def __init__(self, state: AppState, policies: Sequence[PlanPolicy], now: datetime,
+                 like: Assessment | None = None) -> None:
+        self.state, self.policies, self.now = state, policies, now
+        if like is not None and _same_selection(like, state, policies):
+            applied, problems = [i.policy for i in like.inputs], list(like.problems)
+        else:
+            applied, problems = _select(state, policies) if state.registered else ([], [])
+        self.problems = tuple(problems)
+        self.inputs = tuple(Input(state, policy, now) for policy in applied)
+        self._part: tuple[list[Action], list[tuple[str, Action]], list[Action]] | None = None
+        self._next: tuple[datetime | None] | None = None
+        self._alarms: list[Alarm] | None = None
+
+    def part(self) -> tuple[list[Action], list[tuple[str, Action]], list[Action]]:
+        """What is due now: the actions (housekeeping first, then each policy's check that
+        fires), the starts due now by policy name (before the per-tick cap), and the starts
+        deferred to their window's slot."""
+        if self._part is None:
+            state, now = self.state, self.now
+            actions = _housekeeping(state, [i.policy for i in self.inputs], now)
+            starts: list[tuple[str, Action]] = []
+            deferred: list[Action] = []
+            for i in self.inputs:
+                for check in CHAIN:
+                    action = check.fires(i)
+                    if action is NOTHING:
+                        break
+                    if action is None:
+                        continue
+                    if action.kind is Kind.START:
+                        gated = _gate(action, i.policy, now)
+                        if gated is None or not gated.due(now):
+                            deferred.append(gated or action)
+                        else:
+                            starts.append((i.policy.name, gated))
+                    else:
+                        actions.append(action)
+                    break
+            self._part = actions, starts, deferred
+        return self._part
+
+    def next_due(self) -> datetime | None:
+        """The earliest instant after ``now`` at which a check of ``CHAIN`` (or housekeeping)
+        could fire for the application by time alone (a change of state is noticed
+        separately)."""
+        if self._next is None:
+            state, now = self.state, self.now
+            times: list[datetime | None] = [
+                cred.expires_at for cred in state.credentials.values()
+                if cred.live and cred.status is not Status.EXPIRED]
+            for i in self.inputs:
+                busy = i.running is not None
+                times.extend(check.due(i) for check in CHAIN if not (busy and check.idle_only))
+                retention = i.policy.retention
+                for cred in state.live(i.policy.usage):
+                    if cred.status is Status.DISABLED and cred.disabled_at is not None:
+                        times.append(later(cred.disabled_at, retention))
+                    elif cred.expires_at is not None:
+                        times.append(later(cred.expires_at, retention))
+            future = [t for t in times if t is not None and t > now]
+            self._next = (min(future) if future else None,)
+        return self._next[0]
+
+    def alarms(self) -> list[Alarm]:
+        """``stranded(state, now)``."""
+        if self._alarms is None:
+            self._alarms = stranded(self.state, self.now)
+        return self._alarms
+
+
+def _same_selection(like: Assessment, state: AppState, policies: Sequence[PlanPolicy]) -> bool:
+    """Whether ``like``'s selection holds for ``state``: the same application, registered as
+    it was, with the same labels, under the same policies."""
+    before = like.state
+    return (like.policies is policies and before.app == state.app
+            and before.registered == state.registered
+            and (before.labels is state.labels or before.labels == state.labels))
+
+
+def assess(state: AppState, policies: Sequence[PlanPolicy], now: datetime,
+           like: Assessment | None = None) -> Assessment:
+    """``state`` under ``policies`` at ``now`` (``Assessment``)."""
+    return Assessment(state, policies, now, like)
+
+
 def plan(policies: Sequence[PlanPolicy], fleet: Sequence[AppState], now: datetime) -> Plan:
     """Everything due at ``now`` for ``fleet`` under ``policies``, most urgent first."""
+    return plan_of([assess(state, policies, now) for state in fleet if state.registered],
+                   policies, now)
+
+
+def plan_of(assessed: Iterable[Assessment], policies: Sequence[PlanPolicy], now: datetime,
+            judge: bool = True) -> Plan:
+    """The plan made of these assessments (of registered applications; others are left out)
+    at ``now``: their parts, capped per policy and ordered, most urgent first; with their
+    alarms when ``judge``."""
     actions: list[Action] = []
     deferred: list[Action] = []
     problems: list[str] = []
     alarms: list[Alarm] = []
     starts: dict[str, list[Action]] = {}
-    for state in fleet:
-        if not state.registered:
+    for one in assessed:
+        if not one.state.registered:
             continue
-        alarms.extend(stranded(state, now))
-        applied, conflicts = _select(state, policies)
-        problems.extend(conflicts)
-        actions.extend(_housekeeping(state, applied, now))
-        for policy in applied:
-            i = Input(state, policy, now)
-            for check in CHAIN:
-                action = check.fires(i)
-                if action is NOTHING:
-                    break
-                if action is None:
-                    continue
-                if action.kind is Kind.START:
-                    gated = _gate(action, policy, now)
-                    if gated is None or not gated.due(now):
-                        deferred.append(gated or action)
-                    else:
-                        starts.setdefault(policy.name, []).append(gated)
-                else:
-                    actions.append(action)
-                break
+        if judge:
+            alarms.extend(one.alarms())
+        problems.extend(one.problems)
+        due, due_starts, waiting = one.part()
+        actions.extend(due)
+        deferred.extend(waiting)
+        for name, start in due_starts:
+            starts.setdefault(name, []).append(start)
     caps = {p.name: p.max_per_tick for p in policies}
     capped: list[Action] = []
     for name, due in starts.items():
@@ -175,22 +275,7 @@ def policy_for(state: AppState, policies: Sequence[PlanPolicy], usage: str) -> P
 def next_due(state: AppState, policies: Sequence[PlanPolicy], now: datetime) -> datetime | None:
     """The earliest instant after ``now`` at which a check of ``CHAIN`` (or housekeeping) could
     fire for ``state`` by time alone (a change of state is noticed separately)."""
-    times: list[datetime | None] = []
-    for cred in state.credentials.values():
-        if cred.live and cred.status is not Status.EXPIRED:
-            times.append(cred.expires_at)
-    applied, _ = _select(state, policies) if state.registered else ([], [])
-    for policy in applied:
-        i = Input(state, policy, now)
-        busy = state.running_rotation(policy.usage) is not None
-        times.extend(check.due(i) for check in CHAIN if not (busy and check.idle_only))
-        for cred in state.live(policy.usage):
-            if cred.status is Status.DISABLED and cred.disabled_at is not None:
-                times.append(later(cred.disabled_at, policy.retention))
-            elif cred.expires_at is not None:
-                times.append(later(cred.expires_at, policy.retention))
-    future = [t for t in times if t is not None and t > now]
-    return min(future) if future else None
+    return assess(state, policies, now).next_due()
 
 
 @dataclass(frozen=True, slots=True)

@@ -51,11 +51,13 @@ from orchestrator.domain.errors import OrchestratorError
 from orchestrator.domain.planner import (
     Action,
     Alarm,
+    Assessment,
     Kind,
     Plan,
     PlanPolicy,
-    next_due,
+    assess,
     plan,
+    plan_of,
     stranded,
 )
 from orchestrator.domain.rotation import Params
@@ -122,7 +124,10 @@ class Ticker:
     """Plans the applications that changed or fell due, not the whole fleet, each tick.
 
     After planning an application it notes when it is next due by time alone
-    (``planner.next_due``, or a deferred start's not-before); a heap hands it back then. Any
+    (``planner.next_due``, or a deferred start's not-before); a heap hands it back then. Each
+    application is looked at once for each state it has in a tick (``planner.assess``): an
+    application the tick did not change gets its next instant and alarms from the inputs its
+    plan read; one it changed is assessed again after its actions. Any
     change to an application (its stream moved) or to the policies plans it again at once. A
     tick that fails part way (it raises) leaves every application it took due at the next.
 
@@ -200,25 +205,40 @@ class Ticker:
                 changed.add(app)
         return changed
 
-    def _note_due(self, apps: set[str], the_plan: Plan, policies: Sequence[PlanPolicy],
-                  now: datetime, held: set[str]) -> None:
+    def _note_due(self, after: list[Assessment], the_plan: Plan, now: datetime,
+                  held: set[str]) -> None:
+        """Note when each application of ``after`` (assessed after the tick's actions) is next
+        due."""
         waiting: dict[str, datetime] = dict.fromkeys(held, now)  # the gate may let them go
         capped = {a.app for a in the_plan.capped}
         for action in the_plan.deferred:
             at = action.not_before if action.not_before and action.not_before > now else now
             waiting[action.app] = min(at, waiting.get(action.app, at))
-        for state in self.fleet.states(apps):
-            times = [t for t in (next_due(state, policies, now), waiting.get(state.app)) if t]
+        for one in after:
+            app = one.state.app
+            times = [t for t in (one.next_due(), waiting.get(app)) if t]
             if not times:
-                self._due.pop(state.app, None)
+                self._due.pop(app, None)
                 continue
             due = max(min(times), now + MIN_RECHECK) if min(times) <= now else min(times)
-            if state.app in capped:
+            if app in capped:
                 due = now  # the cap's leftovers: the next tick takes them, however soon
-            self._due[state.app] = due
-            heapq.heappush(self._heap, (due, state.app))
+            self._due[app] = due
+            heapq.heappush(self._heap, (due, app))
             if min(times) > now:
-                heapq.heappush(self._wakes, (due, state.app))
+                heapq.heappush(self._wakes, (due, app))
+
+    def _reassess(self, apps: set[str], before: dict[str, Assessment],
+                  policies: Sequence[PlanPolicy], now: datetime) -> list[Assessment]:
+        """``apps`` as they are after the tick's actions: an application whose state is the one
+        planned keeps its assessment (its next instant and alarms come from the inputs its
+        plan read); one that changed is assessed again (its selection kept)."""
+        out = []
+        for state in self.fleet.states(apps):
+            planned = before.get(state.app)
+            out.append(planned if planned is not None and planned.state is state
+                       else assess(state, policies, now, like=planned))
+        return out
 
     def tick(self) -> TickReport:
         now = self.clock()
@@ -252,7 +272,8 @@ class Ticker:
         """Plan ``apps`` and carry the plan out; then judge ``judged`` (default: ``apps``) for
         alarms, and log them (an empty set: none judged, none logged: a later part of the same
         tick does it)."""
-        the_plan = plan(policies, self.fleet.states(apps), now)
+        before = {s.app: assess(s, policies, now) for s in self.fleet.states(apps)}
+        the_plan = plan_of(before.values(), policies, now, judge=False)  # judged after, below
         report = TickReport(now, len(the_plan.actions), len(the_plan.deferred),
                             problems=the_plan.problems, planned_apps=len(apps),
                             capped=len(the_plan.capped))
@@ -297,10 +318,12 @@ class Ticker:
             log.error("client_secret_rotation_refused", apps=sorted(gaps)[:NAMED_AT_MOST],
                       count=len(gaps), fix=SECRET_GAP_FIX)
         self.fleet.refresh()
-        self._note_due(apps, the_plan, policies, now, held)
+        after = self._reassess(apps, before, policies, now)
+        self._note_due(after, the_plan, now, held)
         self._capped = self._capped or bool(the_plan.capped)  # either part of a tick
         if judged is None or judged:
-            report.alarms = self._raise_alarms(apps if judged is None else judged, now)
+            report.alarms = self._raise_alarms(apps if judged is None else judged, now,
+                                               {one.state.app: one for one in after})
         if report.planned or report.failed or report.problems:
             (log.warning if report.failed or report.refused else log.info)(
                 "tick_completed", planned=report.planned, deferred=report.deferred,
@@ -351,13 +374,18 @@ class Ticker:
             return False
         return not self.rotator.provider.capabilities(action.app).secret_overlap
 
-    def _raise_alarms(self, apps: set[str], now: datetime) -> tuple[Alarm, ...]:
+    def _raise_alarms(self, apps: set[str], now: datetime,
+                      assessed: dict[str, Assessment]) -> tuple[Alarm, ...]:
         """Judge again the apps just planned, after what was carried out (their state changed,
         or their next_due came: an expiry is one), and log every alarm still raised, each
-        tick."""
+        tick. ``assessed``: the applications assessed after the actions (the others are
+        judged here)."""
         for state in self.fleet.states(apps):
             self._alarms.pop(state.app, None)
-            if alarms := tuple(stranded(state, now)):
+            one = assessed.get(state.app)
+            judged = one.alarms() if one is not None and one.state is state else stranded(
+                state, now)
+            if alarms := tuple(judged):
                 self._alarms[state.app] = alarms
         raised = tuple(a for alarms in self._alarms.values() for a in alarms)
         for alarm in raised:

@@ -7,6 +7,7 @@ the one next to the running interpreter) in a fresh process, as a user would.
 
 from __future__ import annotations
 
+import atexit
 import base64
 import contextlib
 import copy
@@ -14,8 +15,11 @@ import errno
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -278,14 +282,62 @@ class Result:
                 f"--- stdout\n{self.stdout}--- stderr\n{self.stderr}")
 
 
+_TEMPLATE_LOCK = threading.Lock()
+_TEMPLATE: list[Path] = []  # the SQLite file the installed ``orchestrator init`` made (once)
+
+
+def _sqlite_template() -> Path:
+    """A SQLite database created by the installed ``orchestrator init``, once per process (each
+    xdist worker has its own); removed when the process exits."""
+    with _TEMPLATE_LOCK:
+        if not _TEMPLATE:
+            folder = Path(tempfile.mkdtemp(prefix="orchestrator-template-"))
+            atexit.register(shutil.rmtree, folder, ignore_errors=True)
+            path = folder / "orchestrator.db"
+            env = {k: v for k, v in os.environ.items() if not k.startswith("ORCHESTRATOR_")}
+            done = subprocess.run([str(ORCHESTRATOR), "init"], cwd=folder, capture_output=True,
+                                  text=True, timeout=120, check=False,
+                                  env={**env, "ORCHESTRATOR_DB": f"sqlite:///{path}"})
+            assert done.returncode == 0, f"init of the template database: {done}"
+            assert "(created)" in done.stdout, done.stdout
+            # WAL mode lives in the file's header; the last connection's close checkpointed the
+            # WAL into the file, so the one file is the whole database
+            assert not path.with_name(path.name + "-wal").exists(), "the template has a WAL"
+            _TEMPLATE.append(path)
+        return _TEMPLATE[0]
+
+
+def _copy_initialised(db_url: str) -> bool:
+    """Put a copy of the template where ``db_url`` (a plain SQLite file URL) names a file that
+    does not exist yet: the same bytes ``orchestrator init`` writes there, without starting a
+    process for it. False (nothing left behind) for any other URL, or when the copy fails (a
+    test's tiny file system): then ``init`` runs."""
+    if not db_url.startswith("sqlite:///") or "?" in db_url:
+        return False
+    target = Path(db_url.removeprefix("sqlite:///"))
+    if not target.is_absolute() or target.exists() or not target.parent.is_dir():
+        return False
+    template = _sqlite_template()
+    try:
+        shutil.copyfile(template, target)
+    except OSError:
+        target.unlink(missing_ok=True)
+        return False
+    return True
+
+
 class Cli:
     """Runs the installed ``orchestrator`` against one database and one keystore directory.
 
     Only ``orchestrator init`` creates a schema, so by default the database is initialised
-    here, as a user's first command would; ``init=False`` leaves it untouched."""
+    here, as a user's first command would; ``init=False`` leaves it untouched. A new SQLite
+    file is a copy of one the installed ``orchestrator init`` made once per process (the same
+    bytes, one process fewer per test); ``template=False`` runs ``init`` here every time (its
+    result is then ``history[0]``). PostgreSQL schemas are always initialised by ``init``."""
 
     def __init__(self, db_url: str, keystore: Path, cwd: Path, actor: str = "cli:alice",
-                 clock: VirtualClock | None = None, *, init: bool = True) -> None:
+                 clock: VirtualClock | None = None, *, init: bool = True,
+                 template: bool = True) -> None:
         self.db_url = db_url
         self.keystore = keystore
         self.cwd = cwd
@@ -298,7 +350,7 @@ class Cli:
                    **(clock.env if clock else {}))
         self.env = env
         self.history: list[Result] = []
-        if init:
+        if init and not (template and _copy_initialised(db_url)):
             self("init")
 
     def run(self, *args: str | Path) -> Result:

@@ -91,7 +91,8 @@ def pems(tmp_path: Path, keys: SimpleNamespace) -> SimpleNamespace:
 
 @pytest.fixture
 def cli(db_url: str, tmp_path: Path) -> Cli:
-    return Cli(db_url, tmp_path / "keystore", cwd=tmp_path)
+    # the installed ``init`` on this very file (history[0]), not a copy of the template's
+    return Cli(db_url, tmp_path / "keystore", cwd=tmp_path, template=False)
 
 
 @pytest.fixture

@@ -12,9 +12,7 @@ from tests.helpers import Cli, assert_refused, dump_tables
 
 @pytest.fixture
 def cli(db_url: str, tmp_path: Path) -> Cli:
-    cli = Cli(db_url, tmp_path / "keystore", cwd=tmp_path)
-    cli("init")
-    return cli
+    return Cli(db_url, tmp_path / "keystore", cwd=tmp_path)
 
 
 def _apps(cli: Cli) -> dict[str, dict[str, str]]:

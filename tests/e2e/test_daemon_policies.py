@@ -103,7 +103,6 @@ def test_the_daemon_follows_the_policies_folder(tmp_path: Path) -> None:
     (policies / "svc-secrets.yaml").write_text(SVC_SECRETS)
     cli.env.update(ORCHESTRATOR_POLICIES=str(policies),
                    ORCHESTRATOR_DELIVERY=str(tmp_path / "delivery"))
-    cli("init")
     ok(cli.many([("app", "register", app) for app in APPS]))
     assert cli("policy", "validate").stdout.count("ok ") == 2
 

@@ -56,7 +56,6 @@ def site(tmp_path: Path) -> Cli:
     (policies / "secrets.yaml").write_text(SECRETS)
     cli.env.update(ORCHESTRATOR_DELIVERY=str(tmp_path / "delivery"),
                    ORCHESTRATOR_POLICIES=str(policies))
-    cli("init")
     return cli
 
 

@@ -24,7 +24,6 @@ def cli(tmp_path: Path) -> Cli:
     (tmp_path / "policies").mkdir()
     (tmp_path / "policies" / "keys.yaml").write_text(QUARTER)
     site.env.update(ORCHESTRATOR_POLICIES=str(tmp_path / "policies"))
-    site("init")
     return site
 
 

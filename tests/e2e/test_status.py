@@ -36,7 +36,6 @@ def fleet(tmp_path: Path, db_url: str) -> dict[str, Any]:
     (policies / "secrets.yaml").write_text(SECRETS)  # svc-*: secrets, one attempt
     cli.env.update(ORCHESTRATOR_DELIVERY=str(tmp_path / "delivery"),
                    ORCHESTRATOR_POLICIES=str(policies))
-    cli("init")
     cli("app", "register", "pay-1", "pay-2")
     assert events(daemon_once(cli), "tick_completed")  # epoch 1: both provisioned at NOW
     cli("app", "register", "other-1", "other-2")

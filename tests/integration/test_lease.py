@@ -52,7 +52,7 @@ def test_the_lease_is_one_whatever_the_path(tmp_path: Path) -> None:
     """Leases taken through the real path, a symlink and a hard link: only the first holds it;
     once released, one through another path can take it, at the next leader epoch."""
     paths = _paths(tmp_path)
-    Cli(f"sqlite:///{paths['real']}", tmp_path / "ks", cwd=tmp_path)("init")
+    Cli(f"sqlite:///{paths['real']}", tmp_path / "ks", cwd=tmp_path)  # initialised
     _link(paths)
     engines = {name: create_engine(f"sqlite:///{path}") for name, path in paths.items()}
     leases = {name: DatabaseLease(engine) for name, engine in engines.items()}
@@ -124,7 +124,6 @@ def test_daemons_through_a_symlink_and_a_hard_link_wait_for_the_leader(tmp_path:
     registered credential."""
     paths = _paths(tmp_path)
     cli = Cli(f"sqlite:///{paths['real']}", tmp_path / "ks", cwd=tmp_path)
-    cli("init")
     cli("app", "register", "svc")
     _link(paths)
     (tmp_path / "policies").mkdir()

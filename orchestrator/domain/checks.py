@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
 from fnmatch import fnmatchcase
-from typing import Any
 
 from events.state import AppState, Credential, Rotation, RotationStatus, Status
 from orchestrator.domain.rotation import (
@@ -67,10 +66,11 @@ class PlanPolicy:
     # beforeExpiry as a share of each credential's own lifetime (0.33 for 33%); None: the
     # fixed ``before_expiry``, which is then the share of the policy's lifetime
     before_expiry_fraction: float | None = None
+    # ``params.usage``, kept as a field: the checks read it a dozen times per application
+    usage: str = field(init=False, repr=False, compare=False)
 
-    @property
-    def usage(self) -> str:
-        return self.params.usage
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "usage", self.params.usage)
 
     def renew_before(self, cred: Credential) -> timedelta:
         """How long before its expiry ``cred`` is due: ``before_expiry``, or the policy's
@@ -111,35 +111,21 @@ class Action:
         return self.not_before is None or self.not_before <= now
 
 
-_UNSEEN: Any = object()  # a fact of ``Input`` not looked up yet
-
-
-@dataclass(frozen=True, slots=True)
 class Input:
-    """One application under one policy at ``now``. The facts several checks read (the newest
-    usable credential, the rotation in flight) are looked up once, on first use: the input is
-    immutable, so each is a function of it."""
+    """One application under one policy at ``now``, with the two facts every check reads
+    looked up once: ``newest``, the credential a new rotation replaces (the newest usable one
+    of the usage), and ``running``, the rotation of the usage in flight (running, or parked),
+    if any. Read-only by convention: each fact is a function of the other three."""
 
-    state: AppState
-    policy: PlanPolicy
-    now: datetime
-    _newest: Credential | None = field(default=_UNSEEN, init=False, repr=False, compare=False)
-    _running: Rotation | None = field(default=_UNSEEN, init=False, repr=False, compare=False)
+    __slots__ = ("newest", "now", "policy", "running", "state")
 
-    @property
-    def newest(self) -> Credential | None:
-        """The credential a new rotation replaces: the newest usable one of the usage."""
-        if self._newest is _UNSEEN:
-            object.__setattr__(self, "_newest",
-                               replaced_credential(self.state, self.policy.usage, self.now))
-        return self._newest
+    def __init__(self, state: AppState, policy: PlanPolicy, now: datetime) -> None:
+        self.state, self.policy, self.now = state, policy, now
+        self.newest: Credential | None = replaced_credential(state, policy.usage, now)
+        self.running: Rotation | None = state.running_rotation(policy.usage)
 
-    @property
-    def running(self) -> Rotation | None:
-        """The rotation of the usage in flight (running, or parked), if any."""
-        if self._running is _UNSEEN:
-            object.__setattr__(self, "_running", self.state.running_rotation(self.policy.usage))
-        return self._running
+    def __repr__(self) -> str:
+        return f"Input({self.state.app!r}, {self.policy.name!r}, {self.now.isoformat()})"
 
 
 # --- the chain of checks -----------------------------------------------------------------------

@@ -12,7 +12,7 @@ were shared), whatever is asked first, and whether or not an earlier assessment 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from unittest import mock
@@ -100,10 +100,14 @@ def histories(draw: st.DrawFn) -> list[tuple[ev.Event, datetime]]:
 
 @contextmanager
 def fresh_inputs() -> Iterator[None]:
-    """Every check reads the facts afresh at each question, as before they were shared."""
-    with mock.patch.object(checks.Input, "newest", property(
+    """Every check reads the facts afresh at each question, as before they were shared (what
+    ``Input`` looks up once is dropped: each read asks the state again)."""
+    def afresh(fact: Callable[[checks.Input], object]) -> property:
+        return property(fact, lambda i, value: None)
+
+    with mock.patch.object(checks.Input, "newest", afresh(
             lambda i: replaced_credential(i.state, i.policy.usage, i.now))), \
-         mock.patch.object(checks.Input, "running", property(
+         mock.patch.object(checks.Input, "running", afresh(
              lambda i: i.state.running_rotation(i.policy.usage))):
         yield
 

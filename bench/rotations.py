@@ -32,6 +32,7 @@ import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -151,28 +152,71 @@ def due_later(store: EventStore, service: Service, apps: list[str], now: datetim
                      state.version)
 
 
-def delete_directly(service: Service, apps: list[str], now: datetime) -> tuple[float, float]:
-    """The due work alone: each app's disabled key deleted through the service, no planning;
-    the seconds it took, wall and CPU (this process)."""
+def pending_deletes(service: Service, apps: list[str]) -> list[tuple[str, str]]:
+    """Each app with its disabled key: the due work ``delete_pending`` does."""
     pending = []
     for app in apps:
         state = service.load(app)
         pending.append((app, next(c.id for c in state.credentials.values()
                                   if c.status.value == "disabled")))
-    began, cpu = time.perf_counter(), time.process_time()
+    return pending
+
+
+def delete_pending(service: Service, pending: list[tuple[str, str]], now: datetime) -> None:
+    """The due work alone: each app's disabled key deleted through the service, no planning."""
     for app, cid in pending:
         service.execute(app, lambda s, a=app, c=cid: rules.DeleteCredential(a, c, now))
         service.forget_private(cid)
+
+
+def delete_directly(service: Service, apps: list[str], now: datetime) -> tuple[float, float]:
+    """``delete_pending`` on ``apps``: the seconds it took, wall and CPU (this process)."""
+    pending = pending_deletes(service, apps)
+    began, cpu = time.perf_counter(), time.process_time()
+    delete_pending(service, pending, now)
     return time.perf_counter() - began, time.process_time() - cpu
 
 
-def part_b(tmp: Path, apps: int, rounds: int = 7) -> dict[str, Any]:
+@dataclass
+class Fleet:
+    """Part B's fleet on SQLite, wired as the daemon wires it, after its first tick."""
+
+    store: SQLEventStore
+    service: Service
+    ticker: Any
+    engine: Any
+    now: list[datetime]  # the injected clock's instant (the bench moves it)
+    apps: int
+    plan_s: float
+    load_s: float
+    first_s: float
+
+    DUE_EVERY = 100  # 1% of apps due at t0, another 1% each round
+
+    def names(self, residue: int) -> list[str]:
+        return [f"app-{n:06d}" for n in range(self.apps) if n % self.DUE_EVERY == residue]
+
+    def next_round(self, round_: int) -> tuple[list[str], list[str]]:
+        """An hour later another 1% falls due (residue ``round_``), noticed by an untimed tick;
+        an hour after that a steady tick has them due. Returns them, and as many others
+        (residue 50 + ``round_``) for the same due work done directly."""
+        shifted = self.names(round_)
+        due_later(self.store, self.service, shifted, self.now[0])
+        self.now[0] += timedelta(hours=1)
+        self.ticker.tick()  # notices the appends above (they changed those apps) -> not yet due
+        self.now[0] += timedelta(hours=1)
+        return shifted, self.names(50 + round_)[:len(shifted)]
+
+
+def steady_fleet(tmp: Path, apps: int) -> Fleet:
+    """``apps`` applications with two keys each, 1% due: planned whole (timed), then stored,
+    loaded and ticked once (timed)."""
     t0 = datetime(2027, 6, 1, tzinfo=UTC)
     now = [t0]
     policy = PlanPolicy(name="keys", params=Params(usage="private_key_jwt", overlap=DAY,
                                                    lifetime=365 * DAY),
                         every=90 * DAY, before_expiry=14 * DAY, retention=7 * DAY)
-    due_every = 100  # 1% of apps due at t0, another 1% an hour later
+    due_every = Fleet.DUE_EVERY
     histories = {f"app-{n:06d}": _fleet_events(f"app-{n:06d}", n, t0, n % due_every == 0)
                  for n in range(apps)}
     states = [fold(app, events) for app, events in histories.items()]
@@ -190,40 +234,36 @@ def part_b(tmp: Path, apps: int, rounds: int = 7) -> dict[str, Any]:
     policies = [policy]  # the same object each tick, as PolicySource gives while files are unchanged
     core = wire(store, keystore=keystore, clock=lambda: now[0], policies=lambda: policies,
                 actor="bench")
-    fleet, service, ticker = core.fleet, core.service, core.ticker
     began = time.perf_counter()
-    fleet.refresh()
+    core.fleet.refresh()
     load_s = time.perf_counter() - began
     began = time.perf_counter()
-    first = ticker.tick()  # plans everyone once: the start-up cost
+    first = core.ticker.tick()  # plans everyone once: the start-up cost
     first_s = time.perf_counter() - began
     assert first.done["delete"] == apps // due_every, first
+    return Fleet(store, core.service, core.ticker, engine, now, apps, plan_s, load_s, first_s)
+
+
+def part_b(tmp: Path, apps: int, rounds: int = 7) -> dict[str, Any]:
+    fleet = steady_fleet(tmp, apps)
     ticks, directs = [], []
     for round_ in range(1, rounds + 1):  # residues 1.. for the tick, 51.. for the direct work
-        # an hour later another 1% falls due: a steady-state tick
-        shifted = [f"app-{n:06d}" for n in range(apps) if n % due_every == round_]
-        due_later(store, service, shifted, now[0])
-        now[0] += timedelta(hours=1)
-        ticker.tick()  # notices the appends above (they changed those apps) -> not yet due
-        now[0] += timedelta(hours=1)
-        # the same due work done directly on other apps: deletes through the service, no planning
-        more = [f"app-{n:06d}" for n in range(apps) if n % due_every == 50 + round_]
-
+        shifted, more = fleet.next_round(round_)
         # the tick first: done first, the direct work's apps (changed) would be the tick's too
         began, cpu = time.perf_counter(), time.process_time()
-        report = ticker.tick()
+        report = fleet.ticker.tick()
         ticks.append((time.perf_counter() - began, time.process_time() - cpu))
         assert report.done["delete"] == len(shifted) == report.planned_apps, report
-        directs.append(delete_directly(service, more[:len(shifted)], now[0]))
+        directs.append(delete_directly(fleet.service, more, fleet.now[0]))
     ratios = [t[0] / d[0] for t, d in zip(ticks, directs, strict=True)]
     cpu_ratios = [t[1] / d[1] for t, d in zip(ticks, directs, strict=True)]
     tick_s, direct_s = (statistics.median(x[0] for x in xs) for xs in (ticks, directs))
     due_now = len(shifted)
-    engine.dispose()
+    fleet.engine.dispose()
     return {
         "apps": apps, "credentials": 2 * apps, "due": due_now,
-        "plan_full_fleet_s": plan_s, "plan_per_app_us": plan_s / apps * 1e6,
-        "fleet_load_s": load_s, "first_tick_s": first_s,
+        "plan_full_fleet_s": fleet.plan_s, "plan_per_app_us": fleet.plan_s / apps * 1e6,
+        "fleet_load_s": fleet.load_s, "first_tick_s": fleet.first_s,
         "steady_tick_s": tick_s, "steady_tick_planned_apps": due_now,
         "direct_due_work_s": direct_s, "tick_over_due_work": statistics.median(ratios),
         # CPU time of this process: what the load of other processes on the machine inflates

@@ -28,44 +28,73 @@ if TYPE_CHECKING:
 __all__ = ["COMMANDS", "LazyGroup", "cli", "main"]
 
 _PKG = "orchestrator.entrypoints.cli"
-COMMANDS = {  # command name -> "module:attribute", imported on first use
-    "app": "apps:app",
-    "audit": "audit:audit",
-    "checkpoint": "anchors:checkpoint",
-    "credential": "credentials:credential",
-    "daemon": "daemon:daemon",
-    "drift": "drift:drift",
-    "expire": "maintenance:expire",
-    "import": "importing:import_clients",
-    "init": "maintenance:init",
-    "keystore": "keystore:keystore",
-    "plan": "plan:plan",
-    "policy": "policy:policy",
-    "projections": "maintenance:projections",
-    "rotate": "rotations:rotate",
-    "rotations": "rotations:rotations",
-    "secret": "secrets:secret",
-    "simulate": "simulate:simulate",
-    "state": "audit:state",
-    "status": "status:status",
-    "verify": "maintenance:verify",
+# command name -> ("module:attribute", imported on first use; its summary, for ``--help``).
+# The summary is the first sentence of the command's help, as click shortens it, so the
+# top-level ``--help`` lists every command without importing one; a unit test holds each
+# summary to the real command's (tests/unit/test_cli_commands.py).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "app": ("apps:app", "Register and list applications."),
+    "audit": ("audit:audit",
+              "What happened, when, and by whom (``audit export``: the whole log for a SIEM)."),
+    "checkpoint": ("anchors:checkpoint", "Sign the log's head now: a checkpoint that anchors "
+                   "the hash chain outside the database."),
+    "credential": ("credentials:credential", "Add, list, activate, disable, delete credentials "
+                   "and change their expiry."),
+    "daemon": ("daemon:daemon", "Apply the rotation policies: rotate on schedule, enforce "
+               "expiry, until SIGTERM."),
+    "drift": ("drift:drift", "Compare each application's credentials at its identity provider "
+              "with the log."),
+    "expire": ("maintenance:expire", "Record credential.expired for every credential whose "
+               "expiry has passed."),
+    "import": ("importing:import_clients", "Register every client of a provider's tenant as an "
+               "application, with its credentials."),
+    "init": ("maintenance:init",
+             "Create the database schema (or upgrade it to the latest version)."),
+    "keystore": ("keystore:keystore", "The keystore: status, master-key rotation, moving file "
+                 "items into the database."),
+    "plan": ("plan:plan", "What the daemon would do now (or at --at), and why."),
+    "policy": ("policy:policy", "Check resource files: rotation policies, identity providers "
+               "and notifiers."),
+    "projections": ("maintenance:projections", "Read-model projections."),
+    "rotate": ("rotations:rotate",
+               "Rotate APP's USAGE credential now (reason: manual), with zero downtime."),
+    "rotations": ("rotations:rotations", "Rotations in flight and parked ones waiting for a "
+                  "human (retry, abandon), and every application left without a usable "
+                  "credential of a usage it had."),
+    "secret": ("secrets:secret", "Rotate client secrets."),
+    "simulate": ("simulate:simulate", "Run the policies over a virtual fleet for DAYS in "
+                 "memory; check every invariant at every event instant."),
+    "state": ("audit:state", "APP's credentials as they were at a time, rebuilt from the log."),
+    "status": ("status:status", "The fleet on one screen: applications and credentials by "
+               "state, rotations in flight and parked, what expires soonest, the rotations due "
+               "next, the applications the daemon's drift check holds, the leader (its epoch) "
+               "and its last tick."),
+    "verify": ("maintenance:verify", "Walk the hash chain; name the first broken position."),
 }
 
 
 class LazyGroup(click.Group):
-    """A group whose subcommands are imported when used (click's documented lazy pattern)."""
+    """A group whose subcommands are imported when used (click's documented lazy pattern);
+    its ``--help`` lists them from ``COMMANDS``' summaries, importing none."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(COMMANDS)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        target = COMMANDS.get(cmd_name)
-        if target is None:
+        entry = COMMANDS.get(cmd_name)
+        if entry is None:
             return None
-        module, _, attr = target.partition(":")
+        module, _, attr = entry[0].partition(":")
         command = getattr(importlib.import_module(f"{_PKG}.{module}"), attr)
-        assert isinstance(command, click.Command), target
+        assert isinstance(command, click.Command), entry
         return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """click's own listing (``Group.format_commands``), each command a stand-in that
+        carries only its summary: shortened to the width as click shortens the real help."""
+        listed = click.Group(commands=[click.Command(name, help=summary)
+                                       for name, (_, summary) in COMMANDS.items()])
+        listed.format_commands(ctx, formatter)
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -36,9 +36,6 @@ import secrets
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
 from orchestrator.adapters.files import atomic_write, create_once, fsync_dir
 from orchestrator.app.ports import MAX_ITEM_ID_BYTES
 from orchestrator.domain.errors import KeystoreError
@@ -126,13 +123,10 @@ class FileKeystore:
     def put(self, item_id: str, data: bytes) -> None:
         """Encrypt and store ``data`` under ``item_id`` (atomic replace)."""
         path = self._path(item_id)
-        nonce = secrets.token_bytes(NONCE_BYTES)
-        sealed = AESGCM(self._master_key(create=True)).encrypt(
-            nonce, bytes(data), item_id.encode("utf-8")
-        )
+        sealed = _seal(self._master_key(create=True), item_id, data)
         with self._writing(f"write item {item_id}", self.items_dir):
             _make_dir(self.items_dir)
-            atomic_write(path, MAGIC + nonce + sealed)
+            atomic_write(path, sealed)
 
     def put_new(self, item_id: str, data: bytes) -> bytes:
         """Encrypt and store ``data`` unless ``item_id`` is taken (created with a hard link,
@@ -140,13 +134,10 @@ class FileKeystore:
         stored = self.get(item_id)
         if stored is not None:
             return stored
-        nonce = secrets.token_bytes(NONCE_BYTES)
-        sealed = AESGCM(self._master_key(create=True)).encrypt(
-            nonce, bytes(data), item_id.encode("utf-8")
-        )
+        sealed = _seal(self._master_key(create=True), item_id, data)
         with self._writing(f"write item {item_id}", self.items_dir):
             _make_dir(self.items_dir)
-            create_once(self._path(item_id), MAGIC + nonce + sealed)
+            create_once(self._path(item_id), sealed)
         stored = self.get(item_id)
         assert stored is not None
         return stored
@@ -168,18 +159,13 @@ class FileKeystore:
             raise KeystoreError(
                 f"keystore {self.directory}: cannot read item {item_id} ({error.strerror})"
             ) from None
-        key = self._master_key(create=False)
-        try:
-            if not blob.startswith(MAGIC):
-                raise InvalidTag
-            nonce = blob[len(MAGIC) : len(MAGIC) + NONCE_BYTES]
-            body = blob[len(MAGIC) + NONCE_BYTES :]
-            return AESGCM(key).decrypt(nonce, body, item_id.encode("utf-8"))
-        except (InvalidTag, ValueError):
+        opened = _unseal(self._master_key(create=False), item_id, blob)
+        if opened is None:
             raise KeystoreError(
                 f"keystore {self.directory}: cannot decrypt item {item_id} "
                 f"(wrong {ENV_MASTER_KEY} or {MASTER_KEY_FILE}?)"
-            ) from None
+            )
+        return opened
 
     def delete(self, item_id: str) -> None:
         """Remove the item's file; no error when it is absent."""
@@ -324,13 +310,35 @@ class FileKeystore:
             except OSError as error:
                 raise KeystoreError(f"keystore {self.directory}: cannot read item {item_id} "
                                     f"({error.strerror})") from None
-            nonce = blob[len(MAGIC) : len(MAGIC) + NONCE_BYTES]
-            try:
-                AESGCM(key).decrypt(nonce, blob[len(MAGIC) + NONCE_BYTES :],
-                                    item_id.encode("utf-8"))
-            except (InvalidTag, ValueError):
+            if _unseal(key, item_id, blob) is None:
                 return False
         return True
+
+
+def _seal(key: bytes, item_id: str, data: bytes) -> bytes:
+    """An item as stored: MAGIC, a fresh nonce, AES-256-GCM of ``data`` with the item id as
+    associated data. (``cryptography`` is imported here, on the first item read or written, so
+    a command that never opens one does not load it.)"""
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    nonce = secrets.token_bytes(NONCE_BYTES)
+    return MAGIC + nonce + AESGCM(key).encrypt(nonce, bytes(data), item_id.encode("utf-8"))
+
+
+def _unseal(key: bytes, item_id: str, blob: bytes) -> bytes | None:
+    """What ``_seal`` sealed, or None when ``blob`` is not an item or does not open under
+    ``key`` for ``item_id``."""
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    if not blob.startswith(MAGIC):
+        return None
+    nonce = blob[len(MAGIC) : len(MAGIC) + NONCE_BYTES]
+    try:
+        return AESGCM(key).decrypt(nonce, blob[len(MAGIC) + NONCE_BYTES :],
+                                   item_id.encode("utf-8"))
+    except (InvalidTag, ValueError):
+        return None
 
 
 def _checked(where: str, item_id: str) -> str:

@@ -249,9 +249,9 @@ class System:
 
     @cached_property
     def policies(self) -> PolicySource:
+        self._before_logging()  # first: the logs import structlog their way (entrypoints.logs)
         from orchestrator.policies.source import PolicySource
 
-        self._before_logging()
         return PolicySource(self.settings.policies, self.store, self.clock)
 
     @cached_property
@@ -264,13 +264,14 @@ class System:
 
     @cached_property
     def core(self) -> Core:
+        self._before_logging()  # first, as in ``policies``
         from orchestrator.adapters.delivery import FileDelivery
         from orchestrator.adapters.hooks import SubprocessHooks
 
-        self._before_logging()
         settings = self.settings
         return wire(self.store, keystore=self.keystore, clock=self.clock,
-                    policies=self.policies.current, provider=settings.provider,
+                    policies=lambda: self.policies.current(),  # read when planning, so a
+                    provider=settings.provider,  # command that never plans never loads them
                     delivery=FileDelivery(settings.delivery, self.clock), actor=settings.actor,
                     rotation_actor="scheduler" if self._daemon else settings.actor,
                     projector=self.projector, fleet_writes=self._daemon,

@@ -16,11 +16,37 @@ import logging
 import re
 import sys
 import threading
-from collections.abc import MutableMapping
+from collections.abc import Iterator, MutableMapping
+from contextlib import contextmanager
 from types import TracebackType
 from typing import Any
 
-import structlog
+
+@contextmanager
+def _without_rich() -> Iterator[None]:
+    """structlog's first import without Rich, when stderr is not a terminal.
+
+    ``import structlog`` loads ``structlog.dev``, which, Rich being installed (the tables of
+    ``orchestrator status`` use it), loads Rich's traceback and pretty-printer and Pygments'
+    lexers: a third of structlog's import time, for the console renderer's tracebacks only.
+    Off a terminal the logs are JSON (``configure``), so structlog is imported as on a machine
+    without Rich (structlog supports that: its console renderer then prints plain
+    tracebacks). A ``None`` entry in ``sys.modules`` makes ``import rich`` fail; it is removed
+    again at once, so Rich itself still loads where a command asks for it. On a terminal, or
+    when structlog or Rich is already loaded, nothing changes."""
+    if "structlog" in sys.modules or "rich" in sys.modules or sys.stderr.isatty():
+        yield
+        return
+    sys.modules["rich"] = None  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        if "rich" in sys.modules and sys.modules["rich"] is None:
+            del sys.modules["rich"]
+
+
+with _without_rich():
+    import structlog
 
 __all__ = ["configure", "is_configured", "last_problem", "redact"]
 

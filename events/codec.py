@@ -14,8 +14,6 @@ from datetime import datetime
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
-from pydantic_core import to_json
-
 if TYPE_CHECKING:
     from events.catalog import Event
 
@@ -76,8 +74,11 @@ def record_bytes(
     """The canonical bytes of one stored record (everything but position and hashes): the
     UTF-8 of ``dumps`` of the list below. pydantic-core's serializer writes the same bytes
     (compact, UTF-8 as is, the same escapes) without the text step; tests/unit/test_codec.py
-    holds it to that definition."""
-    return to_json(
+    holds it to that definition. (Imported here, with the first record hashed: a command that
+    only reads the read models, ``app list``, loads no pydantic.)"""
+    import pydantic_core
+
+    return pydantic_core.to_json(
         [
             stream_id,
             stream_version,

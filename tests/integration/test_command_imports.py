@@ -81,3 +81,10 @@ def test_adding_a_generated_key_still_loads_cryptography(env: dict[str, str],
                    cwd=tmp_path, capture_output=True, check=True, timeout=120)
     assert "cryptography" in _loaded(["credential", "add", "shop", "--usage",
                                       "private_key_jwt", "--generate"], env, tmp_path)
+
+
+def test_app_list_reads_the_read_model_without_pydantic(env: dict[str, str],
+                                                        tmp_path: Path) -> None:
+    """``app list`` reads rows of the read model: no event is decoded or hashed, so neither
+    pydantic nor its core is loaded (nor anything heavier)."""
+    assert _loaded(["app", "list"], env, tmp_path, ("pydantic", "pydantic_core", *HEAVY)) == []

@@ -19,7 +19,9 @@ from events import catalog, codec
 from events.store import NewEvent, build_records
 
 _TEXT = st.text(max_size=12)
-_TIMES = st.datetimes(timezones=st.timezones()).filter(lambda t: t.utcoffset() is not None)
+# a day away from datetime's ends: year 1 at a positive offset is before 0001-01-01 in UTC
+_TIMES = st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30),
+                      timezones=st.timezones()).filter(lambda t: t.utcoffset() is not None)
 
 
 def _strategy(annotation: Any) -> st.SearchStrategy[Any]:

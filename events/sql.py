@@ -43,7 +43,7 @@ from sqlalchemy.engine import Engine, make_url
 
 from events import epoch as leader_epoch
 from events.chain import GENESIS
-from events.connections import borrowed, watch
+from events.connections import Held, borrowed, watch
 from events.store import (
     ConcurrencyError,
     DuplicateClaimError,
@@ -198,6 +198,11 @@ class SQLEventStore:
         self._pg = is_postgres(engine)
         self._head: tuple[int, str] | None = None  # (position, hash) after our last append
         self._clock = clock or (lambda: datetime.now(UTC))
+        self._held = Held(engine)  # the appends' connection, kept between them
+
+    def close(self) -> None:
+        """Give back the connection the appends keep (the next append takes one again)."""
+        self._held.close()
 
     def _sql(self, text: str) -> str:
         return text.replace("?", "%s") if self._pg else text
@@ -210,7 +215,7 @@ class SQLEventStore:
         if not events:
             return []
         mine = self._epoch()
-        with borrowed(self.engine) as conn:
+        with self._held.driver() as conn:
             if self._pg:
                 return self._append_pg(conn, stream_id, events, expected_version, mine)
             return self._append_sqlite(conn, stream_id, events, expected_version, mine)

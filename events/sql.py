@@ -22,8 +22,10 @@ faster single-event appends). PostgreSQL uses the server's settings (``synchrono
 
 The hot paths (append, read) use the driver's cursor directly through SQLAlchemy's pooled
 connection (``events.connections.borrowed``: one a restarted server dropped is thrown away, not
-rolled back); the schema lives in Alembic migrations (``events/migrations``); everything else
-uses SQLAlchemy Core.
+rolled back); appends keep theirs between calls (``events.connections.Held``: a checkout and
+return cost a single-event append as much as its statement), given up the same way on any error.
+The schema lives in Alembic migrations (``events/migrations``); everything else uses SQLAlchemy
+Core.
 
 Fencing: a store built with ``fence`` (the daemon's: the leader epoch its lease was taken at)
 checks that epoch against ``leader_epoch`` inside every append's transaction, under the append

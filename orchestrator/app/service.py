@@ -15,7 +15,6 @@ from datetime import datetime, timedelta
 from functools import partial
 
 from events import catalog as ev
-from events.chain import Break, Verified, verify
 from events.projector import Projector
 from events.state import AppState, Credential, evolve, stream_id
 from events.store import (
@@ -370,9 +369,6 @@ class Service:
 
     def audit(self, where: ReadFilter) -> Iterator[Recorded]:
         return self.store.read(where)
-
-    def verify(self) -> Break | Verified:
-        return verify(self.store.read())
 
 
 def _after(at: datetime | None) -> datetime | None:

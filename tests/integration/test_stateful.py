@@ -34,7 +34,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from events.chain import Verified
+from events.chain import Verified, verify
 from events.projector import Projector, state_to_json
 from events.sql import SQLEventStore, create_engine, upgrade
 from events.state import fold, stream_id
@@ -266,7 +266,7 @@ class Orchestration(RuleBasedStateMachine):
                 self._usability(app, usage, usable)
             self._usability(app, SECRET, self._secret_accepted(app))
         self.excused.clear()
-        assert isinstance(self.ops.service.verify(), Verified)
+        assert isinstance(verify(self.ops.store.read()), Verified)
         self.projector.catch_up()
         records = list(self.ops.store.read())
         for state in self.projector.states():

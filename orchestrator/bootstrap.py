@@ -360,6 +360,10 @@ class System:
         metrics.register(DaemonCollector(lambda: DaemonStatus(*status())))
 
     def close(self) -> None:
+        """Give back the store's held connection, then close the engine's pool."""
+        store = self.__dict__.get("sql_store")  # only one already made (cached_property)
+        if store is not None:
+            store.close()
         self.engine.dispose()
 
 

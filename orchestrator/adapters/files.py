@@ -13,6 +13,9 @@ from typing import IO
 
 __all__ = ["atomic_stream", "atomic_write", "create_once", "fsync_dir"]
 
+# a folder opened only to name files in it: O_PATH (Linux) needs no read permission on it
+_FOLDER = os.O_DIRECTORY | getattr(os, "O_PATH", os.O_RDONLY)
+
 
 @contextlib.contextmanager
 def _staged(path: Path, mode: int) -> Iterator[tuple[int, str, int]]:
@@ -22,7 +25,7 @@ def _staged(path: Path, mode: int) -> Iterator[tuple[int, str, int]]:
     replaced meanwhile (a keystore restored from backup, a volume unmounted), the caller's
     rename by path fails, and the temporary file is still removed from the folder it went to
     rather than left there for ever."""
-    folder = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
+    folder = os.open(path.parent, _FOLDER)
     try:
         name = f".{path.name}.{secrets.token_hex(8)}.tmp"
         fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode, dir_fd=folder)

@@ -30,6 +30,7 @@ from tests.support.auth0_site import Site, accepted, key, pkjwt_app, proof, regi
 
 PKJWT, JAR, MTLS, SECRET = "private_key_jwt", "jar", "mtls", "client_secret"
 CREDENTIALS = "POST /api/v2/clients/{id}/credentials"
+POOL = "GET /api/v2/clients/{id}/credentials"
 PATCH_CLIENT = "PATCH /api/v2/clients/{id}"
 TOKEN = "POST /oauth/token"
 HOUR, DAY = timedelta(hours=1), timedelta(days=1)
@@ -106,11 +107,15 @@ def test_register_uploads_the_public_key_with_our_kid_and_expiry(site: Site) -> 
 
 
 def test_register_again_finds_the_first_upload(site: Site) -> None:
+    """A key is uploaded without a look at the pool first (one request); the repeat is refused
+    by Auth0 as a key the client holds, and finds that copy: one copy, the same id."""
     app, client_id = pkjwt_app(site)
     cred = key(site, app)
     first = site.provider.register(app, cred)
+    assert (site.count(CREDENTIALS, 201), site.count(POOL)) == (1, 0)
     assert site.provider.register(app, cred) == first
-    assert site.count(CREDENTIALS) == 1 and len(site.pool(client_id)) == 1
+    assert (site.count(CREDENTIALS, 201), site.count(CREDENTIALS, 400)) == (1, 1)
+    assert site.count(POOL) == 1 and len(site.pool(client_id)) == 1
 
 
 def test_register_after_a_lost_answer_finds_the_upload_instead_of_a_duplicate(
@@ -119,6 +124,22 @@ def test_register_after_a_lost_answer_finds_the_upload_instead_of_a_duplicate(
     cred = key(site, app)
     site.emu.faults.script("lost", method="POST", route="/api/v2/clients/{id}/credentials")
     provider_id = site.provider.register(app, cred)
+    assert [c["id"] for c in site.pool(client_id)] == [provider_id]
+    # the repeat's upload is refused as a duplicate, and the pool read finds the first one
+    assert site.count(CREDENTIALS, "lost") == 1 and site.count(CREDENTIALS, 400) == 1
+
+
+def test_a_subject_dn_after_a_lost_answer_is_found_not_made_twice(
+        site: Site, ca: tuple[bytes, bytes]) -> None:
+    """Auth0 has no key to refuse a second copy of a subject DN for: the repeat finds the first
+    upload in the pool before it uploads."""
+    app, client_id = pkjwt_app(site)
+    issued = site.crypto.issue_certificate(ca[0], ca[1], "CN=payments,O=Acme,C=DE", 2048,
+                                           NOW - HOUR, NOW + 30 * DAY)
+    by_dn = site.service.add_credential(app, MTLS, CredentialSource(
+        pem=issued.material.certificate_pem.encode()), kind=CredentialKind.CERT_SUBJECT_DN)
+    site.emu.faults.script("lost", method="POST", route="/api/v2/clients/{id}/credentials")
+    provider_id = site.provider.register(app, by_dn)
     assert [c["id"] for c in site.pool(client_id)] == [provider_id]
     assert site.count(CREDENTIALS, "lost") == 1 and site.count(CREDENTIALS) == 1
 
@@ -138,9 +159,9 @@ def test_register_of_a_certificate_and_of_a_subject_dn(site: Site, ca: tuple[byt
     assert pool[cert_id]["pem"] == cert.certificate_pem
     assert pool[dn_id]["credential_type"] == "cert_subject_dn"
     assert pool[dn_id]["subject_dn"] == "C=DE\nO=Acme\nCN=payments"
-    assert site.provider.register(app, cert) == cert_id
-    assert site.provider.register(app, by_dn) == dn_id
-    assert site.count(CREDENTIALS) == 2
+    assert site.provider.register(app, cert) == cert_id  # refused as a duplicate, found
+    assert site.provider.register(app, by_dn) == dn_id  # found before any upload
+    assert (site.count(CREDENTIALS, 201), site.count(CREDENTIALS, 400)) == (2, 1)
 
 
 def test_a_full_pool_is_refused_naming_the_cap(site: Site) -> None:

@@ -8,18 +8,25 @@ moves the emulator's clock.
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import httpx
 import pytest
 from structlog.testing import capture_logs
 
+from events.kinds import CredentialKind
 from orchestrator.adapters.crypto import PrimePairKeys
 from orchestrator.adapters.providers.auth0 import Auth0Provider
+from orchestrator.app.service import CredentialSource
+from orchestrator.domain.errors import ProviderError
 from orchestrator.domain.identity_provider import ProviderUnavailable
+from tests.conftest import NOW
 from tests.peers.auth0 import Auth0Emulator
 from tests.support.auth0_site import Site, key, pkjwt_app, registered
 
 CREDENTIALS = "POST /api/v2/clients/{id}/credentials"
 PATCH_CLIENT = "PATCH /api/v2/clients/{id}"
+MTLS, HOUR, DAY = "mtls", timedelta(hours=1), timedelta(days=1)
 
 
 
@@ -37,13 +44,57 @@ def test_5xx_and_409_are_retried_within_the_call(site: Site) -> None:
 
 
 def test_a_failure_that_outlasts_the_attempts_is_provider_unavailable(site: Site) -> None:
-    app, _ = pkjwt_app(site)
+    app, client_id = pkjwt_app(site)
     cred = key(site, app)
-    site.emu.faults.script("500", method="GET", count=10)
+    site.emu.faults.script("500", method="POST", route="/api/v2/clients/{id}/credentials",
+                           count=10)
     with pytest.raises(ProviderUnavailable, match=r"500 .*gave up after 4 attempts"):
         site.provider.register(app, cred)
+    assert site.count(CREDENTIALS, 500) == 4 and site.count(CREDENTIALS) == 4
+    assert site.pool(client_id) == []
+
+
+def test_a_subject_dn_is_never_uploaded_blind(site: Site, ca: tuple[bytes, bytes]) -> None:
+    """Auth0 refuses no subject DN twice: without a look at the pool first, a repeat after a
+    lost answer would add a second copy; a pool that cannot be read stops the upload."""
+    app, client_id = pkjwt_app(site)
+    issued = site.crypto.issue_certificate(ca[0], ca[1], "CN=payments,O=Acme,C=DE", 2048,
+                                           NOW - HOUR, NOW + 30 * DAY)
+    by_dn = site.service.add_credential(app, MTLS, CredentialSource(
+        pem=issued.material.certificate_pem.encode()), kind=CredentialKind.CERT_SUBJECT_DN)
+    site.emu.faults.script("500", method="GET", count=10)
+    with pytest.raises(ProviderUnavailable, match=r"500 .*gave up after 4 attempts"):
+        site.provider.register(app, by_dn)
     assert site.count(CREDENTIALS) == 0  # never uploaded blind
     assert site.count("GET /api/v2/clients/{id}/credentials", 500) == 4
+    assert site.pool(client_id) == []
+
+
+def test_a_full_pool_holding_our_copy_is_no_refusal(site: Site) -> None:
+    """Were Auth0 to check its pool cap before duplicates (the emulator checks duplicates
+    first; the reference does not say), a repeat after a lost answer into a pool our copy
+    filled would be refused as full: the pool is read then, and our copy found. A full pool
+    without it is refused in one line."""
+    app, client_id = pkjwt_app(site)
+    ours, other = key(site, app), key(site, app)
+    first = site.provider.register(app, ours)
+    upstream = httpx.Client(base_url=site.emu.base_url)
+
+    def full(request: httpx.Request) -> httpx.Response:
+        if request.method == "POST" and request.url.path.endswith("/credentials"):
+            return httpx.Response(400, json={"statusCode": 400, "error": "Bad Request",
+                                             "message": "A client can have a maximum of 4 "
+                                                        "credentials."})
+        answer = upstream.request(request.method, request.url.path, params=request.url.params,
+                                  headers=request.headers, content=request.content)
+        return httpx.Response(answer.status_code, headers=answer.headers, content=answer.content)
+
+    provider = site.build(transport=httpx.MockTransport(full))
+    assert provider.register(app, ours) == first
+    with pytest.raises(ProviderError, match="holds its maximum of 4 credentials"):
+        provider.register(app, other)
+    assert [c["id"] for c in site.pool(client_id)] == [first]
+    upstream.close()
 
 
 def test_nothing_from_httpx_escapes(site: Site) -> None:
@@ -124,6 +175,7 @@ def test_a_configured_budget_paces_every_provider_of_the_tenant_with_no_429(
 def test_no_secret_or_key_reaches_a_log_line_or_an_error(emu: Auth0Emulator,
                                                          key_source: PrimePairKeys) -> None:
     emu.configure(faults={"seed": 3, "error_rate": 0.3})
+    emu.faults.script("500", method="POST")  # a retry at least, whatever the seed gives
     site = Site(emu, key_source, attempts=8)
     app, _ = pkjwt_app(site)
     with capture_logs() as logs:

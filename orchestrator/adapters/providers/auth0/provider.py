@@ -4,8 +4,10 @@ API v2 (auth0-credentials.md sections 1 to 4; identity-providers.md section 1).
 Each method is one *operation* retried whole (``retries.RetryPolicy``), so a repeat after a
 lost answer finds what the first attempt did instead of doing it twice:
 
-* ``register`` lists the client's credential pool and finds ours (kid, certificate thumbprint
-  or subject DN) before it uploads, and again after Auth0 says the key already exists;
+* ``register`` uploads a public key or certificate at once and, when Auth0 says the client
+  holds that key already (or its pool is full), lists the pool and finds ours (kid or
+  certificate thumbprint); a subject DN, which Auth0 has no key to refuse twice for, is looked
+  for in the pool before it is uploaded;
 * ``activate`` / ``deactivate`` read the client and PATCH only when the slot must change,
   sending the slot's whole list of ``{id}`` references (at most 2) and every other slot as it is;
 * ``remove`` detaches the credential from any slot still holding it, then DELETEs it (404: done);
@@ -38,6 +40,7 @@ from urllib.parse import quote
 
 import httpx
 
+from events.kinds import CredentialKind
 from events.state import AppState, Credential
 from orchestrator.adapters.providers.auth0 import mapping
 from orchestrator.adapters.providers.auth0.client import Auth0Http, Reply
@@ -127,11 +130,17 @@ class Auth0Provider:
         body = mapping.create_body(credential, credential.name or
                                    f"{app} {credential.usage} {credential.id}")
         path = f"/clients/{_q(client_id)}/credentials"
+        # Auth0 refuses a public key (or certificate) the client holds already (400
+        # DUPLICATE_KEY; reference 2.1): such an upload is simply made, and a refusal finds the
+        # copy an earlier attempt made before its answer was lost: one request, not a read
+        # first. A subject DN carries no key to be refused for: it is looked for first.
+        refused_twice = credential.kind in (CredentialKind.PUBLIC_KEY, CredentialKind.X509_CERT)
 
         def attempt() -> str:
-            found = self._find(client_id, credential)
-            if found is not None:
-                return found
+            if not refused_twice:  # a copy made before an answer was lost is found first
+                found = self._find(client_id, credential)
+                if found is not None:
+                    return found
             reply = self.http.management("POST", path, json_body=body)
             if reply.status in (200, 201) and isinstance(reply.body, dict) and reply.body.get("id"):
                 return str(reply.body["id"])
@@ -142,6 +151,10 @@ class Auth0Provider:
                 raise ProviderError(f"Auth0 {self.domain}: client {client_id} already holds the "
                                     f"key of {credential.id} under another key id")
             full = POOL_FULL.search(reply.message) if reply.status == 400 else None
+            if full is not None and refused_twice:  # the pool may be full of our own copy
+                found = self._find(client_id, credential)
+                if found is not None:
+                    return found
             if full is not None:
                 raise ProviderError(
                     f"Auth0 {self.domain}: client {client_id} holds its maximum of "

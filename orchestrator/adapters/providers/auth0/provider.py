@@ -65,6 +65,9 @@ T = TypeVar("T")
 PER_PAGE = 100
 DUPLICATE_KEY = "credentials contains public keys that already exist in client"
 POOL_FULL = re.compile(r"maximum of (\d+) credentials")
+# the refusal of a key the client holds, by its key (DUPLICATE_KEY) or by its kid ("A credential
+# with kid ... already exists in client": which of the two Auth0 checks first is not documented)
+HELD_ALREADY = re.compile(r"already exists? in client")
 STILL_ATTACHED = "still associated"
 CLIENT_FIELDS = ("client_id,name,app_type,global,token_endpoint_auth_method,"
                  "client_authentication_methods,signed_request_object")
@@ -144,7 +147,7 @@ class Auth0Provider:
             reply = self.http.management("POST", path, json_body=body)
             if reply.status in (200, 201) and isinstance(reply.body, dict) and reply.body.get("id"):
                 return str(reply.body["id"])
-            if reply.status == 400 and DUPLICATE_KEY in reply.message:
+            if reply.status == 400 and HELD_ALREADY.search(reply.message):
                 found = self._find(client_id, credential)
                 if found is not None:
                     return found

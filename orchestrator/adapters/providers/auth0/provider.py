@@ -59,14 +59,14 @@ from orchestrator.domain.identity_provider import (
 )
 from orchestrator.domain.vocabulary import Usage
 
-__all__ = ["DUPLICATE_KEY", "PER_PAGE", "Auth0Provider"]
+__all__ = ["PER_PAGE", "Auth0Provider"]
 
 T = TypeVar("T")
 PER_PAGE = 100
-DUPLICATE_KEY = "credentials contains public keys that already exist in client"
 POOL_FULL = re.compile(r"maximum of (\d+) credentials")
-# the refusal of a key the client holds, by its key (DUPLICATE_KEY) or by its kid ("A credential
-# with kid ... already exists in client": which of the two Auth0 checks first is not documented)
+# the refusal of a key the client holds, by its key ("credentials contains public keys that
+# already exist in client") or by its kid ("A credential with kid ... already exists in
+# client"): which of the two Auth0 checks first is not documented
 HELD_ALREADY = re.compile(r"already exists? in client")
 STILL_ATTACHED = "still associated"
 CLIENT_FIELDS = ("client_id,name,app_type,global,token_endpoint_auth_method,"
@@ -134,7 +134,7 @@ class Auth0Provider:
                                    f"{app} {credential.usage} {credential.id}")
         path = f"/clients/{_q(client_id)}/credentials"
         # Auth0 refuses a public key (or certificate) the client holds already (400
-        # DUPLICATE_KEY; reference 2.1): such an upload is simply made, and a refusal finds the
+        # HELD_ALREADY; reference 2.1): such an upload is simply made, and a refusal finds the
         # copy an earlier attempt made before its answer was lost: one request, not a read
         # first. A subject DN carries no key to be refused for: it is looked for first.
         refused_twice = credential.kind in (CredentialKind.PUBLIC_KEY, CredentialKind.X509_CERT)
@@ -147,17 +147,15 @@ class Auth0Provider:
             reply = self.http.management("POST", path, json_body=body)
             if reply.status in (200, 201) and isinstance(reply.body, dict) and reply.body.get("id"):
                 return str(reply.body["id"])
-            if reply.status == 400 and HELD_ALREADY.search(reply.message):
+            held = reply.status == 400 and HELD_ALREADY.search(reply.message) is not None
+            full = POOL_FULL.search(reply.message) if reply.status == 400 else None
+            if held or (full is not None and refused_twice):  # our own copy, maybe
                 found = self._find(client_id, credential)
                 if found is not None:
                     return found
+            if held:
                 raise ProviderError(f"Auth0 {self.domain}: client {client_id} already holds the "
                                     f"key of {credential.id} under another key id")
-            full = POOL_FULL.search(reply.message) if reply.status == 400 else None
-            if full is not None and refused_twice:  # the pool may be full of our own copy
-                found = self._find(client_id, credential)
-                if found is not None:
-                    return found
             if full is not None:
                 raise ProviderError(
                     f"Auth0 {self.domain}: client {client_id} holds its maximum of "

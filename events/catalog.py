@@ -46,6 +46,7 @@ __all__ = [
     "decode",
     "decode_json",
     "event_types",
+    "json_decoder",
     "upcast",
     "upcaster",
 ]
@@ -136,14 +137,21 @@ def decode_json(type_name: str, schema_version: int, payload_json: str) -> Event
     pydantic's own JSON parser straight into the model (2-3x cheaper than ``json.loads`` and
     validating the dict: a rebuild decodes every event of the log). An older schema version
     goes through ``upcast`` as in ``decode``."""
+    return json_decoder(type_name, schema_version)(payload_json)
+
+
+def json_decoder(type_name: str, schema_version: int) -> Callable[[str], Event]:
+    """``decode_json`` for one type and schema version, as a function of the payload's text
+    alone: a fold looks it up once per type rather than once per event. An unknown type gives a
+    function that raises ``UnknownEventType`` when called, as ``decode_json`` does."""
     cls = _REGISTRY.get(type_name)
     if cls is None or schema_version != cls.schema_version:
-        return decode(type_name, schema_version, json.loads(payload_json))
+        return lambda text: decode(type_name, schema_version, json.loads(text))
     validate = _JSON_VALIDATORS.get(type_name)
     if validate is None:
         cls.model_rebuild()  # build the deferred validator (a no-op once built)
         validate = _JSON_VALIDATORS[type_name] = cls.__pydantic_validator__.validate_json
-    return validate(payload_json)
+    return validate
 
 
 # --- applications ------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ import gc
 import itertools
 import json
 import operator
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, fields, is_dataclass
 from datetime import datetime
@@ -241,18 +241,21 @@ _FACT = operator.itemgetter(*map(Recorded._fields.index, (  # a Recorded's Fact
 def _fold(states: dict[str, AppState], facts: Iterable[Fact]) -> tuple[int, int]:
     """Fold ``facts`` into ``states`` (by app): (how many were read, the last position, 0 if
     none). Each event is decoded once, from its payload text (``catalog.decode_json``)."""
-    from events.catalog import decode_json  # pydantic loads with the first fold, not at import
+    from events.catalog import json_decoder  # pydantic loads with the first fold, not at import
 
     count = last = 0
     prefix, skip = STREAM_PREFIX, len(STREAM_PREFIX)
     get = states.get
+    decoders: dict[tuple[str, int], Callable[[str], Any]] = {}  # by type and schema version
     for position, stream, kind, version, at, payload in facts:
         count += 1
         last = position
         if stream.startswith(prefix):
             app = stream[skip:]
-            event = decode_json(kind, version, payload)
-            states[app] = evolve(get(app) or AppState(app=app), event, at)
+            decode = decoders.get((kind, version))
+            if decode is None:
+                decode = decoders[kind, version] = json_decoder(kind, version)
+            states[app] = evolve(get(app) or AppState(app=app), decode(payload), at)
     return count, last
 
 

@@ -58,6 +58,8 @@ def test_encode_payload_is_the_canonical_json_of_the_json_dump(event: catalog.Ev
     assert text == codec.dumps(event.model_dump(mode="json"))
     decoded = catalog.decode(event.type_name, event.schema_version, json.loads(text))
     assert codec.encode_payload(decoded) == text
+    # what the log's readers use (``Recorded.event``, the rebuild's fold): the same event
+    assert catalog.decode_json(event.type_name, event.schema_version, text) == decoded
 
 
 def test_every_event_type_is_covered() -> None:

@@ -102,7 +102,7 @@ class Recorded(NamedTuple):
         from events import catalog
 
         # straight from the text through pydantic's JSON parser: the same event as ``decode``
-        # of ``payload``, at a third of its cost (``catalog.decode_json``)
+        # of ``payload``, at about half its cost (``catalog.decode_json``)
         return catalog.decode_json(self.type, self.schema_version, self.payload_json)
 
     def record_bytes(self) -> bytes:

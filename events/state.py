@@ -8,10 +8,10 @@ rules that refuse belong in ``orchestrator.domain.rules.decide``; an event is a 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import MISSING, dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 from events.kinds import CredentialKind, Usage
 
@@ -31,7 +31,6 @@ __all__ = [
 ]
 
 STREAM_PREFIX = "app:"
-_T = TypeVar("_T")
 
 
 def stream_id(app: str) -> str:
@@ -194,32 +193,6 @@ def _with(obj: Any, changes: Mapping[str, Any]) -> Any:
     return new
 
 
-_DEFAULTS: dict[type, tuple[dict[str, Any], frozenset[str]]] = {}
-
-
-def _new(cls: type[_T], **values: Any) -> _T:
-    """``cls(**values)`` for these frozen value objects without the dataclass ``__init__``,
-    which sets each field through ``object.__setattr__`` (3.4 us for a ``Credential``, whose
-    every added key the fold makes): the fields' defaults updated with ``values`` become the
-    instance's attributes at once. Anything else (a name that is not a field, a field left
-    without a value) goes to ``cls(**values)``, which says what is wrong."""
-    shape = _DEFAULTS.get(cls)
-    if shape is None:
-        every = fields(cls)  # type: ignore[arg-type]
-        if any(f.default_factory is not MISSING for f in every) or hasattr(cls, "__post_init__"):
-            raise TypeError(f"{cls.__name__}: _new takes plain defaults only")
-        shape = _DEFAULTS[cls] = ({f.name: f.default for f in every if f.default is not MISSING},
-                                  frozenset(f.name for f in every))
-    defaults, names = shape
-    attributes = defaults.copy()
-    attributes.update(values)
-    if attributes.keys() != names:
-        return cls(**values)
-    new: _T = object.__new__(cls)
-    object.__setattr__(new, "__dict__", attributes)
-    return new
-
-
 Changes = dict[str, Any]
 
 
@@ -254,8 +227,7 @@ def _credential_registered(state: AppState, event: ev.CredentialRegistered, at: 
 
 
 def _credential_added(state: AppState, event: ev.CredentialAdded, at: datetime) -> Changes:
-    cred = _new(
-        Credential,
+    cred = Credential(
         id=event.credential_id,
         usage=event.usage,
         kind=event.kind,
@@ -307,8 +279,7 @@ def _secret_rotated(state: AppState, event: ev.SecretRotated, at: datetime) -> C
 
 def _rotation_started(state: AppState, event: ev.RotationStarted, at: datetime) -> Changes:
     rotations = dict(state.rotations)
-    rotations[event.rotation_id] = _new(
-        Rotation,
+    rotations[event.rotation_id] = Rotation(
         id=event.rotation_id,
         usage=event.usage,
         reason=event.reason,

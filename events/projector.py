@@ -240,7 +240,8 @@ _FACT = operator.itemgetter(*map(Recorded._fields.index, (  # a Recorded's Fact
 
 def _fold(states: dict[str, AppState], facts: Iterable[Fact]) -> tuple[int, int]:
     """Fold ``facts`` into ``states`` (by app): (how many were read, the last position, 0 if
-    none). Each event is decoded once, from its payload text (``catalog.decode_json``)."""
+    none). Each event is decoded once, from its payload text, by its type's decoder
+    (``catalog.json_decoder``, looked up once per type and schema version)."""
     from events.catalog import json_decoder  # pydantic loads with the first fold, not at import
 
     count = last = 0

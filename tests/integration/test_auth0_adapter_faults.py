@@ -84,23 +84,22 @@ def test_a_refusal_that_may_be_our_own_copy_finds_it(site: Site, message: str,
     app, client_id = pkjwt_app(site)
     ours, other = key(site, app), key(site, app)
     first = site.provider.register(app, ours)
-    upstream = httpx.Client(base_url=site.emu.base_url)
+    with httpx.Client(base_url=site.emu.base_url) as upstream:
 
-    def full(request: httpx.Request) -> httpx.Response:
-        if request.method == "POST" and request.url.path.endswith("/credentials"):
-            kid = json.loads(request.content).get("kid", "")
-            return httpx.Response(400, json={"statusCode": 400, "error": "Bad Request",
-                                             "message": message.format(kid=kid)})
-        answer = upstream.request(request.method, request.url.path, params=request.url.params,
-                                  headers=request.headers, content=request.content)
-        return httpx.Response(answer.status_code, headers=answer.headers, content=answer.content)
+        def full(request: httpx.Request) -> httpx.Response:
+            if request.method == "POST" and request.url.path.endswith("/credentials"):
+                kid = json.loads(request.content).get("kid", "")
+                return httpx.Response(400, json={"statusCode": 400, "error": "Bad Request",
+                                                 "message": message.format(kid=kid)})
+            answer = upstream.request(request.method, request.url.path, params=request.url.params,
+                                      headers=request.headers, content=request.content)
+            return httpx.Response(answer.status_code, headers=answer.headers, content=answer.content)
 
-    provider = site.build(transport=httpx.MockTransport(full))
-    assert provider.register(app, ours) == first
-    with pytest.raises(ProviderError, match=refused):
-        provider.register(app, other)
-    assert [c["id"] for c in site.pool(client_id)] == [first]
-    upstream.close()
+        provider = site.build(transport=httpx.MockTransport(full))
+        assert provider.register(app, ours) == first
+        with pytest.raises(ProviderError, match=refused):
+            provider.register(app, other)
+        assert [c["id"] for c in site.pool(client_id)] == [first]
 
 
 def test_nothing_from_httpx_escapes(site: Site) -> None:
